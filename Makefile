@@ -1,0 +1,42 @@
+# push2 — targets a newcomer can guess. `make demo` is the main job, `make test`
+# runs every test (unit, plugins, end to end); .ci/run calls `make test`.
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+
+.PHONY: all build test unit e2e bench fuzz plugins demo deps vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Everything CI runs. deps installs the Debian packages the real-part tests
+# need (Prosody, prosody-modules, toolchains) when they are missing.
+test: deps vet
+	$(GO) test -count=1 $(PKGS)
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+deps:
+	./scripts/install-deps.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Short fuzzing of every parser, for local use (CI runs the seed corpora as
+# part of `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse$$ -fuzztime 30s ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzParseEnable -fuzztime 30s ./engine/
+
+demo: build
+	./examples/demo.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,163 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Namespaces of the protocol (push2.md).
+const (
+	NS            = "urn:xmpp:push2:0"
+	MatchPrefix   = "urn:xmpp:push2:match:"
+	SendPrefix    = "urn:xmpp:push2:send:"
+	NSClient      = "jabber:client"
+	NSStanzaID    = "urn:xmpp:sid:0"
+	NSForward     = "urn:xmpp:forward:0"
+	NSDelay       = "urn:xmpp:delay"
+	NSDiscoInfo   = "http://jabber.org/protocol/disco#info"
+	NSStanzaError = "urn:ietf:params:xml:ns:xmpp-stanzas"
+)
+
+// Trigger says why a stanza reached the engine: which part of the server
+// noticed that a registration's device would miss it.
+type Trigger string
+
+// The triggers of DESIGN.md "Delivery and state".
+const (
+	TriggerOffline    Trigger = "offline"     // stored for an account with no session
+	TriggerHibernated Trigger = "hibernated"  // queued for a XEP-0198 hibernated session
+	TriggerAckDelayed Trigger = "ack-delayed" // a live session that stopped acking
+	TriggerArchived   Trigger = "archived"    // stored in the user's archive (MAM)
+	TriggerGroupchat  Trigger = "groupchat"   // a MUC message addressed to the bare JID
+)
+
+// ParseTrigger validates a trigger name.
+func ParseTrigger(s string) (Trigger, bool) {
+	switch t := Trigger(s); t {
+	case TriggerOffline, TriggerHibernated, TriggerAckDelayed, TriggerArchived, TriggerGroupchat:
+		return t, true
+	}
+	return "", false
+}
+
+// Priority is the urgency of a notification, carried as <priority/>.
+type Priority int
+
+// Priorities, ordered so that a larger value is more urgent.
+const (
+	PriorityLow Priority = iota + 1
+	PriorityNormal
+	PriorityHigh
+)
+
+func (p Priority) String() string {
+	switch p {
+	case PriorityLow:
+		return "low"
+	case PriorityHigh:
+		return "high"
+	default:
+		return "normal"
+	}
+}
+
+// ParsePriority parses "low", "normal" or "high".
+func ParsePriority(s string) (Priority, bool) {
+	switch s {
+	case "low":
+		return PriorityLow, true
+	case "normal":
+		return PriorityNormal, true
+	case "high":
+		return PriorityHigh, true
+	}
+	return 0, false
+}
+
+// Context is what the server knows about a stanza beyond its bytes. The
+// bridge fills it; `push2 simulate` takes it from flags.
+type Context struct {
+	// Account is the bare JID of the user the stanza is for.
+	Account string
+	Trigger Trigger
+	// ArchiveID is the stanza-id the user's own archive assigned, if the
+	// stanza was archived; ArchiveBy is the JID that assigned it (the
+	// account, for the user's own archive).
+	ArchiveID string
+	ArchiveBy string
+	// Nick is the user's nick in the MUC room the stanza comes from, if any.
+	Nick string
+	// Now is the evaluation time; zero means the engine's clock.
+	Now time.Time
+}
+
+// MatchInput is what a match profile decides on.
+type MatchInput struct {
+	Stanza  *Element // the stanza, read-only
+	Match   *Element // the registration's <match/> element, read-only
+	Context *Context
+
+	facts *Facts
+}
+
+// Decision is a match profile's answer.
+type Decision struct {
+	Push     bool
+	Priority Priority // zero means normal
+	VoIP     bool     // a call: the notification carries <voip/>
+	Reason   string   // short, for --explain and metrics; never secret
+}
+
+// MatchProfile decides whether a stanza is pushed. Implementations must be
+// safe for concurrent use and must not retain the input.
+type MatchProfile interface {
+	// URI identifies the profile, e.g. "urn:xmpp:push2:match:all".
+	URI() string
+	// Validate checks a registration's <match/> element at enable time; an
+	// error refuses the registration (return a *StanzaError for a specific
+	// condition, anything else becomes bad-request).
+	Validate(match *Element) error
+	Match(ctx context.Context, in *MatchInput) (Decision, error)
+}
+
+// SendInput is what a send profile builds a notification from.
+type SendInput struct {
+	Stanza   *Element
+	Context  *Context
+	Decision Decision
+	// Send is the registration's <send/> element, read-only.
+	Send *Element
+	// Prepared is what the profile's Prepare returned for this <send/>.
+	Prepared any
+	// Budget is the number of bytes the profile's children may take in the
+	// serialized notification stanza; the engine refuses a result that
+	// exceeds it.
+	Budget int
+}
+
+// SendProfile builds the profile-specific children of <notification/>. The
+// engine adds <client/>, <priority/> and <voip/> itself. Implementations
+// must be safe for concurrent use.
+type SendProfile interface {
+	// Namespace identifies the profile: the xmlns of <send/>.
+	Namespace() string
+	// Prepare validates a <send/> element at enable time and returns a value
+	// (parsed keys, say) handed back in SendInput.Prepared. It must not echo
+	// secrets in its errors.
+	Prepare(send *Element) (any, error)
+	Send(ctx context.Context, in *SendInput) ([]*Element, error)
+}
+
+// ProfileInfo describes a registered profile for disco and the admin API.
+type ProfileInfo struct {
+	URI    string
+	Kind   string // "match" or "send"
+	Source string // "builtin" or a module description such as "wasm sha256:…"
+}
+
+// IsReservedURI reports whether uri is in one of the prefixes push2.md
+// reserves for profiles defined by XEPs.
+func IsReservedURI(uri string) bool {
+	return strings.HasPrefix(uri, MatchPrefix) || strings.HasPrefix(uri, SendPrefix)
+}

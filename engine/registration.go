@@ -1,0 +1,278 @@
+package engine
+
+import (
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"mellium.im/xmpp/jid"
+)
+
+// Registration is one device's push configuration: the parsed form of an
+// <enable xmlns='urn:xmpp:push2:0'/> (push2.md "Client registers to receive
+// push notifications").
+//
+// A Registration is immutable once returned by ParseEnable; re-enabling
+// replaces it as a whole.
+type Registration struct {
+	Account string    // bare JID of the user
+	ID      string    // the SASL2 client id, else the resource of the session
+	Created time.Time // when it was (last) enabled; the oldest is evicted first
+	Service string    // where notifications go: host, bare or full JID
+	Client  string    // opaque, echoed in every notification
+	Matches []*Match
+	// Enable is the <enable/> element as received; the store keeps it and
+	// re-parses on load, so parsing rules live in one place.
+	Enable *Element
+}
+
+// Key returns the registration's identity within the store.
+func (r *Registration) Key() RegKey { return RegKey{Account: r.Account, ID: r.ID} }
+
+// RegKey identifies a registration.
+type RegKey struct{ Account, ID string }
+
+func (k RegKey) String() string { return k.Account + "#" + k.ID }
+
+// Match is one <match/> of a registration.
+type Match struct {
+	Profile string
+	Grace   time.Duration // zero: no grace period
+	Filters []Filter
+	Element *Element // the <match/> element, for profiles with their own children
+	Send    *Element // the <send/> element
+	SendNS  string
+	// Prepared is the send profile's Prepare result. It is not persisted: a
+	// registration loaded from the store is prepared again.
+	Prepared any
+}
+
+// Filter is a <filter jid=…/>: pushes from that chat happen only on a
+// mention or a reply as its children say; no child means muted (push2.md
+// line 33).
+type Filter struct {
+	JID     string // normalized bare JID
+	Mention bool
+	Reply   bool
+}
+
+// Muted reports whether the filter lets nothing through.
+func (f Filter) Muted() bool { return !f.Mention && !f.Reply }
+
+// Limits bounds what one registration may contain. The zero value is not
+// useful; DefaultLimits holds the defaults.
+type Limits struct {
+	MaxMatches     int
+	MaxFilters     int
+	MaxGrace       time.Duration
+	MaxClientBytes int
+	MaxSendBytes   int // serialized <send/> size
+}
+
+// DefaultLimits are generous for real clients and small enough that a
+// registration cannot be used to store arbitrary data on the server.
+var DefaultLimits = Limits{
+	MaxMatches:     8,
+	MaxFilters:     256,
+	MaxGrace:       24 * time.Hour,
+	MaxClientBytes: 1024,
+	MaxSendBytes:   8192,
+}
+
+// NormalizeJID returns the canonical string form of a JID (PRECIS-prepared
+// by mellium), or an error for an invalid one.
+func NormalizeJID(s string) (jid.JID, error) {
+	return jid.Parse(strings.TrimSpace(s))
+}
+
+// ParseEnable validates an <enable/> element for account and session id and
+// returns the registration. Nothing is stored here; the caller stores the
+// result only if err is nil. Errors are *StanzaError with a text naming the
+// offending element.
+func ParseEnable(reg *Registry, lim Limits, account, id string, enable *Element) (*Registration, error) {
+	if !enable.Is(NS, "enable") {
+		return nil, badRequest("expected <enable xmlns='%s'/>", NS)
+	}
+	acct, err := NormalizeJID(account)
+	if err != nil || acct.Localpart() == "" {
+		return nil, badRequest("the account is not a valid bare JID")
+	}
+	acct = acct.Bare()
+	if id == "" {
+		return nil, badRequest("the session has neither a SASL2 client id nor a resource")
+	}
+	r := &Registration{Account: acct.String(), ID: id, Enable: enable}
+
+	var services, clients []*Element
+	for _, c := range enable.Children {
+		if c.Name.Space != NS {
+			continue // foreign extensions are ignored, as XMPP expects
+		}
+		switch c.Name.Local {
+		case "service":
+			services = append(services, c)
+		case "client":
+			clients = append(clients, c)
+		case "match":
+			if len(r.Matches) >= lim.MaxMatches {
+				return nil, badRequest("too many <match/> elements (at most %d)", lim.MaxMatches)
+			}
+			m, err := parseMatch(reg, lim, c, acct)
+			if err != nil {
+				return nil, err
+			}
+			r.Matches = append(r.Matches, m)
+		default:
+			return nil, badRequest("unexpected element <%s/> in <enable/>", c.Name.Local)
+		}
+	}
+
+	switch len(services) {
+	case 0:
+		return nil, badRequest("<service/> is required")
+	case 1:
+	default:
+		return nil, badRequest("<service/> must appear once")
+	}
+	svc, err := NormalizeJID(services[0].Text)
+	if err != nil || strings.TrimSpace(services[0].Text) == "" {
+		return nil, badRequest("<service/> is not a valid JID")
+	}
+	if svc.Bare().Equal(acct) {
+		return nil, badRequest("<service/> must not be the account itself")
+	}
+	r.Service = svc.String()
+
+	switch len(clients) {
+	case 0:
+		return nil, badRequest("<client/> is required")
+	case 1:
+	default:
+		return nil, badRequest("<client/> must appear once")
+	}
+	r.Client = clients[0].Text
+	if strings.TrimSpace(r.Client) == "" {
+		return nil, badRequest("<client/> must not be empty")
+	}
+	if len(r.Client) > lim.MaxClientBytes {
+		return nil, badRequest("<client/> is longer than %d bytes", lim.MaxClientBytes)
+	}
+	if !utf8.ValidString(r.Client) {
+		return nil, badRequest("<client/> is not valid UTF-8")
+	}
+	if len(r.Matches) == 0 {
+		return nil, badRequest("at least one <match/> is required")
+	}
+	return r, nil
+}
+
+func parseMatch(reg *Registry, lim Limits, el *Element, acct jid.JID) (*Match, error) {
+	uri, ok := el.LookupAttr("profile")
+	if !ok || strings.TrimSpace(uri) == "" {
+		return nil, badRequest("<match/> needs a 'profile' attribute")
+	}
+	mp, ok := reg.Match(uri)
+	if !ok {
+		return nil, notImplemented("match profile %q is not supported", uri)
+	}
+	m := &Match{Profile: uri, Element: el}
+	var graces, sends []*Element
+	seenFilter := map[string]bool{}
+	for _, c := range el.Children {
+		switch {
+		case c.Is(NS, "grace"):
+			graces = append(graces, c)
+		case c.Is(NS, "filter"):
+			if len(m.Filters) >= lim.MaxFilters {
+				return nil, badRequest("too many <filter/> elements (at most %d)", lim.MaxFilters)
+			}
+			f, err := parseFilter(c)
+			if err != nil {
+				return nil, err
+			}
+			if seenFilter[f.JID] {
+				return nil, badRequest("<filter jid='%s'/> appears twice", f.JID)
+			}
+			seenFilter[f.JID] = true
+			m.Filters = append(m.Filters, f)
+		case c.Name.Local == "send":
+			sends = append(sends, c)
+		}
+		// Other children belong to the match profile (custom profiles may
+		// define their own); its Validate judges them.
+	}
+	if len(graces) > 1 {
+		return nil, badRequest("<grace/> must appear at most once in a <match/>")
+	}
+	if len(graces) == 1 {
+		s := strings.TrimSpace(graces[0].Text)
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return nil, badRequest("<grace/> must be a non-negative integer number of seconds")
+		}
+		g := time.Duration(n) * time.Second
+		if g > lim.MaxGrace {
+			return nil, badRequest("<grace/> is longer than %d seconds", int(lim.MaxGrace/time.Second))
+		}
+		m.Grace = g
+	}
+	switch len(sends) {
+	case 0:
+		return nil, badRequest("<match/> needs a <send/> element")
+	case 1:
+	default:
+		return nil, badRequest("<match/> must have exactly one <send/> element")
+	}
+	m.Send = sends[0]
+	m.SendNS = m.Send.Name.Space
+	if m.SendNS == "" || m.SendNS == NS {
+		return nil, badRequest("<send/> must carry the send profile's namespace")
+	}
+	if m.Send.Size() > lim.MaxSendBytes {
+		return nil, badRequest("<send/> is larger than %d bytes", lim.MaxSendBytes)
+	}
+	sp, ok := reg.Send(m.SendNS)
+	if !ok {
+		return nil, notImplemented("send profile %q is not supported", m.SendNS)
+	}
+	if err := mp.Validate(el); err != nil {
+		return nil, asBadRequest(err, "<match profile='"+uri+"'/>")
+	}
+	prep, err := sp.Prepare(m.Send)
+	if err != nil {
+		return nil, asBadRequest(err, "<send/>")
+	}
+	m.Prepared = prep
+	return m, nil
+}
+
+func parseFilter(el *Element) (Filter, error) {
+	raw, ok := el.LookupAttr("jid")
+	if !ok {
+		return Filter{}, badRequest("<filter/> needs a 'jid' attribute")
+	}
+	j, err := NormalizeJID(raw)
+	if err != nil || strings.TrimSpace(raw) == "" {
+		return Filter{}, badRequest("<filter jid=…/> is not a valid JID")
+	}
+	f := Filter{JID: j.Bare().String()}
+	for _, c := range el.Children {
+		switch {
+		case c.Is(NS, "mention"):
+			f.Mention = true
+		case c.Is(NS, "reply"):
+			f.Reply = true
+		case c.Name.Space == NS:
+			return Filter{}, badRequest("unexpected element <%s/> in <filter/>", c.Name.Local)
+		}
+	}
+	return f, nil
+}
+
+func asBadRequest(err error, where string) *StanzaError {
+	if se, ok := err.(*StanzaError); ok {
+		return se
+	}
+	return badRequest("%s: %s", where, err.Error())
+}

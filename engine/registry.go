@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// Registry holds the profiles the engine can use, built-in and loaded,
+// identified by URI. Readers take an immutable snapshot, so an evaluation
+// that started on one version of a profile finishes on it even if a new
+// version is swapped in meanwhile (DESIGN.md "Hot load").
+type Registry struct {
+	mu    sync.Mutex // serializes writers
+	snap  atomic.Pointer[registrySnapshot]
+	subs  []func([]ProfileInfo)
+	subMu sync.Mutex
+}
+
+type registrySnapshot struct {
+	match  map[string]registered[MatchProfile]
+	send   map[string]registered[SendProfile]
+	sorted []ProfileInfo
+}
+
+type registered[P any] struct {
+	p      P
+	source string
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	r := &Registry{}
+	r.snap.Store(&registrySnapshot{match: map[string]registered[MatchProfile]{}, send: map[string]registered[SendProfile]{}})
+	return r
+}
+
+// Match returns the match profile for uri.
+func (r *Registry) Match(uri string) (MatchProfile, bool) {
+	p, ok := r.snap.Load().match[uri]
+	return p.p, ok
+}
+
+// Send returns the send profile for namespace ns.
+func (r *Registry) Send(ns string) (SendProfile, bool) {
+	p, ok := r.snap.Load().send[ns]
+	return p.p, ok
+}
+
+// Profiles lists every profile, sorted by kind then URI.
+func (r *Registry) Profiles() []ProfileInfo {
+	return append([]ProfileInfo(nil), r.snap.Load().sorted...)
+}
+
+// Features returns the disco#info features the engine advertises: the
+// protocol namespace followed by every profile URI (push2.md "Discovering
+// support").
+func (r *Registry) Features() []string {
+	s := r.snap.Load().sorted
+	out := make([]string, 0, len(s)+1)
+	out = append(out, NS)
+	for _, p := range s {
+		out = append(out, p.URI)
+	}
+	return out
+}
+
+// Subscribe registers fn to be called with the new profile list after every
+// change. fn runs synchronously after the swap and must not block for long.
+func (r *Registry) Subscribe(fn func([]ProfileInfo)) {
+	r.subMu.Lock()
+	r.subs = append(r.subs, fn)
+	r.subMu.Unlock()
+}
+
+// Update atomically applies a change: profiles in addMatch/addSend are added
+// or replace the ones with the same URI, then the URIs in remove (of either
+// kind) are removed. source describes where the added profiles come from.
+func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []SendProfile, remove []string) error {
+	r.mu.Lock()
+	old := r.snap.Load()
+	next := &registrySnapshot{
+		match: make(map[string]registered[MatchProfile], len(old.match)+len(addMatch)),
+		send:  make(map[string]registered[SendProfile], len(old.send)+len(addSend)),
+	}
+	for k, v := range old.match {
+		next.match[k] = v
+	}
+	for k, v := range old.send {
+		next.send[k] = v
+	}
+	for _, u := range remove {
+		delete(next.match, u)
+		delete(next.send, u)
+	}
+	for _, p := range addMatch {
+		if p.URI() == "" {
+			r.mu.Unlock()
+			return fmt.Errorf("registry: match profile with an empty URI from %s", source)
+		}
+		next.match[p.URI()] = registered[MatchProfile]{p, source}
+	}
+	for _, p := range addSend {
+		if p.Namespace() == "" {
+			r.mu.Unlock()
+			return fmt.Errorf("registry: send profile with an empty namespace from %s", source)
+		}
+		next.send[p.Namespace()] = registered[SendProfile]{p, source}
+	}
+	for u, p := range next.match {
+		next.sorted = append(next.sorted, ProfileInfo{URI: u, Kind: "match", Source: p.source})
+	}
+	for u, p := range next.send {
+		next.sorted = append(next.sorted, ProfileInfo{URI: u, Kind: "send", Source: p.source})
+	}
+	sort.Slice(next.sorted, func(i, j int) bool {
+		a, b := next.sorted[i], next.sorted[j]
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.URI < b.URI
+	})
+	r.snap.Store(next)
+	r.mu.Unlock()
+
+	list := next.sorted
+	r.subMu.Lock()
+	subs := append([]func([]ProfileInfo){}, r.subs...)
+	r.subMu.Unlock()
+	for _, fn := range subs {
+		fn(append([]ProfileInfo(nil), list...))
+	}
+	return nil
+}
+
+// Register adds built-in profiles.
+func (r *Registry) Register(profiles ...any) error {
+	var m []MatchProfile
+	var s []SendProfile
+	for _, p := range profiles {
+		ok := false
+		if mp, is := p.(MatchProfile); is {
+			m = append(m, mp)
+			ok = true
+		}
+		if sp, is := p.(SendProfile); is {
+			s = append(s, sp)
+			ok = true
+		}
+		if !ok {
+			return fmt.Errorf("registry: %T is neither a MatchProfile nor a SendProfile", p)
+		}
+	}
+	return r.Update("builtin", m, s, nil)
+}

@@ -1,0 +1,31 @@
+package profiles
+
+import (
+	"context"
+
+	"github.com/push2/push2/engine"
+)
+
+// notifyOnly is urn:xmpp:push2:send:notify-only:0: an empty notification
+// (only the <client/> and <priority/> the engine adds), enough to wake a
+// client that then connects and fetches its messages over XMPP.
+type notifyOnly struct{}
+
+var _ engine.SendProfile = notifyOnly{}
+
+// NotifyOnly returns the notify-only send profile.
+func NotifyOnly() engine.SendProfile { return notifyOnly{} }
+
+func (notifyOnly) Namespace() string { return SendNotifyOnly }
+
+// Prepare accepts <send/> with no required content.
+func (notifyOnly) Prepare(*engine.Element) (any, error) { return nil, nil }
+
+func (notifyOnly) Send(context.Context, *engine.SendInput) ([]*engine.Element, error) {
+	return nil, nil
+}
+
+// Builtin returns every built-in profile, ready for engine.Registry.Register.
+func Builtin() []any {
+	return []any{All(), Important(), Archived(), ArchivedWithBody(), NotifyOnly()}
+}
