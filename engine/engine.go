@@ -246,8 +246,24 @@ type Outcome struct {
 	Reg     RegKey
 	Profile string // the match profile that decided, if any
 	Pushed  bool
-	Reason  string // why (not): "pushed", "muted", "grace", "duplicate", "not important"…
+	Code    OutcomeCode // a small fixed set, for metrics labels
+	Reason  string      // why (not), for people: "filter: room@muc is muted"…
 }
+
+// OutcomeCode classifies an Outcome.
+type OutcomeCode string
+
+// Outcome codes.
+const (
+	OutcomePushed       OutcomeCode = "pushed"
+	OutcomeNoMatch      OutcomeCode = "no-match"
+	OutcomeFilter       OutcomeCode = "filter"
+	OutcomeGrace        OutcomeCode = "grace"
+	OutcomeDuplicate    OutcomeCode = "duplicate"
+	OutcomeNotLoaded    OutcomeCode = "profile-not-loaded"
+	OutcomeProfileError OutcomeCode = "profile-error"
+	OutcomeStoreError   OutcomeCode = "store-error"
+)
 
 // Result is the answer to an Event.
 type Result struct {
@@ -302,34 +318,34 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 }
 
 func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, c *Context, facts *Facts, keys []string) (Outcome, *Notification) {
-	out := Outcome{Reg: r.Key(), Reason: "no match profile pushes this stanza"}
+	out := Outcome{Reg: r.Key(), Code: OutcomeNoMatch, Reason: "no match profile pushes this stanza"}
 	var chosen *Match
 	var decision Decision
 	for _, m := range r.Matches {
 		mp, ok := e.registry.Match(m.Profile)
 		if !ok {
-			out.Profile, out.Reason = m.Profile, "match profile not loaded"
+			out.Profile, out.Code, out.Reason = m.Profile, OutcomeNotLoaded, "match profile not loaded"
 			continue
 		}
 		in := &MatchInput{Stanza: st, Match: m.Element, Context: c, facts: facts}
 		d, err := mp.Match(ctx, in)
 		if err != nil {
 			e.cfg.Logger.Warn("match profile failed", "profile", m.Profile, "account", r.Account, "id", r.ID, "err", err)
-			out.Profile, out.Reason = m.Profile, "match profile error: "+err.Error()
+			out.Profile, out.Code, out.Reason = m.Profile, OutcomeProfileError, "match profile error: "+err.Error()
 			continue
 		}
 		out.Profile = m.Profile
 		if !d.Push {
-			out.Reason = orDefault(d.Reason, "not matched")
+			out.Code, out.Reason = OutcomeNoMatch, orDefault(d.Reason, "not matched")
 			continue
 		}
 		if reason, ok := applyFilters(m.Filters, facts); !ok {
-			out.Reason = reason
+			out.Code, out.Reason = OutcomeFilter, reason
 			continue
 		}
 		if m.Grace > 0 && facts.Call != CallPropose && facts.Call != CallRetract {
 			if e.activity.ActiveElsewhere(r.Account, r.ID, c.Now.Add(-m.Grace)) {
-				out.Reason = fmt.Sprintf("grace: another session was active in the last %s", m.Grace)
+				out.Code, out.Reason = OutcomeGrace, fmt.Sprintf("grace: another session was active in the last %s", m.Grace)
 				continue
 			}
 		}
@@ -345,20 +361,20 @@ func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, 
 	n, err := e.build(ctx, r, chosen, st, c, decision, keys)
 	if err != nil {
 		e.cfg.Logger.Warn("send profile failed", "profile", chosen.SendNS, "account", r.Account, "id", r.ID, "err", err)
-		out.Reason = "send profile error: " + err.Error()
+		out.Code, out.Reason = OutcomeProfileError, "send profile error: "+err.Error()
 		return out, nil
 	}
 	first, err := e.store.MarkPushed(r.Key(), keys, c.Now)
 	if err != nil {
 		e.cfg.Logger.Error("record push", "account", r.Account, "id", r.ID, "err", err)
-		out.Reason = "store error"
+		out.Code, out.Reason = OutcomeStoreError, "store error"
 		return out, nil
 	}
 	if !first {
-		out.Reason = "duplicate: this registration already got a push for this stanza"
+		out.Code, out.Reason = OutcomeDuplicate, "duplicate: this registration already got a push for this stanza"
 		return out, nil
 	}
-	out.Pushed, out.Reason = true, "pushed ("+decision.Priority.String()+")"
+	out.Pushed, out.Code, out.Reason = true, OutcomePushed, "pushed ("+decision.Priority.String()+")"
 	return out, n
 }
 

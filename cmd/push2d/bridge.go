@@ -1,0 +1,384 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"github.com/push2/push2/engine"
+)
+
+// NSBridge is the bridge protocol's namespace (docs/bridge-protocol.md).
+// The version is part of the namespace: a bridge speaking another version
+// gets feature-not-implemented and says so in its log.
+const NSBridge = "urn:push2:bridge:1"
+
+// daemon is push2d: the engine behind a component connection.
+type daemon struct {
+	cfg     Config
+	eng     *engine.Engine
+	log     *slog.Logger
+	metrics *metrics
+
+	mu   sync.RWMutex
+	sess *xmpp.Session // nil while disconnected
+
+	work chan struct{} // bounds concurrent evaluations
+}
+
+func newDaemon(cfg Config, eng *engine.Engine, log *slog.Logger, m *metrics) *daemon {
+	d := &daemon{cfg: cfg, eng: eng, log: log, metrics: m, work: make(chan struct{}, cfg.Engine.Workers)}
+	eng.Registry().Subscribe(func([]engine.ProfileInfo) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d.announceFeatures(ctx)
+	})
+	return d
+}
+
+func (d *daemon) session() *xmpp.Session {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.sess
+}
+
+func (d *daemon) setSession(s *xmpp.Session) {
+	d.mu.Lock()
+	d.sess = s
+	d.mu.Unlock()
+	if s != nil {
+		d.metrics.connected.Set(1)
+	} else {
+		d.metrics.connected.Set(0)
+	}
+}
+
+var errNotConnected = errors.New("not connected to the XMPP server")
+
+// send writes one stanza to the server.
+func (d *daemon) send(ctx context.Context, el *engine.Element) error {
+	s := d.session()
+	if s == nil {
+		return errNotConnected
+	}
+	return s.Send(ctx, el.TokenReader())
+}
+
+// handle is the component session's stanza handler. It reads the whole
+// stanza, checks who sent it and dispatches; slow work runs in a goroutine
+// so the stream keeps being read.
+func (d *daemon) handle(t xml.TokenReader, start *xml.StartElement) error {
+	st, err := engine.ReadElement(*start, t)
+	if err != nil {
+		d.log.Warn("unreadable stanza from the server", "err", err)
+		return nil // the stream stays up; the stanza is dropped
+	}
+	from, err := jid.Parse(st.AttrValue("from"))
+	if err != nil || !slices.Contains(d.cfg.Component.Domains, from.String()) {
+		d.metrics.refused.Inc()
+		d.log.Warn("stanza from an address that is not a configured server domain", "from", st.AttrValue("from"), "kind", st.Name.Local)
+		if st.Name.Local == "iq" && (st.AttrValue("type") == "get" || st.AttrValue("type") == "set") {
+			d.reply(st, nil, &engine.StanzaError{Type: "cancel", Condition: engine.CondNotAllowed, Text: "only the configured XMPP server domains may use this service"})
+		}
+		return nil
+	}
+	switch st.Name.Local {
+	case "iq":
+		go d.handleIQ(st)
+	case "message":
+		d.handleMessage(st)
+	}
+	return nil
+}
+
+func (d *daemon) handleIQ(iq *engine.Element) {
+	typ := iq.AttrValue("type")
+	if typ != "get" && typ != "set" {
+		return // results and errors: we send no IQs that need them
+	}
+	if len(iq.Children) != 1 {
+		d.reply(iq, nil, &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "an IQ must have exactly one child"})
+		return
+	}
+	req := iq.Children[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch {
+	case req.Is(NSBridge, "enable") && typ == "set":
+		d.reply(iq, nil, d.enable(ctx, req))
+	case req.Is(NSBridge, "disable") && typ == "set":
+		d.reply(iq, nil, d.disable(ctx, req))
+	case req.Is(NSBridge, "features") && typ == "get":
+		d.reply(iq, d.featuresElement(), nil)
+	case req.Name.Space == engine.NSDiscoInfo && typ == "get":
+		q := engine.NewElement(engine.NSDiscoInfo, "query")
+		q.Append(engine.NewElement(engine.NSDiscoInfo, "identity", "category", "component", "type", "generic", "name", "push2"))
+		q.Append(engine.NewElement(engine.NSDiscoInfo, "feature", "var", engine.NSDiscoInfo))
+		q.Append(engine.NewElement(engine.NSDiscoInfo, "feature", "var", NSBridge))
+		d.reply(iq, q, nil)
+	case strings.HasPrefix(req.Name.Space, "urn:push2:bridge:"):
+		d.reply(iq, nil, &engine.StanzaError{Type: "cancel", Condition: engine.CondFeatureNotImplemented, Text: "this push2d speaks " + NSBridge + "; upgrade the bridge module"})
+	default:
+		d.reply(iq, nil, &engine.StanzaError{Type: "cancel", Condition: "service-unavailable"})
+	}
+}
+
+// enable handles <enable xmlns='urn:push2:bridge:1' account=… registration=…>
+// wrapping the client's <enable xmlns='urn:xmpp:push2:0'/>.
+func (d *daemon) enable(ctx context.Context, req *engine.Element) error {
+	account, id := req.AttrValue("account"), req.AttrValue("registration")
+	inner := req.Child(engine.NS, "enable")
+	if inner == nil {
+		return &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "missing <enable xmlns='urn:xmpp:push2:0'/>"}
+	}
+	if err := d.checkDomain(account); err != nil {
+		return err
+	}
+	r, evicted, err := d.eng.Enable(ctx, account, id, inner)
+	if err != nil {
+		se := engine.AsStanzaError(err)
+		d.metrics.enables.WithLabelValues(se.Condition).Inc()
+		d.log.Info("enable refused", "account", account, "registration", id, "condition", se.Condition, "text", se.Text)
+		return se
+	}
+	d.metrics.enables.WithLabelValues("ok").Inc()
+	d.log.Info("enabled", "account", r.Account, "registration", r.ID, "service", r.Service, "matches", len(r.Matches), "evicted", len(evicted))
+	return nil
+}
+
+func (d *daemon) disable(ctx context.Context, req *engine.Element) error {
+	account, id := req.AttrValue("account"), req.AttrValue("registration")
+	if err := d.checkDomain(account); err != nil {
+		return err
+	}
+	ok, err := d.eng.Disable(ctx, account, id)
+	if err != nil {
+		return err
+	}
+	d.metrics.disables.Inc()
+	d.log.Info("disabled", "account", account, "registration", id, "existed", ok)
+	return nil
+}
+
+// checkDomain refuses accounts outside the configured domains: a bridge
+// speaks only for its own users.
+func (d *daemon) checkDomain(account string) error {
+	j, err := jid.Parse(account)
+	if err != nil || j.Localpart() == "" {
+		return &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "the account is not a valid bare JID"}
+	}
+	if !slices.Contains(d.cfg.Component.Domains, j.Domainpart()) {
+		return &engine.StanzaError{Type: "cancel", Condition: engine.CondNotAllowed, Text: "the account is not on a configured server domain"}
+	}
+	return nil
+}
+
+func (d *daemon) reply(iq *engine.Element, payload *engine.Element, err error) {
+	res := engine.NewElement(engine.NSClient, "iq", "to", iq.AttrValue("from"), "from", iq.AttrValue("to"), "id", iq.AttrValue("id"), "type", "result")
+	if err != nil {
+		res.SetAttr("type", "error")
+		res.Append(engine.AsStanzaError(err).Element())
+	} else if payload != nil {
+		res.Append(payload)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.send(ctx, res); err != nil {
+		d.log.Warn("could not answer an IQ", "id", iq.AttrValue("id"), "err", err)
+	}
+}
+
+func (d *daemon) featuresElement() *engine.Element {
+	f := engine.NewElement(NSBridge, "features")
+	for _, v := range d.eng.Registry().Features() {
+		f.Append(engine.NewElement(NSBridge, "feature", "var", v))
+	}
+	return f
+}
+
+// announceFeatures tells every bridge the current disco feature list; it is
+// called on connect and whenever the profiles change.
+func (d *daemon) announceFeatures(ctx context.Context) {
+	for _, domain := range d.cfg.Component.Domains {
+		msg := engine.NewElement(engine.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
+		msg.Append(d.featuresElement())
+		if err := d.send(ctx, msg); err != nil && !errors.Is(err, errNotConnected) {
+			d.log.Warn("could not announce features", "domain", domain, "err", err)
+		}
+	}
+}
+
+func (d *daemon) handleMessage(msg *engine.Element) {
+	if msg.AttrValue("type") == "error" {
+		d.log.Warn("the server bounced a message of ours", "id", msg.AttrValue("id"))
+		return
+	}
+	for _, c := range msg.Children {
+		switch {
+		case c.Is(NSBridge, "event"):
+			d.work <- struct{}{} // back-pressure: the stream is read no faster than evaluations finish
+			go func(ev *engine.Element) {
+				defer func() { <-d.work }()
+				d.handleEvent(msg.AttrValue("from"), ev)
+			}(c)
+		case c.Is(NSBridge, "activity"):
+			d.eng.NoteActivity(c.AttrValue("account"), c.AttrValue("registration"), time.Now())
+		case c.Is(NSBridge, "delivery-error"):
+			d.deliveryError(c)
+		}
+	}
+}
+
+// handleEvent evaluates one stanza event, sends the notifications through
+// the bridge and acknowledges the event.
+func (d *daemon) handleEvent(domain string, ev *engine.Element) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	begin := time.Now()
+	account := ev.AttrValue("account")
+	if err := d.checkDomain(account); err != nil {
+		d.log.Warn("event refused", "account", account, "err", err)
+		d.ack(ctx, domain, ev.AttrValue("id"), err)
+		return
+	}
+	var stanza *engine.Element
+	var only, live []string
+	for _, c := range ev.Children {
+		switch {
+		case c.Is(NSBridge, "only"):
+			only = append(only, c.AttrValue("id"))
+		case c.Is(NSBridge, "live"):
+			live = append(live, c.AttrValue("id"))
+		case c.Name.Space == engine.NSClient && stanza == nil:
+			stanza = c
+		}
+	}
+	trigger, ok := engine.ParseTrigger(ev.AttrValue("trigger"))
+	if stanza == nil || !ok {
+		d.log.Warn("malformed event from the bridge", "account", account, "trigger", ev.AttrValue("trigger"))
+		d.ack(ctx, domain, ev.AttrValue("id"), &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "an event needs a known trigger and a stanza"})
+		return
+	}
+	regs, err := d.targets(account, only, live)
+	if err != nil {
+		d.log.Error("event: registrations", "account", account, "err", err)
+		return // no ack: the bridge replays it
+	}
+	res, err := d.eng.Evaluate(ctx, &engine.Event{
+		Stanza:        stanza,
+		Registrations: regs,
+		Context: engine.Context{
+			Account:   account,
+			Trigger:   trigger,
+			ArchiveID: ev.AttrValue("archive-id"),
+			ArchiveBy: ev.AttrValue("archive-by"),
+			Nick:      ev.AttrValue("nick"),
+		},
+	})
+	if err != nil {
+		d.log.Warn("event not evaluated", "account", account, "err", err)
+		d.ack(ctx, domain, ev.AttrValue("id"), err)
+		return
+	}
+	d.metrics.evaluation.Observe(time.Since(begin).Seconds())
+	for _, o := range res.Outcomes {
+		d.metrics.outcomes.WithLabelValues(string(o.Code)).Inc()
+		d.log.Debug("outcome", "account", o.Reg.Account, "registration", o.Reg.ID, "trigger", trigger, "pushed", o.Pushed, "reason", o.Reason)
+	}
+	for _, n := range res.Notifications {
+		if err := d.deliver(ctx, domain, n); err != nil {
+			d.log.Warn("notification not sent", "account", n.Reg.Account, "registration", n.Reg.ID, "err", err)
+			return // no ack: the bridge replays, dedupe keeps the rest single
+		}
+	}
+	d.ack(ctx, domain, ev.AttrValue("id"), nil)
+}
+
+// targets turns the bridge's view of sessions into the registrations to
+// evaluate: the listed ones (or all), minus those whose session is live.
+func (d *daemon) targets(account string, only, live []string) ([]string, error) {
+	if len(only) == 0 && len(live) == 0 {
+		return nil, nil
+	}
+	var ids []string
+	if len(only) > 0 {
+		ids = only
+	} else {
+		regs, err := d.eng.Registrations(account)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range regs {
+			ids = append(ids, r.ID)
+		}
+	}
+	out := []string{}
+	for _, id := range ids {
+		if !slices.Contains(live, id) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// deliver hands a notification to the bridge, which sends it from the
+// user's domain to the push service.
+func (d *daemon) deliver(ctx context.Context, domain string, n *engine.Notification) error {
+	wrap := engine.NewElement(engine.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
+	push := engine.NewElement(NSBridge, "push", "account", n.Reg.Account, "registration", n.Reg.ID)
+	push.Append(n.Stanza)
+	wrap.Append(push)
+	if err := d.send(ctx, wrap); err != nil {
+		return err
+	}
+	d.metrics.sent.WithLabelValues(n.Priority.String()).Inc()
+	d.log.Info("push sent", "account", n.Reg.Account, "registration", n.Reg.ID, "service", n.To, "id", n.ID, "priority", n.Priority.String(), "voip", n.VoIP)
+	return nil
+}
+
+func (d *daemon) ack(ctx context.Context, domain, id string, err error) {
+	if id == "" {
+		return
+	}
+	msg := engine.NewElement(engine.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
+	a := engine.NewElement(NSBridge, "ack", "id", id)
+	if err != nil {
+		se := engine.AsStanzaError(err)
+		a.SetAttr("error", se.Condition)
+	}
+	msg.Append(a)
+	if err := d.send(ctx, msg); err != nil {
+		d.log.Warn("could not acknowledge an event", "id", id, "err", err)
+	}
+}
+
+// deliveryError records a push service's error reply to a notification.
+func (d *daemon) deliveryError(c *engine.Element) {
+	typ, cond := c.AttrValue("type"), c.AttrValue("condition")
+	if typ == "" {
+		typ = "cancel"
+	}
+	d.metrics.deliveryErrors.WithLabelValues(typ, cond).Inc()
+	d.log.Warn("push service answered with an error", "id", c.AttrValue("id"), "service", c.AttrValue("from"), "type", typ, "condition", cond)
+}
+
+func newID() string {
+	var b [9]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// errorText formats an error for a log line, never including secrets: the
+// engine's errors are written to be safe.
+func errorText(err error) string { return fmt.Sprint(err) }

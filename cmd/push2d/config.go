@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"mellium.im/xmpp/jid"
+)
+
+// Config is push2d's configuration file (TOML). Every field is documented in
+// docs/push2d.md; examples/push2d.toml is a ready example.
+type Config struct {
+	Component ComponentConfig `toml:"component"`
+	Store     StoreConfig     `toml:"store"`
+	Engine    EngineConfig    `toml:"engine"`
+	Admin     AdminConfig     `toml:"admin"`
+	Log       LogConfig       `toml:"log"`
+}
+
+// ComponentConfig is the XEP-0114 connection to the XMPP server.
+type ComponentConfig struct {
+	// JID is the component's address, as in Prosody's Component line.
+	JID string `toml:"jid"`
+	// Address is the server's component port.
+	Address string `toml:"address"`
+	// Secret or SecretFile (one of them): the component secret. Never logged.
+	Secret     string `toml:"secret"`
+	SecretFile string `toml:"secret_file"`
+	// Domains are the XMPP server domains whose bridge may talk to push2d;
+	// stanzas from anywhere else are refused.
+	Domains []string `toml:"domains"`
+	// ReconnectMin/Max bound the back-off between connection attempts.
+	ReconnectMin duration `toml:"reconnect_min"`
+	ReconnectMax duration `toml:"reconnect_max"`
+}
+
+// StoreConfig says where registrations live.
+type StoreConfig struct {
+	Dir string `toml:"dir"`
+}
+
+// EngineConfig holds the engine's operator settings.
+type EngineConfig struct {
+	MaxRegistrations  int      `toml:"max_registrations"`
+	NotificationLimit int      `toml:"notification_limit"`
+	MaxGrace          duration `toml:"max_grace"`
+	DedupeRetention   duration `toml:"dedupe_retention"`
+	// Workers bounds how many events are evaluated at once.
+	Workers int `toml:"workers"`
+}
+
+// AdminConfig is the admin HTTP interface: health, metrics, profiles,
+// registrations. It must listen on a loopback address.
+type AdminConfig struct {
+	Listen string `toml:"listen"`
+}
+
+// LogConfig sets the log level and format.
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 72h)", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+func defaultConfig() Config {
+	return Config{
+		Component: ComponentConfig{
+			Address:      "127.0.0.1:5347",
+			ReconnectMin: duration{500 * time.Millisecond},
+			ReconnectMax: duration{30 * time.Second},
+		},
+		Store:  StoreConfig{Dir: "/var/lib/push2d"},
+		Engine: EngineConfig{MaxRegistrations: 5, NotificationLimit: 4096, MaxGrace: duration{24 * time.Hour}, Workers: 16},
+		Admin:  AdminConfig{Listen: "127.0.0.1:5380"},
+		Log:    LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// loadConfig reads and validates a configuration file.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	md, err := toml.DecodeFile(path, &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return cfg, fmt.Errorf("config %s: unknown setting %q", path, und[0].String())
+	}
+	if cfg.Component.SecretFile != "" {
+		if cfg.Component.Secret != "" {
+			return cfg, fmt.Errorf("config %s: set component.secret or component.secret_file, not both", path)
+		}
+		b, err := os.ReadFile(cfg.Component.SecretFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: component.secret_file: %w", path, err)
+		}
+		cfg.Component.Secret = strings.TrimSpace(string(b))
+	}
+	return cfg, cfg.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if j, err := jid.Parse(c.Component.JID); err != nil || c.Component.JID == "" || j.Localpart() != "" || j.Resourcepart() != "" {
+		errs = append(errs, errors.New("component.jid must be a domain JID such as push2.example.org"))
+	}
+	if c.Component.Address == "" {
+		errs = append(errs, errors.New("component.address is required (host:port of the server's component port)"))
+	}
+	if c.Component.Secret == "" {
+		errs = append(errs, errors.New("component.secret (or secret_file) is required"))
+	}
+	if len(c.Component.Domains) == 0 {
+		errs = append(errs, errors.New("component.domains must list the XMPP server domain(s) the bridge runs on"))
+	}
+	for i, d := range c.Component.Domains {
+		j, err := jid.Parse(d)
+		if err != nil || j.Localpart() != "" || j.Resourcepart() != "" {
+			errs = append(errs, fmt.Errorf("component.domains[%d] %q is not a domain", i, d))
+			continue
+		}
+		c.Component.Domains[i] = j.String()
+	}
+	if c.Component.ReconnectMin.Duration <= 0 || c.Component.ReconnectMax.Duration < c.Component.ReconnectMin.Duration {
+		errs = append(errs, errors.New("component.reconnect_min must be positive and at most reconnect_max"))
+	}
+	if c.Store.Dir == "" {
+		errs = append(errs, errors.New("store.dir is required"))
+	}
+	if c.Engine.NotificationLimit < 512 || c.Engine.NotificationLimit > 4096 {
+		errs = append(errs, errors.New("engine.notification_limit must be between 512 and 4096 bytes"))
+	}
+	if c.Engine.MaxRegistrations < 1 {
+		errs = append(errs, errors.New("engine.max_registrations must be at least 1"))
+	}
+	if c.Engine.Workers < 1 {
+		errs = append(errs, errors.New("engine.workers must be at least 1"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}

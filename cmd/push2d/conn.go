@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"encoding/xml"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+)
+
+// run keeps the component connection up until ctx ends: connect, announce
+// the features, serve; on any failure wait (exponential back-off with
+// jitter, between reconnect_min and reconnect_max) and connect again.
+func (d *daemon) run(ctx context.Context) {
+	addr := jid.MustParse(d.cfg.Component.JID)
+	wait := d.cfg.Component.ReconnectMin.Duration
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := d.connectAndServe(ctx, addr)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > 30*time.Second {
+			wait = d.cfg.Component.ReconnectMin.Duration // it was up for a while: start over
+		}
+		// The error never contains the secret: mellium reports the
+		// handshake failing, not its input.
+		d.log.Warn("component connection lost; reconnecting", "address", d.cfg.Component.Address, "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait/2 + rand.N(wait/2+1)):
+		}
+		wait = min(wait*2, d.cfg.Component.ReconnectMax.Duration)
+	}
+}
+
+func (d *daemon) connectAndServe(ctx context.Context, addr jid.JID) error {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(dctx, "tcp", d.cfg.Component.Address)
+	if err != nil {
+		return err
+	}
+	sess, err := component.NewSession(dctx, addr, []byte(d.cfg.Component.Secret), conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	d.setSession(sess)
+	d.log.Info("connected to the XMPP server", "component", addr.String(), "address", d.cfg.Component.Address)
+	defer d.setSession(nil)
+
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+	go d.announceFeatures(ctx)
+	err = sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+		return d.handle(t, start)
+	}))
+	sess.Close()
+	conn.Close()
+	if err == nil {
+		err = errConnectionClosed
+	}
+	return err
+}
+
+type closedError struct{}
+
+func (closedError) Error() string { return "the server closed the stream" }
+
+var errConnectionClosed = closedError{}

@@ -1,0 +1,102 @@
+// Command push2d is the Push 2.0 daemon: the engine behind an XEP-0114
+// component connection to the XMPP server, where a bridge module forwards
+// registrations and stanza events and sends the notifications
+// (docs/bridge-protocol.md, docs/push2d.md).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/push2/push2/engine"
+	"github.com/push2/push2/profiles"
+)
+
+func main() {
+	configPath := flag.String("config", "/etc/push2d/push2d.toml", "configuration file")
+	check := flag.Bool("check", false, "validate the configuration and exit")
+	flag.Parse()
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "push2d:", err)
+		os.Exit(2)
+	}
+	if *check {
+		fmt.Println("push2d: configuration ok")
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "push2d:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg LogConfig) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// run is push2d's life: open the store, build the engine, serve the admin
+// interface and the component connection until ctx ends, then shut down in
+// order (connection, admin, store).
+func run(ctx context.Context, cfg Config) error {
+	log := newLogger(cfg.Log)
+	store, err := engine.OpenPebble(cfg.Store.Dir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := engine.NewRegistry()
+	if err := reg.Register(profiles.Builtin()...); err != nil {
+		return err
+	}
+	lim := engine.DefaultLimits
+	if cfg.Engine.MaxGrace.Duration > 0 {
+		lim.MaxGrace = cfg.Engine.MaxGrace.Duration
+	}
+	eng := engine.New(store, reg, engine.Config{
+		Limits:            lim,
+		MaxRegistrations:  cfg.Engine.MaxRegistrations,
+		NotificationLimit: cfg.Engine.NotificationLimit,
+		DedupeRetention:   cfg.Engine.DedupeRetention.Duration,
+		Logger:            log,
+	})
+	m := newMetrics()
+	d := newDaemon(cfg, eng, log, m)
+
+	ln, err := listenAdmin(cfg.Admin.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("push2d starting", "component", cfg.Component.JID, "server", cfg.Component.Address, "admin", ln.Addr().String(), "store", cfg.Store.Dir, "profiles", len(reg.Profiles()))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := d.serveAdmin(ctx, ln); err != nil {
+			log.Error("admin interface", "err", err)
+		}
+	}()
+	go d.pruneLoop(ctx, store)
+	wg.Wait()
+	// Let in-flight evaluations finish before the store closes.
+	for i := 0; i < cap(d.work); i++ {
+		d.work <- struct{}{}
+	}
+	log.Info("push2d stopped")
+	return nil
+}

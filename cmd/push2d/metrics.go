@@ -1,0 +1,51 @@
+package main
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are push2d's Prometheus metrics, served on the admin interface at
+// /metrics. Label values come from small fixed sets (outcome codes, stanza
+// error conditions), never from user data.
+type metrics struct {
+	reg            *prometheus.Registry
+	connected      prometheus.Gauge
+	outcomes       *prometheus.CounterVec
+	sent           *prometheus.CounterVec
+	deliveryErrors *prometheus.CounterVec
+	enables        *prometheus.CounterVec
+	disables       prometheus.Counter
+	refused        prometheus.Counter
+	evaluation     prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "push2_component_connected", Help: "1 while the component connection to the XMPP server is up.",
+		}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_outcomes_total", Help: "Registration evaluations by outcome: pushed, or why not (no-match, filter, grace, duplicate, …).",
+		}, []string{"outcome"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_pushes_sent_total", Help: "Notifications handed to the server for the push service, by priority.",
+		}, []string{"priority"}),
+		deliveryErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_delivery_errors_total", Help: "Error replies from push services, by error type and condition.",
+		}, []string{"type", "condition"}),
+		enables: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_enables_total", Help: "Enable requests, by result (ok or the stanza error condition).",
+		}, []string{"result"}),
+		disables: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "push2_disables_total", Help: "Disable requests.",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "push2_refused_stanzas_total", Help: "Stanzas refused because they did not come from a configured server domain.",
+		}),
+		evaluation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "push2_evaluation_seconds", Help: "Time to evaluate one stanza event against the account's registrations.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}),
+	}
+	m.reg.MustRegister(m.connected, m.outcomes, m.sent, m.deliveryErrors, m.enables, m.disables, m.refused, m.evaluation)
+	return m
+}

@@ -1,0 +1,251 @@
+// Package e2e runs push2 end to end from real parts: Debian's Prosody with
+// the bridge module, the push2d binary, and mellium as the XMPP client of
+// the user, of the contact and of the push service. Nothing is mocked.
+package e2e
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/push2/push2/engine"
+	"github.com/push2/push2/internal/stack"
+)
+
+func startStack(t *testing.T, opts stack.Options) *stack.Stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if testing.Verbose() {
+		opts.Log = os.Stderr
+	}
+	s, err := stack.Start(ctx, t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("push2d log:\n%s", tail(s.Push2dLog(), 60))
+			t.Logf("prosody log:\n%s", s.Prosody.LogTail(60))
+		}
+		s.Close()
+	})
+	return s
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func login(t *testing.T, s *stack.Stack, local, resource string, available bool) *stack.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := s.Login(ctx, local, resource, local+"-password", available)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func iq(t *testing.T, c *stack.Client, typ string, payload string) *engine.Element {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	el := engine.NewElement(engine.NSClient, "iq", "type", typ)
+	el.Append(engine.MustParse(payload))
+	resp, err := c.IQ(ctx, el)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func enableFor(service, client string) string {
+	return `<enable xmlns="urn:xmpp:push2:0"><service>` + service + `</service><client>` + client + `</client>` +
+		`<match profile="urn:xmpp:push2:match:important"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`
+}
+
+func chat(to, id, body string) *engine.Element {
+	m := engine.NewElement(engine.NSClient, "message", "to", to, "type", "chat", "id", id)
+	m.Append(engine.NewElement(engine.NSClient, "body").WithText(body))
+	return m
+}
+
+// waitNotification returns the next message carrying a push2 notification.
+func waitNotification(t *testing.T, c *stack.Client, within time.Duration) *engine.Element {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-c.Messages:
+			if m.Child(engine.NS, "notification") != nil {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no notification within %s", within)
+			return nil
+		}
+	}
+}
+
+func noNotification(t *testing.T, c *stack.Client, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case m := <-c.Messages:
+			if m.Child(engine.NS, "notification") != nil {
+				t.Fatalf("unexpected notification: %s", m)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+func send(t *testing.T, c *stack.Client, el *engine.Element) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Send(ctx, el); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOfflinePush is the basic story. A client registers through the
+// bridge and disables again: no push. It registers, goes offline, a contact
+// writes, the push service gets the notification. Either way the message is
+// stored offline and delivered when the user comes back, as without push2.
+func TestOfflinePush(t *testing.T) {
+	s := startStack(t, stack.Options{})
+	domain := s.Prosody.Domain()
+	pusher := login(t, s, "pusher", "svc", true)
+	romeo := login(t, s, "romeo", "orchard", true)
+
+	// 1. enable + disable, offline: no push, message stored.
+	julietA := login(t, s, "juliet", "balcony", true)
+	if resp := iq(t, julietA, "set", enableFor("pusher@"+domain, "device-token-A")); resp.AttrValue("type") != "result" {
+		t.Fatalf("enable answered %s", resp)
+	}
+	if resp := iq(t, julietA, "set", `<disable xmlns="urn:xmpp:push2:0"/>`); resp.AttrValue("type") != "result" {
+		t.Fatalf("disable answered %s", resp)
+	}
+	if regs, _ := s.Admin("/registrations?account=juliet@" + domain); strings.TrimSpace(regs) != "[]" {
+		t.Fatalf("registrations after disable: %s", regs)
+	}
+	julietA.Close()
+	time.Sleep(300 * time.Millisecond)
+	send(t, romeo, chat("juliet@"+domain, "m0", "Deny thy father"))
+	noNotification(t, pusher, 3*time.Second)
+
+	// 2. enable, offline: push.
+	julietB := login(t, s, "juliet", "chamber", true)
+	expectBody(t, julietB, "Deny thy father")
+	if resp := iq(t, julietB, "set", enableFor("pusher@"+domain, "device-token-B")); resp.AttrValue("type") != "result" {
+		t.Fatalf("enable answered %s", resp)
+	}
+	regs, err := s.Admin("/registrations?account=juliet@" + domain)
+	if err != nil || !strings.Contains(regs, `"id": "`+julietB.Session.LocalAddr().Resourcepart()+`"`) || !strings.Contains(regs, "urn:xmpp:push2:match:important") {
+		t.Fatalf("admin registrations: %s %v", regs, err)
+	}
+	julietB.Close()
+	time.Sleep(300 * time.Millisecond)
+	send(t, romeo, chat("juliet@"+domain, "m1", "Wherefore art thou?"))
+	n := waitNotification(t, pusher, 15*time.Second)
+	if n.AttrValue("from") != domain {
+		t.Errorf("notification from %q, want the user's domain %q", n.AttrValue("from"), domain)
+	}
+	notif := n.Child(engine.NS, "notification")
+	if notif.ChildText(engine.NS, "client") != "device-token-B" || notif.ChildText(engine.NS, "priority") != "normal" {
+		t.Errorf("notification: %s", n)
+	}
+	noNotification(t, pusher, time.Second) // exactly one
+
+	// 3. The message itself was stored offline.
+	julietC := login(t, s, "juliet", "garden", true)
+	expectBody(t, julietC, "Wherefore art thou?")
+
+	metrics, _ := s.Admin("/metrics")
+	if !strings.Contains(metrics, `push2_pushes_sent_total{priority="normal"} 1`) {
+		t.Errorf("metrics do not show the one push:\n%s", grep(metrics, "push2_"))
+	}
+}
+
+func expectBody(t *testing.T, c *stack.Client, body string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-c.Messages:
+			if m.ChildText("", "body") == body {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("message %q not delivered", body)
+		}
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestDiscoAndErrors: the account's disco#info lists the protocol and every
+// profile; a malformed enable gets push2d's exact error and stores nothing.
+func TestDiscoAndErrors(t *testing.T) {
+	s := startStack(t, stack.Options{})
+	domain := s.Prosody.Domain()
+	juliet := login(t, s, "juliet", "balcony", true)
+
+	disco := engine.NewElement(engine.NSClient, "iq", "type", "get", "to", "juliet@"+domain)
+	disco.Append(engine.NewElement(engine.NSDiscoInfo, "query"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := juliet.IQ(ctx, disco)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vars []string
+	for _, f := range resp.Child(engine.NSDiscoInfo, "query").ChildrenNamed(engine.NSDiscoInfo, "feature") {
+		vars = append(vars, f.AttrValue("var"))
+	}
+	for _, want := range []string{"urn:xmpp:push2:0", "urn:xmpp:push2:match:all", "urn:xmpp:push2:match:important", "urn:xmpp:push2:match:archived", "urn:xmpp:push2:match:archived-with-body", "urn:xmpp:push2:send:notify-only:0"} {
+		found := false
+		for _, v := range vars {
+			found = found || v == want
+		}
+		if !found {
+			t.Errorf("disco#info lacks %s (has %v)", want, vars)
+		}
+	}
+
+	for _, tc := range []struct{ payload, cond, text string }{
+		{`<enable xmlns="urn:xmpp:push2:0"><client>x</client></enable>`, "bad-request", "<service/> is required"},
+		{`<enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>x</client><match profile="urn:example:nope"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`, "feature-not-implemented", "urn:example:nope"},
+		{`<enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>x</client><match profile="urn:xmpp:push2:match:all"><grace>-1</grace><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`, "bad-request", "<grace/>"},
+	} {
+		resp := iq(t, juliet, "set", tc.payload)
+		e := resp.Child("", "error")
+		if resp.AttrValue("type") != "error" || e == nil || e.Child(engine.NSStanzaError, tc.cond) == nil || !strings.Contains(e.ChildText(engine.NSStanzaError, "text"), tc.text) {
+			t.Errorf("enable %s answered %s, want %s mentioning %q", tc.payload, resp, tc.cond, tc.text)
+		}
+	}
+	regs, _ := s.Admin("/registrations?account=juliet@" + domain)
+	if strings.TrimSpace(regs) != "[]" {
+		t.Errorf("refused enables stored something: %s", regs)
+	}
+}
