@@ -35,8 +35,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse$$ -fuzztime 30s ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzParseEnable -fuzztime 30s ./engine/
 
-demo: build
-	./examples/demo.sh
+# The main job: Prosody + bridge + push2d on 127.0.0.1, a push arriving.
+# make demo ARGS=-keep keeps the stack running.
+demo:
+	./examples/demo.sh $(ARGS)
+
+# End-to-end tests alone (real Prosody, bridge, push2d, mellium clients).
+e2e: deps
+	$(GO) test -count=1 -v -run . ./internal/e2e/
 
 clean:
 	rm -rf $(BIN)

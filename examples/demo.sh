@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job. For now: the pipeline in-process on the sample registration.
+# make demo: install what is missing (Debian's prosody, prosody-modules),
+# then run the whole stack on 127.0.0.1 and show a push arriving.
+# Extra arguments go to the demo: -keep, -v, -plain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "== push2 simulate: a message for an offline device"
-go run ./cmd/push2 simulate --enable examples/simulate/enable.xml --stanza examples/simulate/message.xml --explain
+./scripts/install-deps.sh
+exec go run ./examples/demo "$@"
