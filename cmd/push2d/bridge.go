@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -378,7 +377,3 @@ func newID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-// errorText formats an error for a log line, never including secrets: the
-// engine's errors are written to be safe.
-func errorText(err error) string { return fmt.Sprint(err) }

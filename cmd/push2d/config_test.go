@@ -1,0 +1,192 @@
+package main
+
+import (
+	"encoding/xml"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/push2/push2/engine"
+	"github.com/push2/push2/profiles"
+)
+
+const validConfig = `
+[component]
+jid = "push2.example.org"
+address = "127.0.0.1:5347"
+secret = "s3cret-value"
+domains = ["example.org"]
+[store]
+dir = "/tmp/x"
+`
+
+func writeConfig(t *testing.T, s string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "push2d.toml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfig(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Engine.MaxRegistrations != 5 || cfg.Engine.NotificationLimit != 4096 || cfg.Admin.Listen != "127.0.0.1:5380" {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte("from-file\n"), 0o600)
+	cfg, err = loadConfig(writeConfig(t, strings.Replace(validConfig, `secret = "s3cret-value"`, `secret_file = "`+secretFile+`"`, 1)))
+	if err != nil || cfg.Component.Secret != "from-file" {
+		t.Errorf("secret_file: %q %v", cfg.Component.Secret, err)
+	}
+
+	for _, tc := range []struct{ name, edit, want string }{
+		{"unknown setting", "\n[engine]\nmax_devices = 3\n", "unknown setting"},
+		{"no secret", `secret = "s3cret-value"` + "\x00", "component.secret"},
+		{"bad jid", `jid = "push2.example.org"` + "\x00" + `jid = "user@push2.example.org"`, "component.jid"},
+		{"no domains", `domains = ["example.org"]` + "\x00", "component.domains"},
+		{"bad domain", `domains = ["example.org"]` + "\x00" + `domains = ["a@b"]`, "component.domains[0]"},
+		{"limit too large", "\n[engine]\nnotification_limit = 9000\n", "notification_limit"},
+		{"bad duration", "\n[engine]\nmax_grace = \"forever\"\n", "duration"},
+		{"bad level", "\n[log]\nlevel = \"loud\"\n", "log.level"},
+		{"both secrets", `secret = "s3cret-value"` + "\x00" + `secret = "a"` + "\n" + `secret_file = "/x"`, "not both"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := validConfig
+			if old, repl, ok := strings.Cut(tc.edit, "\x00"); ok {
+				text = strings.Replace(text, old, repl, 1)
+			} else {
+				text += tc.edit
+			}
+			_, err := loadConfig(writeConfig(t, text))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to mention %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret-value") {
+				t.Errorf("the secret appears in the error: %v", err)
+			}
+		})
+	}
+}
+
+func TestAdminListenLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", "[::]:0", ":0", "example.org:80"} {
+		if ln, err := listenAdmin(addr); err == nil {
+			ln.Close()
+			t.Errorf("listenAdmin(%q) accepted a non-loopback address", addr)
+		}
+	}
+	ln, err := listenAdmin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+}
+
+func testDaemon(t *testing.T) *daemon {
+	t.Helper()
+	cfg, err := loadConfig(writeConfig(t, validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := engine.OpenPebble(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	reg := engine.NewRegistry()
+	reg.Register(profiles.Builtin()...)
+	eng := engine.New(store, reg, engine.Config{})
+	return newDaemon(cfg, eng, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
+}
+
+// TestOnlyConfiguredDomains: stanzas from anything but the configured
+// server domains are refused and counted; accounts must be on them too.
+func TestOnlyConfiguredDomains(t *testing.T) {
+	d := testDaemon(t)
+	for _, from := range []string{"evil.example", "user@example.org", "example.org/res", ""} {
+		st := engine.MustParse(`<iq xmlns="jabber:client" type="set" id="1" from="` + from + `"><enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable></iq>`)
+		start, r := tokens(st)
+		d.handle(r, &start)
+	}
+	if got := testutil.ToFloat64(d.metrics.refused); got != 4 {
+		t.Errorf("refused = %v, want 4", got)
+	}
+	if regs, _ := d.eng.Registrations("juliet@example.org"); len(regs) != 0 {
+		t.Errorf("a refused stanza registered something")
+	}
+	// From the right domain, but for an account elsewhere.
+	req := engine.MustParse(`<enable xmlns="urn:push2:bridge:1" account="mallory@evil.example" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable>`)
+	if err := d.enable(t.Context(), req); err == nil || !strings.Contains(err.Error(), "not-allowed") {
+		t.Errorf("enable for another domain: %v", err)
+	}
+	req.SetAttr("account", "juliet@example.org")
+	if err := d.enable(t.Context(), req); err != nil {
+		t.Errorf("enable for the configured domain: %v", err)
+	}
+}
+
+func tokens(el *engine.Element) (xml.StartElement, xml.TokenReader) {
+	r := el.TokenReader()
+	tok, _ := r.Token()
+	return tok.(xml.StartElement), r
+}
+
+func TestTargets(t *testing.T) {
+	d := testDaemon(t)
+	ctx := t.Context()
+	for _, id := range []string{"phone", "laptop", "tablet"} {
+		if _, _, err := d.eng.Enable(ctx, "juliet@example.org", id, engine.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		only, live []string
+		want       string
+	}{
+		{nil, nil, "<all>"},
+		{nil, []string{"laptop"}, "phone,tablet"},
+		{[]string{"phone"}, nil, "phone"},
+		{[]string{"phone", "laptop"}, []string{"laptop"}, "phone"},
+		{nil, []string{"phone", "laptop", "tablet"}, ""},
+	} {
+		got, err := d.targets("juliet@example.org", tc.only, tc.live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Join(got, ",")
+		if got == nil {
+			s = "<all>"
+		}
+		// Registrations come oldest first; compare as sets.
+		if !sameSet(s, tc.want) {
+			t.Errorf("targets(%v, %v) = %q, want %q", tc.only, tc.live, s, tc.want)
+		}
+	}
+}
+
+func sameSet(a, b string) bool {
+	as, bs := strings.Split(a, ","), strings.Split(b, ",")
+	if len(as) != len(bs) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, x := range as {
+		m[x] = true
+	}
+	for _, x := range bs {
+		if !m[x] {
+			return false
+		}
+	}
+	return true
+}
