@@ -55,13 +55,17 @@ func login(t *testing.T, s *stack.Stack, local, resource string, available bool)
 	return c
 }
 
+func mustIQ(typ, payload string) *engine.Element {
+	el := engine.NewElement(engine.NSClient, "iq", "type", typ)
+	el.Append(engine.MustParse(payload))
+	return el
+}
+
 func iq(t *testing.T, c *stack.Client, typ string, payload string) *engine.Element {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	el := engine.NewElement(engine.NSClient, "iq", "type", typ)
-	el.Append(engine.MustParse(payload))
-	resp, err := c.IQ(ctx, el)
+	resp, err := c.IQ(ctx, mustIQ(typ, payload))
 	if err != nil {
 		t.Fatal(err)
 	}
