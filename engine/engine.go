@@ -38,8 +38,10 @@ type Config struct {
 	// engine again when a hibernated session's queue goes to offline
 	// storage, up to the hibernation limit (72 h by default) later.
 	DedupeRetention time.Duration
-	Clock           func() time.Time
-	Logger          *slog.Logger
+	// Retry is the outbox's error policy.
+	Retry  RetryPolicy
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
 
 func (c *Config) fill() {
@@ -70,6 +72,7 @@ type Engine struct {
 	store    Store
 	registry *Registry
 	activity *Activity
+	outbox   *Outbox
 
 	mu    sync.Mutex
 	cache map[string][]*Registration // account → parsed registrations, oldest first
@@ -85,6 +88,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		activity: NewActivity(cfg.Limits.MaxGrace),
 		cache:    map[string][]*Registration{},
 	}
+	e.outbox = newOutbox(e, cfg.Retry)
 	// A profile swap can change validation and Prepare results: re-parse
 	// registrations lazily with the new profiles.
 	registry.Subscribe(func([]ProfileInfo) {
@@ -93,6 +97,20 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		e.mu.Unlock()
 	})
 	return e
+}
+
+// Outbox returns the engine's delivery queue. The host runs it
+// (Outbox.Run) with a Sender that hands notifications to the server.
+func (e *Engine) Outbox() *Outbox { return e.outbox }
+
+// Disabled lists the account's registrations that the engine disabled
+// because their push service kept failing, with the reason.
+func (e *Engine) Disabled(account string) ([]DisabledRecord, error) {
+	j, err := NormalizeJID(account)
+	if err != nil {
+		return nil, badRequest("the account is not a valid JID")
+	}
+	return e.store.Disabled(j.Bare().String())
 }
 
 // Registry returns the engine's profile registry.
@@ -271,7 +289,8 @@ type Result struct {
 	Outcomes      []Outcome
 }
 
-// Evaluate runs the pipeline for one event. Errors of one profile fail only
+// Evaluate runs the pipeline for one event. Every notification it returns
+// is already in the outbox (durably), where Outbox.Run delivers it. Errors of one profile fail only
 // that registration's evaluation (recorded in Outcomes); Evaluate itself
 // fails only for bad input or a store failure.
 func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
@@ -364,7 +383,8 @@ func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, 
 		out.Code, out.Reason = OutcomeProfileError, "send profile error: "+err.Error()
 		return out, nil
 	}
-	first, err := e.store.MarkPushed(r.Key(), keys, c.Now)
+	entry := OutboxEntry{ID: n.ID, Account: r.Account, Reg: r.ID, To: n.To, Stanza: string(n.Stanza.Marshal()), Created: c.Now, Due: c.Now}
+	first, err := e.store.RecordPush(r.Key(), keys, c.Now, entry)
 	if err != nil {
 		e.cfg.Logger.Error("record push", "account", r.Account, "id", r.ID, "err", err)
 		out.Code, out.Reason = OutcomeStoreError, "store error"
@@ -374,6 +394,7 @@ func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, 
 		out.Code, out.Reason = OutcomeDuplicate, "duplicate: this registration already got a push for this stanza"
 		return out, nil
 	}
+	e.outbox.add(entry)
 	out.Pushed, out.Code, out.Reason = true, OutcomePushed, "pushed ("+decision.Priority.String()+")"
 	return out, n
 }

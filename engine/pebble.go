@@ -19,9 +19,15 @@ import (
 //
 //	r\x00<account>\x00<id>          → JSON StoredRegistration
 //	m\x00<account>\x00<id>\x00<key> → 8-byte big-endian unix nanoseconds
+//	o\x00<notification id>         → JSON OutboxEntry
+//	s\x00<account>\x00<id>          → JSON RegState
+//	x\x00<account>\x00<id>          → JSON DisabledRecord
 const (
-	prefixReg  = "r\x00"
-	prefixMark = "m\x00"
+	prefixReg      = "r\x00"
+	prefixMark     = "m\x00"
+	prefixOutbox   = "o\x00"
+	prefixState    = "s\x00"
+	prefixDisabled = "x\x00"
 )
 
 // PebbleStore is the Store on a local Pebble database.
@@ -111,6 +117,9 @@ func (s *PebbleStore) PutRegistration(r StoredRegistration, max int) ([]RegKey, 
 	if err := b.Set(regKey(r.Account, r.ID), v, nil); err != nil {
 		return nil, err
 	}
+	// A fresh enable starts a fresh error account.
+	b.Delete([]byte(prefixDisabled+r.Account+"\x00"+r.ID), nil)
+	b.Delete([]byte(prefixState+r.Account+"\x00"+r.ID), nil)
 	var others []StoredRegistration
 	for _, e := range existing {
 		if e.ID != r.ID {
@@ -191,10 +200,14 @@ func (s *PebbleStore) ForEachRegistration(fn func(StoredRegistration) error) err
 	})
 }
 
-// MarkPushed implements Store. Marks are written without fsync: after a
-// crash a mark may be lost and the stanza pushed a second time, which is the
-// documented at-least-once behaviour; a lost push would be worse.
-func (s *PebbleStore) MarkPushed(k RegKey, keys []string, at time.Time) (bool, error) {
+// RecordPush implements Store. Marks and the outbox entry go in one synced
+// batch: after a crash either both are there (the push will be delivered)
+// or neither (the stanza will be pushed when a trigger reports it again).
+func (s *PebbleStore) RecordPush(k RegKey, keys []string, at time.Time, entry OutboxEntry) (bool, error) {
+	v, err := json.Marshal(entry)
+	if err != nil {
+		return false, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := markPrefix(k)
@@ -217,7 +230,99 @@ func (s *PebbleStore) MarkPushed(k RegKey, keys []string, at time.Time) (bool, e
 			return false, err
 		}
 	}
-	return true, b.Commit(pebble.NoSync)
+	if err := b.Set([]byte(prefixOutbox+entry.ID), v, nil); err != nil {
+		return false, err
+	}
+	return true, b.Commit(pebble.Sync)
+}
+
+// PutOutbox implements Store.
+func (s *PebbleStore) PutOutbox(e OutboxEntry, sync bool) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
+	}
+	return s.db.Set([]byte(prefixOutbox+e.ID), v, opt)
+}
+
+// DeleteOutbox implements Store.
+func (s *PebbleStore) DeleteOutbox(id string) error {
+	return s.db.Delete([]byte(prefixOutbox+id), pebble.NoSync)
+}
+
+// ForEachOutbox implements Store.
+func (s *PebbleStore) ForEachOutbox(fn func(OutboxEntry) error) error {
+	return s.scan([]byte(prefixOutbox), func(_, v []byte) error {
+		var e OutboxEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("store: corrupt outbox record: %w", err)
+		}
+		return fn(e)
+	})
+}
+
+// RegState implements Store.
+func (s *PebbleStore) RegState(k RegKey) (RegState, error) {
+	var st RegState
+	v, closer, err := s.db.Get([]byte(prefixState + k.Account + "\x00" + k.ID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	defer closer.Close()
+	return st, json.Unmarshal(v, &st)
+}
+
+// PutRegState implements Store.
+func (s *PebbleStore) PutRegState(k RegKey, st RegState) error {
+	key := []byte(prefixState + k.Account + "\x00" + k.ID)
+	if st == (RegState{}) {
+		return s.db.Delete(key, pebble.NoSync)
+	}
+	v, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.db.Set(key, v, pebble.Sync)
+}
+
+// DisableRegistration implements Store.
+func (s *PebbleStore) DisableRegistration(k RegKey, rec DisabledRecord) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Delete(regKey(k.Account, k.ID), nil)
+	b.DeleteRange(markPrefix(k), prefixEnd(markPrefix(k)), nil)
+	b.Delete([]byte(prefixState+k.Account+"\x00"+k.ID), nil)
+	if err := b.Set([]byte(prefixDisabled+k.Account+"\x00"+k.ID), v, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// Disabled implements Store.
+func (s *PebbleStore) Disabled(account string) ([]DisabledRecord, error) {
+	var out []DisabledRecord
+	err := s.scan([]byte(prefixDisabled+account+"\x00"), func(_, v []byte) error {
+		var r DisabledRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
 }
 
 // PruneMarks implements Store.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/push2/push2/engine"
 )
 
 // adminHandler serves the admin interface:
@@ -20,6 +22,8 @@ import (
 //	GET /metrics                     Prometheus metrics
 //	GET /profiles                    the loaded profiles (JSON)
 //	GET /registrations?account=JID   an account's registrations (JSON)
+//	GET /disabled?account=JID        registrations disabled for failing, and why
+//	GET /outbox                      the number of notifications not yet known delivered
 func (d *daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -32,6 +36,20 @@ func (d *daemon) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /profiles", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.eng.Registry().Profiles())
+	})
+	mux.HandleFunc("GET /disabled", func(w http.ResponseWriter, r *http.Request) {
+		recs, err := d.eng.Disabled(r.URL.Query().Get("account"))
+		if err != nil {
+			http.Error(w, "account: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if recs == nil {
+			recs = []engine.DisabledRecord{}
+		}
+		writeJSON(w, recs)
+	})
+	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]int{"entries": d.eng.Outbox().Len()})
 	})
 	mux.HandleFunc("GET /registrations", func(w http.ResponseWriter, r *http.Request) {
 		account := r.URL.Query().Get("account")

@@ -38,6 +38,7 @@ type daemon struct {
 
 func newDaemon(cfg Config, eng *engine.Engine, log *slog.Logger, m *metrics) *daemon {
 	d := &daemon{cfg: cfg, eng: eng, log: log, metrics: m, work: make(chan struct{}, cfg.Engine.Workers)}
+	eng.Outbox().Observe = d.observeOutbox
 	eng.Registry().Subscribe(func([]engine.ProfileInfo) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -295,12 +296,8 @@ func (d *daemon) handleEvent(domain string, ev *engine.Element) {
 		d.metrics.outcomes.WithLabelValues(string(o.Code)).Inc()
 		d.log.Debug("outcome", "account", o.Reg.Account, "registration", o.Reg.ID, "trigger", trigger, "pushed", o.Pushed, "reason", o.Reason)
 	}
-	for _, n := range res.Notifications {
-		if err := d.deliver(ctx, domain, n); err != nil {
-			d.log.Warn("notification not sent", "account", n.Reg.Account, "registration", n.Reg.ID, "err", err)
-			return // no ack: the bridge replays, dedupe keeps the rest single
-		}
-	}
+	// The notifications are in the outbox, durably: the event is done.
+	// The outbox delivers them (d.deliver).
 	d.ack(ctx, domain, ev.AttrValue("id"), nil)
 }
 
@@ -331,19 +328,36 @@ func (d *daemon) targets(account string, only, live []string) ([]string, error) 
 	return out, nil
 }
 
-// deliver hands a notification to the bridge, which sends it from the
-// user's domain to the push service.
-func (d *daemon) deliver(ctx context.Context, domain string, n *engine.Notification) error {
-	wrap := engine.NewElement(engine.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
-	push := engine.NewElement(NSBridge, "push", "account", n.Reg.Account, "registration", n.Reg.ID)
-	push.Append(n.Stanza)
-	wrap.Append(push)
-	if err := d.send(ctx, wrap); err != nil {
+// deliver is the outbox's Sender: it hands a notification to the bridge of
+// the account's domain, which sends it from that domain to the push
+// service.
+func (d *daemon) deliver(ctx context.Context, e engine.OutboxEntry) error {
+	j, err := jid.Parse(e.Account)
+	if err != nil {
 		return err
 	}
-	d.metrics.sent.WithLabelValues(n.Priority.String()).Inc()
-	d.log.Info("push sent", "account", n.Reg.Account, "registration", n.Reg.ID, "service", n.To, "id", n.ID, "priority", n.Priority.String(), "voip", n.VoIP)
-	return nil
+	n, err := engine.Parse([]byte(e.Stanza))
+	if err != nil {
+		return err
+	}
+	wrap := engine.NewElement(engine.NSClient, "message", "to", j.Domainpart(), "from", d.cfg.Component.JID, "id", newID())
+	push := engine.NewElement(NSBridge, "push", "account", e.Account, "registration", e.Reg)
+	push.Append(n)
+	wrap.Append(push)
+	return d.send(ctx, wrap)
+}
+
+// observeOutbox turns outbox events into metrics and logs.
+func (d *daemon) observeOutbox(ev engine.OutboxEvent, e engine.OutboxEntry, detail string) {
+	d.metrics.outbox.WithLabelValues(string(ev)).Inc()
+	switch ev {
+	case engine.OutboxSent:
+		d.log.Info("push sent", "account", e.Account, "registration", e.Reg, "service", e.To, "id", e.ID, "attempt", e.Attempts)
+	case engine.OutboxRetry:
+		d.log.Info("push will be retried", "account", e.Account, "registration", e.Reg, "id", e.ID, "condition", detail, "at", e.Due.Format(time.RFC3339))
+	case engine.OutboxDropped:
+		d.log.Warn("push given up", "account", e.Account, "registration", e.Reg, "id", e.ID, "condition", detail, "attempts", e.Attempts)
+	}
 }
 
 func (d *daemon) ack(ctx context.Context, domain, id string, err error) {
@@ -370,6 +384,7 @@ func (d *daemon) deliveryError(c *engine.Element) {
 	}
 	d.metrics.deliveryErrors.WithLabelValues(typ, cond).Inc()
 	d.log.Warn("push service answered with an error", "id", c.AttrValue("id"), "service", c.AttrValue("from"), "type", typ, "condition", cond)
+	d.eng.Outbox().DeliveryError(c.AttrValue("id"), typ, cond)
 }
 
 func newID() string {

@@ -17,6 +17,7 @@ type Config struct {
 	Component ComponentConfig `toml:"component"`
 	Store     StoreConfig     `toml:"store"`
 	Engine    EngineConfig    `toml:"engine"`
+	Delivery  DeliveryConfig  `toml:"delivery"`
 	Admin     AdminConfig     `toml:"admin"`
 	Log       LogConfig       `toml:"log"`
 }
@@ -53,6 +54,17 @@ type EngineConfig struct {
 	Workers int `toml:"workers"`
 }
 
+// DeliveryConfig is the outbox's error policy (engine.RetryPolicy).
+type DeliveryConfig struct {
+	MaxAttempts  int      `toml:"max_attempts"`
+	BaseDelay    duration `toml:"retry_base_delay"`
+	MaxDelay     duration `toml:"retry_max_delay"`
+	MaxAge       duration `toml:"max_age"`
+	ErrorWindow  duration `toml:"error_window"`
+	MaxErrors    int      `toml:"max_errors"`
+	DisableAfter duration `toml:"disable_after"`
+}
+
 // AdminConfig is the admin HTTP interface: health, metrics, profiles,
 // registrations. It must listen on a loopback address.
 type AdminConfig struct {
@@ -85,8 +97,12 @@ func defaultConfig() Config {
 		},
 		Store:  StoreConfig{Dir: "/var/lib/push2d"},
 		Engine: EngineConfig{MaxRegistrations: 5, NotificationLimit: 4096, MaxGrace: duration{24 * time.Hour}, Workers: 16},
-		Admin:  AdminConfig{Listen: "127.0.0.1:5380"},
-		Log:    LogConfig{Level: "info", Format: "text"},
+		Delivery: DeliveryConfig{
+			MaxAttempts: 5, BaseDelay: duration{2 * time.Second}, MaxDelay: duration{5 * time.Minute},
+			MaxAge: duration{time.Hour}, ErrorWindow: duration{time.Minute}, MaxErrors: 16, DisableAfter: duration{72 * time.Hour},
+		},
+		Admin: AdminConfig{Listen: "127.0.0.1:5380"},
+		Log:   LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -146,6 +162,10 @@ func (c *Config) validate() error {
 	}
 	if c.Engine.MaxRegistrations < 1 {
 		errs = append(errs, errors.New("engine.max_registrations must be at least 1"))
+	}
+	dl := c.Delivery
+	if dl.MaxAttempts < 1 || dl.MaxErrors < 1 || dl.BaseDelay.Duration <= 0 || dl.MaxDelay.Duration < dl.BaseDelay.Duration || dl.MaxAge.Duration <= 0 || dl.ErrorWindow.Duration <= 0 || dl.DisableAfter.Duration <= 0 {
+		errs = append(errs, errors.New("delivery: max_attempts and max_errors must be at least 1, durations positive, retry_max_delay at least retry_base_delay"))
 	}
 	if c.Engine.Workers < 1 {
 		errs = append(errs, errors.New("engine.workers must be at least 1"))

@@ -72,7 +72,12 @@ func run(ctx context.Context, cfg Config) error {
 		MaxRegistrations:  cfg.Engine.MaxRegistrations,
 		NotificationLimit: cfg.Engine.NotificationLimit,
 		DedupeRetention:   cfg.Engine.DedupeRetention.Duration,
-		Logger:            log,
+		Retry: engine.RetryPolicy{
+			MaxAttempts: cfg.Delivery.MaxAttempts, BaseDelay: cfg.Delivery.BaseDelay.Duration, MaxDelay: cfg.Delivery.MaxDelay.Duration,
+			MaxAge: cfg.Delivery.MaxAge.Duration, ErrorWindow: cfg.Delivery.ErrorWindow.Duration,
+			MaxErrors: cfg.Delivery.MaxErrors, DisableAfter: cfg.Delivery.DisableAfter.Duration,
+		},
+		Logger: log,
 	})
 	m := newMetrics()
 	d := newDaemon(cfg, eng, log, m)
@@ -83,7 +88,13 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("push2d starting", "component", cfg.Component.JID, "server", cfg.Component.Address, "admin", ln.Addr().String(), "store", cfg.Store.Dir, "profiles", len(reg.Profiles()))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := eng.Outbox().Run(ctx, d.deliver); err != nil {
+			log.Error("outbox", "err", err)
+		}
+	}()
 	go func() { defer wg.Done(); d.run(ctx) }()
 	go func() {
 		defer wg.Done()

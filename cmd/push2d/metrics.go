@@ -9,7 +9,7 @@ type metrics struct {
 	reg            *prometheus.Registry
 	connected      prometheus.Gauge
 	outcomes       *prometheus.CounterVec
-	sent           *prometheus.CounterVec
+	outbox         *prometheus.CounterVec
 	deliveryErrors *prometheus.CounterVec
 	enables        *prometheus.CounterVec
 	disables       prometheus.Counter
@@ -26,9 +26,9 @@ func newMetrics() *metrics {
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "push2_outcomes_total", Help: "Registration evaluations by outcome: pushed, or why not (no-match, filter, grace, duplicate, …).",
 		}, []string{"outcome"}),
-		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "push2_pushes_sent_total", Help: "Notifications handed to the server for the push service, by priority.",
-		}, []string{"priority"}),
+		outbox: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_outbox_total", Help: "Outbox events: sent (handed to the server), delivered (no error within the window), retry, dropped, disabled (registration).",
+		}, []string{"event"}),
 		deliveryErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "push2_delivery_errors_total", Help: "Error replies from push services, by error type and condition.",
 		}, []string{"type", "condition"}),
@@ -46,6 +46,6 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}),
 	}
-	m.reg.MustRegister(m.connected, m.outcomes, m.sent, m.deliveryErrors, m.enables, m.disables, m.refused, m.evaluation)
+	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.enables, m.disables, m.refused, m.evaluation)
 	return m
 }

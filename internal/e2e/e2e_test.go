@@ -178,7 +178,7 @@ func TestOfflinePush(t *testing.T) {
 	expectBody(t, julietC, "Wherefore art thou?")
 
 	metrics, _ := s.Admin("/metrics")
-	if !strings.Contains(metrics, `push2_pushes_sent_total{priority="normal"} 1`) {
+	if !strings.Contains(metrics, `push2_outbox_total{event="sent"} 1`) {
 		t.Errorf("metrics do not show the one push:\n%s", grep(metrics, "push2_"))
 	}
 }

@@ -1,0 +1,363 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// RetryPolicy says how the outbox treats push service errors (push2.md
+// "Transient delivery errors"; DESIGN.md "Delivery and state").
+type RetryPolicy struct {
+	// MaxAttempts is the most sends of one notification, the first
+	// included. Default 5.
+	MaxAttempts int
+	// BaseDelay and MaxDelay bound the exponential back-off between
+	// attempts (each wait is drawn from [d/2, d], d doubling from
+	// BaseDelay). Defaults 2 s and 5 min.
+	BaseDelay, MaxDelay time.Duration
+	// MaxAge: a notification older than this is not retried. Default 1 h.
+	MaxAge time.Duration
+	// ErrorWindow: a sent notification that got no error reply for this
+	// long counts as delivered. Default 60 s. XMPP messages have no
+	// success reply, so this is the only success signal there is.
+	ErrorWindow time.Duration
+	// MaxErrors failed notifications in a row disable a registration
+	// (like push_max_errors). Default 16.
+	MaxErrors int
+	// DisableAfter: a registration whose notifications have been failing
+	// for this long, with no delivery in between, is disabled. Default 72 h
+	// (push2.md recommends no less).
+	DisableAfter time.Duration
+}
+
+func (p *RetryPolicy) fill() {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = 5
+	}
+	if p.BaseDelay <= 0 {
+		p.BaseDelay = 2 * time.Second
+	}
+	if p.MaxDelay <= 0 {
+		p.MaxDelay = 5 * time.Minute
+	}
+	if p.MaxAge <= 0 {
+		p.MaxAge = time.Hour
+	}
+	if p.ErrorWindow <= 0 {
+		p.ErrorWindow = time.Minute
+	}
+	if p.MaxErrors <= 0 {
+		p.MaxErrors = 16
+	}
+	if p.DisableAfter <= 0 {
+		p.DisableAfter = 72 * time.Hour
+	}
+}
+
+// Conditions that say "later" whatever the error type. Push services do not
+// use the type attribute consistently; a rate limit or an overloaded
+// upstream is transient even when typed cancel.
+var transientConditions = map[string]bool{
+	"resource-constraint":   true,
+	"remote-server-timeout": true,
+}
+
+// Conditions that say "never", even when typed wait: retrying cannot make
+// an unknown device known or a refused sender accepted.
+var permanentConditions = map[string]bool{
+	"item-not-found":          true,
+	"not-authorized":          true,
+	"forbidden":               true,
+	"registration-required":   true,
+	"bad-request":             true,
+	"not-acceptable":          true,
+	"gone":                    true,
+	"feature-not-implemented": true,
+	"service-unavailable":     true,
+	"jid-malformed":           true,
+	"remote-server-not-found": true,
+}
+
+// Retryable reports whether an error reply of this type and condition is
+// retried: type wait (push2.md: SHOULD be retried) unless the condition is
+// permanent, or a transient condition whatever the type. Other errors MUST
+// NOT be retried.
+func Retryable(errType, condition string) bool {
+	if transientConditions[condition] {
+		return true
+	}
+	return errType == "wait" && !permanentConditions[condition]
+}
+
+// Sender hands a notification to the XMPP server. An error means it could
+// not be handed over at all (not connected); the entry is tried again later
+// without counting an attempt.
+type Sender func(ctx context.Context, e OutboxEntry) error
+
+// OutboxEvent is reported to the outbox's observer (metrics, logs).
+type OutboxEvent string
+
+// Outbox events.
+const (
+	OutboxSent      OutboxEvent = "sent"      // handed to the server
+	OutboxDelivered OutboxEvent = "delivered" // no error within the error window
+	OutboxRetry     OutboxEvent = "retry"     // a retryable error; scheduled again
+	OutboxDropped   OutboxEvent = "dropped"   // given up: permanent error, or retries exhausted
+	OutboxDisabled  OutboxEvent = "disabled"  // the registration was disabled for failing
+)
+
+// Outbox is the persistent delivery queue. A notification accepted by
+// Evaluate is in the store before Evaluate returns and stays there until it
+// is delivered or given up on, so a crash loses none (a notification sent
+// just before a crash may be sent again after it: delivery is
+// at-least-once).
+type Outbox struct {
+	eng   *Engine
+	store Store
+	pol   RetryPolicy
+
+	mu      sync.Mutex
+	entries map[string]*OutboxEntry
+	loaded  bool
+	wake    chan struct{}
+
+	// Observe, if set, is called for every event; detail is the error
+	// condition where there is one. It must not block.
+	Observe func(ev OutboxEvent, e OutboxEntry, detail string)
+}
+
+func newOutbox(e *Engine, pol RetryPolicy) *Outbox {
+	pol.fill()
+	return &Outbox{eng: e, store: e.store, pol: pol, entries: map[string]*OutboxEntry{}, wake: make(chan struct{}, 1)}
+}
+
+// Policy returns the effective retry policy.
+func (o *Outbox) Policy() RetryPolicy { return o.pol }
+
+func (o *Outbox) load() error {
+	if o.loaded {
+		return nil
+	}
+	err := o.store.ForEachOutbox(func(e OutboxEntry) error {
+		o.entries[e.ID] = &e
+		return nil
+	})
+	if err == nil {
+		o.loaded = true
+	}
+	return err
+}
+
+func (o *Outbox) add(e OutboxEntry) {
+	o.mu.Lock()
+	o.entries[e.ID] = &e
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Len returns the number of notifications in the outbox (pending or
+// awaiting their error window).
+func (o *Outbox) Len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.load()
+	return len(o.entries)
+}
+
+func (o *Outbox) observe(ev OutboxEvent, e OutboxEntry, detail string) {
+	if o.Observe != nil {
+		o.Observe(ev, e, detail)
+	}
+}
+
+// Run delivers until ctx ends: due entries are sent in creation order, sent
+// entries past their error window are counted delivered.
+func (o *Outbox) Run(ctx context.Context, send Sender) error {
+	o.mu.Lock()
+	err := o.load()
+	o.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("outbox: load: %w", err)
+	}
+	for {
+		next := o.step(ctx, send)
+		t := time.NewTimer(max(time.Until(next), 5*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-o.wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// step does one round and returns when the next one is due.
+func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
+	now := o.eng.cfg.Clock()
+	next := now.Add(time.Second)
+	var due, done []OutboxEntry
+	o.mu.Lock()
+	for _, e := range o.entries {
+		switch {
+		case e.SentAt.IsZero() && !e.Due.After(now):
+			due = append(due, *e)
+		case e.SentAt.IsZero():
+			if e.Due.Before(next) {
+				next = e.Due
+			}
+		case !e.SentAt.Add(o.pol.ErrorWindow).After(now):
+			done = append(done, *e)
+		default:
+			if w := e.SentAt.Add(o.pol.ErrorWindow); w.Before(next) {
+				next = w
+			}
+		}
+	}
+	o.mu.Unlock()
+
+	for _, e := range done {
+		o.delivered(e)
+	}
+	sortEntries(due)
+	for _, e := range due {
+		e.Attempts++
+		if err := send(ctx, e); err != nil {
+			// Not handed over (no connection): try again soon, no attempt
+			// counted (e is a copy).
+			return now.Add(200 * time.Millisecond)
+		}
+		e.SentAt = o.eng.cfg.Clock()
+		o.mu.Lock()
+		if cur, ok := o.entries[e.ID]; ok {
+			*cur = e
+		}
+		o.mu.Unlock()
+		if err := o.store.PutOutbox(e, false); err != nil {
+			o.eng.cfg.Logger.Error("outbox: record send", "id", e.ID, "err", err)
+		}
+		o.observe(OutboxSent, e, "")
+		if w := e.SentAt.Add(o.pol.ErrorWindow); w.Before(next) {
+			next = w
+		}
+	}
+	return next
+}
+
+func sortEntries(es []OutboxEntry) {
+	for i := 1; i < len(es); i++ {
+		for j := i; j > 0 && es[j].Created.Before(es[j-1].Created); j-- {
+			es[j], es[j-1] = es[j-1], es[j]
+		}
+	}
+}
+
+func (o *Outbox) remove(id string) {
+	o.mu.Lock()
+	delete(o.entries, id)
+	o.mu.Unlock()
+	if err := o.store.DeleteOutbox(id); err != nil {
+		o.eng.cfg.Logger.Error("outbox: delete", "id", id, "err", err)
+	}
+}
+
+// delivered: no error came back within the window. The registration's
+// error account starts over.
+func (o *Outbox) delivered(e OutboxEntry) {
+	o.remove(e.ID)
+	st, err := o.store.RegState(e.Key())
+	if err == nil && st.Errors > 0 {
+		o.store.PutRegState(e.Key(), RegState{})
+	}
+	o.observe(OutboxDelivered, e, "")
+}
+
+// DeliveryError handles a push service's error reply to notification id.
+// It reports whether the notification will be retried. An error for an
+// unknown id (delivered long ago, or not ours) is ignored.
+func (o *Outbox) DeliveryError(id, errType, condition string) (retry bool) {
+	o.mu.Lock()
+	o.load()
+	cur, ok := o.entries[id]
+	var e OutboxEntry
+	if ok {
+		e = *cur
+	}
+	o.mu.Unlock()
+	if !ok {
+		o.eng.cfg.Logger.Info("outbox: error reply for an unknown notification", "id", id, "type", errType, "condition", condition)
+		return false
+	}
+	now := o.eng.cfg.Clock()
+	e.LastErr = errType + "/" + condition
+	if Retryable(errType, condition) && e.Attempts < o.pol.MaxAttempts && now.Sub(e.Created) < o.pol.MaxAge {
+		d := o.pol.BaseDelay << min(e.Attempts-1, 30)
+		if d > o.pol.MaxDelay || d <= 0 {
+			d = o.pol.MaxDelay
+		}
+		e.Due = now.Add(d/2 + rand.N(d/2+1))
+		e.SentAt = time.Time{}
+		o.mu.Lock()
+		if cur, ok := o.entries[id]; ok {
+			*cur = e
+		}
+		o.mu.Unlock()
+		if err := o.store.PutOutbox(e, true); err != nil {
+			o.eng.cfg.Logger.Error("outbox: reschedule", "id", id, "err", err)
+		}
+		o.observe(OutboxRetry, e, condition)
+		select {
+		case o.wake <- struct{}{}:
+		default:
+		}
+		return true
+	}
+	o.remove(id)
+	o.observe(OutboxDropped, e, condition)
+	o.fail(e, condition, now)
+	return false
+}
+
+// fail counts a failed notification against its registration and disables
+// the registration when it keeps failing.
+func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
+	k := e.Key()
+	st, err := o.store.RegState(k)
+	if err != nil {
+		o.eng.cfg.Logger.Error("outbox: error state", "account", k.Account, "id", k.ID, "err", err)
+		return
+	}
+	st.Errors++
+	if st.FirstError.IsZero() {
+		st.FirstError = now
+	}
+	st.LastCondition = condition
+	reason := ""
+	switch {
+	case st.Errors >= o.pol.MaxErrors:
+		reason = fmt.Sprintf("%d notifications in a row failed (max %d)", st.Errors, o.pol.MaxErrors)
+	case now.Sub(st.FirstError) >= o.pol.DisableAfter:
+		reason = fmt.Sprintf("notifications have failed for %s with no delivery", now.Sub(st.FirstError).Round(time.Minute))
+	}
+	if reason == "" {
+		if err := o.store.PutRegState(k, st); err != nil {
+			o.eng.cfg.Logger.Error("outbox: error state", "account", k.Account, "id", k.ID, "err", err)
+		}
+		return
+	}
+	rec := DisabledRecord{Account: k.Account, ID: k.ID, At: now, Reason: reason, Errors: st.Errors, FirstError: st.FirstError, LastCondition: condition, Service: e.To}
+	if err := o.store.DisableRegistration(k, rec); err != nil {
+		o.eng.cfg.Logger.Error("outbox: disable", "account", k.Account, "id", k.ID, "err", err)
+		return
+	}
+	o.eng.invalidate(k.Account)
+	o.eng.cfg.Logger.Warn("registration disabled: its push service keeps failing", "account", k.Account, "id", k.ID, "service", e.To, "reason", reason, "last_condition", condition)
+	o.observe(OutboxDisabled, e, condition)
+}
