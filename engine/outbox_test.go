@@ -71,7 +71,7 @@ func TestRetryable(t *testing.T) {
 	}{
 		{"wait", "internal-server-error", true},
 		{"wait", "resource-constraint", true},
-		{"cancel", "resource-constraint", true},  // transient condition, inconsistent type
+		{"cancel", "resource-constraint", true},   // transient condition, inconsistent type
 		{"cancel", "remote-server-timeout", true}, // likewise
 		{"wait", "item-not-found", false},         // permanent condition, inconsistent type
 		{"wait", "not-authorized", false},
