@@ -190,3 +190,22 @@ func sameSet(a, b string) bool {
 	}
 	return true
 }
+
+// TestExampleConfig: the documented example parses, with every setting
+// known.
+func TestExampleConfig(t *testing.T) {
+	b, err := os.ReadFile("../../examples/push2d.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("x"), 0o600)
+	text := strings.Replace(string(b), "/etc/push2d/component.secret", secret, 1)
+	cfg, err := loadConfig(writeConfig(t, text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Delivery.MaxErrors != 16 || cfg.Component.JID != "push2.example.org" {
+		t.Errorf("example config: %+v", cfg)
+	}
+}
