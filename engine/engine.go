@@ -436,6 +436,16 @@ func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Eleme
 		return nil, fmt.Errorf("send profile %q not loaded", m.SendNS)
 	}
 	id := notificationID(r.Key(), keys)
+	if sb, ok := sp.(StanzaBuilder); ok {
+		st, err := sb.BuildStanza(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Prepared: m.Prepared, Budget: e.cfg.NotificationLimit}, r, id)
+		if err != nil {
+			return nil, err
+		}
+		if size := st.Size(); size > e.cfg.NotificationLimit {
+			return nil, fmt.Errorf("notification is %d bytes, over the %d-byte limit", size, e.cfg.NotificationLimit)
+		}
+		return &Notification{Reg: r.Key(), To: r.Service, ID: id, Priority: d.Priority, VoIP: d.VoIP, Stanza: st}, nil
+	}
 	msg := NewElement(NSClient, "message", "to", r.Service, "from", domainOf(r.Account), "id", id)
 	notif := NewElement(NS, "notification")
 	notif.Append(

@@ -361,3 +361,21 @@ func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
 	o.eng.cfg.Logger.Warn("registration disabled: its push service keeps failing", "account", k.Account, "id", k.ID, "service", e.To, "reason", reason, "last_condition", condition)
 	o.observe(OutboxDisabled, e, condition)
 }
+
+// Confirm records a positive delivery report for notification id (the
+// XEP-0357 publish is an IQ, whose result says the app server took it): the
+// notification is delivered now rather than after the error window.
+func (o *Outbox) Confirm(id string) bool {
+	o.mu.Lock()
+	o.load()
+	cur, ok := o.entries[id]
+	var e OutboxEntry
+	if ok {
+		e = *cur
+	}
+	o.mu.Unlock()
+	if ok {
+		o.delivered(e)
+	}
+	return ok
+}

@@ -149,6 +149,15 @@ type SendProfile interface {
 	Send(ctx context.Context, in *SendInput) ([]*Element, error)
 }
 
+// StanzaBuilder is implemented by send profiles that build the whole
+// stanza to the push service rather than children of a push2
+// <notification/> (the XEP-0357 compatibility profile publishes to a pubsub
+// node with an IQ). id is the notification id the stanza must carry. The
+// engine's size limit applies to the result.
+type StanzaBuilder interface {
+	BuildStanza(ctx context.Context, in *SendInput, r *Registration, id string) (*Element, error)
+}
+
 // ProfileInfo describes a registered profile for disco and the admin API.
 type ProfileInfo struct {
 	URI    string

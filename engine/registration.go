@@ -91,6 +91,9 @@ func NormalizeJID(s string) (jid.JID, error) {
 // result only if err is nil. Errors are *StanzaError with a text naming the
 // offending element.
 func ParseEnable(reg *Registry, lim Limits, account, id string, enable *Element) (*Registration, error) {
+	if enable.Is(NSLegacy, "enable") {
+		return parseLegacyEnable(reg, lim, account, enable)
+	}
 	if !enable.Is(NS, "enable") {
 		return nil, badRequest("expected <enable xmlns='%s'/>", NS)
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,11 @@ func (r *Registry) Features() []string {
 	out := make([]string, 0, len(s)+1)
 	out = append(out, NS)
 	for _, p := range s {
-		out = append(out, p.URI)
+		// A URI may name a match and a send profile at once (the XEP-0357
+		// pair); disco lists it once.
+		if !slices.Contains(out, p.URI) {
+			out = append(out, p.URI)
+		}
 	}
 	return out
 }
@@ -154,3 +159,4 @@ func (r *Registry) Register(profiles ...any) error {
 	}
 	return r.Update("builtin", m, s, nil)
 }
+

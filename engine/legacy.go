@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"context"
+	"strings"
+)
+
+// XEP-0357 (Push Notifications, urn:xmpp:push:0) clients are served by the
+// same pipeline: their <enable/> becomes a Registration whose one match
+// uses the compatibility profile pair registered under NSLegacy (package
+// profiles, Legacy), so store, outbox, dedupe and error accounting are
+// shared with Push 2.0 registrations.
+const (
+	NSLegacy    = "urn:xmpp:push:0"
+	NSDataForm  = "jabber:x:data"
+	legacyIDTag = "xep0357:"
+)
+
+// LegacyID is the registration id of an XEP-0357 registration: XEP-0357
+// identifies a registration by its app server JID and node, not by session.
+func LegacyID(jid, node string) string { return legacyIDTag + jid + "<" + node }
+
+// IsLegacyID reports whether a registration id is an XEP-0357 one.
+func IsLegacyID(id string) bool { return strings.HasPrefix(id, legacyIDTag) }
+
+// parseLegacyEnable turns <enable xmlns='urn:xmpp:push:0' jid=… node=…> with
+// its optional publish-options form into a Registration (XEP-0357 §5).
+func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *Element) (*Registration, error) {
+	acct, err := NormalizeJID(account)
+	if err != nil || acct.Localpart() == "" {
+		return nil, badRequest("the account is not a valid bare JID")
+	}
+	acct = acct.Bare()
+	raw, ok := enable.LookupAttr("jid")
+	if !ok || strings.TrimSpace(raw) == "" {
+		return nil, badRequest("<enable/> needs the app server's 'jid'")
+	}
+	svc, err := NormalizeJID(raw)
+	if err != nil {
+		return nil, badRequest("<enable jid=…/> is not a valid JID")
+	}
+	if svc.Bare().Equal(acct) {
+		return nil, badRequest("<enable jid=…/> must not be the account itself")
+	}
+	node := enable.AttrValue("node")
+	if len(node) > lim.MaxClientBytes {
+		return nil, badRequest("'node' is longer than %d bytes", lim.MaxClientBytes)
+	}
+	send := NewElement(NSLegacy, "send")
+	for _, c := range enable.Children {
+		if !c.Is(NSDataForm, "x") {
+			continue
+		}
+		if t := c.AttrValue("type"); t != "submit" {
+			return nil, badRequest("the publish-options form must be of type 'submit'")
+		}
+		formType := ""
+		for _, f := range c.ChildrenNamed(NSDataForm, "field") {
+			if f.AttrValue("var") == "FORM_TYPE" {
+				formType = f.ChildText(NSDataForm, "value")
+			}
+		}
+		if formType != "http://jabber.org/protocol/pubsub#publish-options" {
+			return nil, badRequest("the form's FORM_TYPE must be http://jabber.org/protocol/pubsub#publish-options")
+		}
+		send.Append(c)
+	}
+	if send.Size() > lim.MaxSendBytes {
+		return nil, badRequest("the publish-options form is larger than %d bytes", lim.MaxSendBytes)
+	}
+	mp, ok := reg.Match(NSLegacy)
+	sp, ok2 := reg.Send(NSLegacy)
+	if !ok || !ok2 {
+		return nil, notImplemented("XEP-0357 push notifications are not enabled on this server")
+	}
+	match := NewElement(NS, "match", "profile", NSLegacy)
+	match.Append(send)
+	if err := mp.Validate(match); err != nil {
+		return nil, asBadRequest(err, "<enable/>")
+	}
+	prep, err := sp.Prepare(send)
+	if err != nil {
+		return nil, asBadRequest(err, "<enable/>")
+	}
+	return &Registration{
+		Account: acct.String(),
+		ID:      LegacyID(svc.String(), node),
+		Service: svc.String(),
+		Client:  node,
+		Matches: []*Match{{Profile: NSLegacy, Element: match, Send: send, SendNS: NSLegacy, Prepared: prep}},
+		Enable:  enable,
+	}, nil
+}
+
+// DisableLegacy handles <disable xmlns='urn:xmpp:push:0' jid=… [node=…]/>:
+// it removes the account's XEP-0357 registrations for that app server JID,
+// all of them or only the one for node. It returns how many were removed.
+func (e *Engine) DisableLegacy(ctx context.Context, account string, disable *Element) (int, error) {
+	if !disable.Is(NSLegacy, "disable") {
+		return 0, badRequest("expected <disable xmlns='%s'/>", NSLegacy)
+	}
+	raw := disable.AttrValue("jid")
+	svc, err := NormalizeJID(raw)
+	if err != nil || strings.TrimSpace(raw) == "" {
+		return 0, badRequest("<disable/> needs a valid 'jid'")
+	}
+	regs, err := e.Registrations(account)
+	if err != nil {
+		return 0, err
+	}
+	node, byNode := disable.LookupAttr("node")
+	n := 0
+	for _, r := range regs {
+		if !IsLegacyID(r.ID) || r.Service != svc.String() || (byNode && r.Client != node) {
+			continue
+		}
+		if _, err := e.Disable(ctx, r.Account, r.ID); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
