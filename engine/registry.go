@@ -159,4 +159,3 @@ func (r *Registry) Register(profiles ...any) error {
 	}
 	return r.Update("builtin", m, s, nil)
 }
-

@@ -24,6 +24,7 @@ import (
 //	GET /registrations?account=JID   an account's registrations (JSON)
 //	GET /disabled?account=JID        registrations disabled for failing, and why
 //	GET /outbox                      the number of notifications not yet known delivered
+//	POST /ping?account=JID[&id=ID…]  push to all (or the given) registrations now
 func (d *daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +48,19 @@ func (d *daemon) adminHandler() http.Handler {
 			recs = []engine.DisabledRecord{}
 		}
 		writeJSON(w, recs)
+	})
+	mux.HandleFunc("POST /ping", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		ns, err := d.eng.Ping(r.Context(), q.Get("account"), q["id"])
+		if err != nil {
+			http.Error(w, "ping: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		ids := []string{}
+		for _, n := range ns {
+			ids = append(ids, n.Reg.ID)
+		}
+		writeJSON(w, map[string]any{"pushed": ids})
 	})
 	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]int{"entries": d.eng.Outbox().Len()})

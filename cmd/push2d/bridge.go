@@ -116,7 +116,8 @@ func (d *daemon) handleIQ(iq *engine.Element) {
 	defer cancel()
 	switch {
 	case req.Is(NSBridge, "enable") && typ == "set":
-		d.reply(iq, nil, d.enable(ctx, req))
+		payload, err := d.enable(ctx, req)
+		d.reply(iq, payload, err)
 	case req.Is(NSBridge, "disable") && typ == "set":
 		d.reply(iq, nil, d.disable(ctx, req))
 	case req.Is(NSBridge, "features") && typ == "get":
@@ -135,32 +136,46 @@ func (d *daemon) handleIQ(iq *engine.Element) {
 }
 
 // enable handles <enable xmlns='urn:push2:bridge:1' account=… registration=…>
-// wrapping the client's <enable xmlns='urn:xmpp:push2:0'/>.
-func (d *daemon) enable(ctx context.Context, req *engine.Element) error {
+// wrapping the client's <enable xmlns='urn:xmpp:push2:0'/> (or XEP-0357's
+// <enable xmlns='urn:xmpp:push:0'/>). The result carries the registration
+// id, which the bridge remembers on the session.
+func (d *daemon) enable(ctx context.Context, req *engine.Element) (*engine.Element, error) {
 	account, id := req.AttrValue("account"), req.AttrValue("registration")
 	inner := req.Child(engine.NS, "enable")
 	if inner == nil {
-		return &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "missing <enable xmlns='urn:xmpp:push2:0'/>"}
+		inner = req.Child(engine.NSLegacy, "enable")
+	}
+	if inner == nil {
+		return nil, &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "missing <enable xmlns='urn:xmpp:push2:0'/>"}
 	}
 	if err := d.checkDomain(account); err != nil {
-		return err
+		return nil, err
 	}
 	r, evicted, err := d.eng.Enable(ctx, account, id, inner)
 	if err != nil {
 		se := engine.AsStanzaError(err)
 		d.metrics.enables.WithLabelValues(se.Condition).Inc()
 		d.log.Info("enable refused", "account", account, "registration", id, "condition", se.Condition, "text", se.Text)
-		return se
+		return nil, se
 	}
 	d.metrics.enables.WithLabelValues("ok").Inc()
 	d.log.Info("enabled", "account", r.Account, "registration", r.ID, "service", r.Service, "matches", len(r.Matches), "evicted", len(evicted))
-	return nil
+	return engine.NewElement(NSBridge, "registered", "id", r.ID), nil
 }
 
 func (d *daemon) disable(ctx context.Context, req *engine.Element) error {
 	account, id := req.AttrValue("account"), req.AttrValue("registration")
 	if err := d.checkDomain(account); err != nil {
 		return err
+	}
+	if legacy := req.Child(engine.NSLegacy, "disable"); legacy != nil {
+		n, err := d.eng.DisableLegacy(ctx, account, legacy)
+		if err != nil {
+			return err
+		}
+		d.metrics.disables.Inc()
+		d.log.Info("disabled XEP-0357 registrations", "account", account, "app_server", legacy.AttrValue("jid"), "count", n)
+		return nil
 	}
 	ok, err := d.eng.Disable(ctx, account, id)
 	if err != nil {
@@ -236,6 +251,8 @@ func (d *daemon) handleMessage(msg *engine.Element) {
 			d.eng.NoteActivity(c.AttrValue("account"), c.AttrValue("registration"), time.Now())
 		case c.Is(NSBridge, "delivery-error"):
 			d.deliveryError(c)
+		case c.Is(NSBridge, "delivered"):
+			d.eng.Outbox().Confirm(c.AttrValue("id"))
 		}
 	}
 }

@@ -18,6 +18,7 @@ type Config struct {
 	Store     StoreConfig     `toml:"store"`
 	Engine    EngineConfig    `toml:"engine"`
 	Delivery  DeliveryConfig  `toml:"delivery"`
+	Legacy    LegacyConfig    `toml:"legacy"`
 	Admin     AdminConfig     `toml:"admin"`
 	Log       LogConfig       `toml:"log"`
 }
@@ -65,6 +66,15 @@ type DeliveryConfig struct {
 	DisableAfter duration `toml:"disable_after"`
 }
 
+// LegacyConfig serves XEP-0357 (urn:xmpp:push:0) clients from the same
+// engine, with mod_cloud_notify's privacy options.
+type LegacyConfig struct {
+	Enabled       bool   `toml:"enabled"`
+	WithBody      bool   `toml:"with_body"`      // push_notification_with_body
+	WithSender    bool   `toml:"with_sender"`    // push_notification_with_sender
+	ImportantBody string `toml:"important_body"` // push_notification_important_body
+}
+
 // AdminConfig is the admin HTTP interface: health, metrics, profiles,
 // registrations. It must listen on a loopback address.
 type AdminConfig struct {
@@ -101,8 +111,9 @@ func defaultConfig() Config {
 			MaxAttempts: 5, BaseDelay: duration{2 * time.Second}, MaxDelay: duration{5 * time.Minute},
 			MaxAge: duration{time.Hour}, ErrorWindow: duration{time.Minute}, MaxErrors: 16, DisableAfter: duration{72 * time.Hour},
 		},
-		Admin: AdminConfig{Listen: "127.0.0.1:5380"},
-		Log:   LogConfig{Level: "info", Format: "text"},
+		Legacy: LegacyConfig{Enabled: true, ImportantBody: "New Message!"},
+		Admin:  AdminConfig{Listen: "127.0.0.1:5380"},
+		Log:    LogConfig{Level: "info", Format: "text"},
 	}
 }
 

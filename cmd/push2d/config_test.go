@@ -126,11 +126,11 @@ func TestOnlyConfiguredDomains(t *testing.T) {
 	}
 	// From the right domain, but for an account elsewhere.
 	req := engine.MustParse(`<enable xmlns="urn:push2:bridge:1" account="mallory@evil.example" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable>`)
-	if err := d.enable(t.Context(), req); err == nil || !strings.Contains(err.Error(), "not-allowed") {
+	if _, err := d.enable(t.Context(), req); err == nil || !strings.Contains(err.Error(), "not-allowed") {
 		t.Errorf("enable for another domain: %v", err)
 	}
 	req.SetAttr("account", "juliet@example.org")
-	if err := d.enable(t.Context(), req); err != nil {
+	if _, err := d.enable(t.Context(), req); err != nil {
 		t.Errorf("enable for the configured domain: %v", err)
 	}
 }

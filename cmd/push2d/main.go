@@ -63,6 +63,12 @@ func run(ctx context.Context, cfg Config) error {
 	if err := reg.Register(profiles.Builtin()...); err != nil {
 		return err
 	}
+	if cfg.Legacy.Enabled {
+		body := cfg.Legacy.ImportantBody
+		if err := reg.Register(profiles.Legacy(profiles.LegacyOptions{WithBody: cfg.Legacy.WithBody, WithSender: cfg.Legacy.WithSender, ImportantBody: &body})); err != nil {
+			return err
+		}
+	}
 	lim := engine.DefaultLimits
 	if cfg.Engine.MaxGrace.Duration > 0 {
 		lim.MaxGrace = cfg.Engine.MaxGrace.Duration
