@@ -25,7 +25,8 @@ func (notifyOnly) Send(context.Context, *engine.SendInput) ([]*engine.Element, e
 	return nil, nil
 }
 
-// Builtin returns every built-in profile, ready for engine.Registry.Register.
+// Builtin returns every built-in profile, ready for engine.Registry.Register,
+// with default options (see BuiltinWith to configure them).
 func Builtin() []any {
-	return []any{All(), Important(), Archived(), ArchivedWithBody(), NotifyOnly()}
+	return []any{All(), Important(), Archived(), ArchivedWithBody(), NotifyOnly(), Encrypted(EncryptedOptions{})}
 }

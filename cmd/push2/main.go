@@ -22,6 +22,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"simulate", "run a stanza through the pipeline against registrations and print the notifications", runSimulate},
+		{"keys", "make a test identity (keys JSON) and an <enable/> for the encrypted send profile", runKeys},
+		{"decrypt", "decrypt an encrypted notification with a keys file and verify its JWT", runDecrypt},
 	}
 }
 

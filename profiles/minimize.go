@@ -1,0 +1,547 @@
+package profiles
+
+import (
+	"errors"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/push2/push2/engine"
+)
+
+// Stanza minimization (push2.md "Send profiles", the NOTE on the 4096-byte
+// limit; DESIGN.md "Delivery and state": "Minimization drops what matters
+// least first and always keeps the MAM id").
+//
+// Minimize shrinks a tree that carries one or more stanzas until a caller's
+// size test passes. It works in stages, in a fixed order; after each stage
+// it asks again and stops as soon as the tree fits, so a stanza loses only
+// as much as it must. The order, least important first:
+//
+//  1. unknown     extension elements in namespaces push2 does not know
+//  2. signals     content-free signals: chat states, receipt requests,
+//     markers, processing hints, origin-id, caps, idle, vCard updates
+//  3. formatting  XHTML-IM, XEP-0394 markup, alternative <body/>s in other
+//     languages (the first body is kept)
+//  4. references  XEP-0372 references, XEP-0428 fallback indications,
+//     XEP-0461 replies
+//  5. media       out-of-band data (XEP-0066), SIMS, stateless file sharing,
+//     thumbnails, file metadata
+//  6. attributes  every attribute of a stanza but from, to, type and id;
+//     xml:lang everywhere
+//  7. context     delays (the stanza's own and the <delay/> of the
+//     forwarding wrapper), thread, nick, addresses, EME hints,
+//     corrections, spoilers, occupant ids, stanza-ids assigned by others,
+//     MUC status and presence details
+//  8. body        the <body/> is truncated on a character boundary (never
+//     inside a UTF-8 sequence, nor before a combining mark, variation
+//     selector or zero-width joiner) and "…" is appended; this stage is
+//     taken only if truncating alone can make the tree fit
+//  9. payloads    what is left but the essentials: end-to-end encrypted
+//     payloads (OMEMO, OX, PGP), call signalling, invitations, subject,
+//     reactions, retractions, errors; the body is then tried whole, and
+//     truncated again if needed
+//
+// What is never removed: the wrappers that carry a stanza (the elements
+// Minimize is told are structural: SCE envelope and content, XEP-0297
+// forwarded, carbons), the stanza elements themselves with their from, to,
+// type and id, the first <body/> of each stanza (possibly truncated), and
+// every element the keep function selects (the MAM <stanza-id/> of the
+// user's archive). If the tree does not fit even then, Minimize returns
+// ErrCannotMinimize.
+//
+// A body-less stanza whose essentials are too large (a huge subject, say)
+// therefore fails rather than being delivered in a form that misrepresents
+// it; the engine records the failure for that registration.
+
+// Stage names as reported by Minimize, in the order they are applied.
+const (
+	StageUnknown    = "unknown"
+	StageSignals    = "signals"
+	StageFormatting = "formatting"
+	StageReferences = "references"
+	StageMedia      = "media"
+	StageAttributes = "attributes"
+	StageContext    = "context"
+	StageBody       = "body"
+	StagePayloads   = "payloads"
+)
+
+// MinimizeOrder lists the stages in the order Minimize applies them.
+var MinimizeOrder = []string{
+	StageUnknown, StageSignals, StageFormatting, StageReferences, StageMedia,
+	StageAttributes, StageContext, StageBody, StagePayloads,
+}
+
+// ErrCannotMinimize is returned by Minimize when even the minimal form of
+// the tree does not fit.
+var ErrCannotMinimize = errors.New("the stanza does not fit even when minimized")
+
+// Ellipsis is appended to a truncated body.
+const Ellipsis = "…"
+
+// Namespaces the minimizer classifies children by; the ones engine/facts.go
+// already knows are repeated here, as engine does not export them.
+const (
+	nsSCE          = "urn:xmpp:sce:1"
+	nsCarbons      = "urn:xmpp:carbons:2"
+	nsServer       = "jabber:server"
+	nsXHTMLIM      = "http://jabber.org/protocol/xhtml-im"
+	nsMarkup       = "urn:xmpp:markup:0"
+	nsReference    = "urn:xmpp:reference:0"
+	nsFallback     = "urn:xmpp:fallback:0"
+	nsFallbackOld  = "urn:xmpp:feature-fallback:0"
+	nsReply        = "urn:xmpp:reply:0"
+	nsOOB          = "jabber:x:oob"
+	nsSIMS         = "urn:xmpp:sims:1"
+	nsSFS          = "urn:xmpp:sfs:0"
+	nsThumbs       = "urn:xmpp:thumbs:1"
+	nsFileMeta     = "urn:xmpp:file:metadata:0"
+	nsChatStates   = "http://jabber.org/protocol/chatstates"
+	nsReceipts     = "urn:xmpp:receipts"
+	nsMarkers      = "urn:xmpp:chat-markers:0"
+	nsHints        = "urn:xmpp:hints"
+	nsMsgEvents    = "jabber:x:event"
+	nsCaps         = "http://jabber.org/protocol/caps"
+	nsIdle         = "urn:xmpp:idle:1"
+	nsVCardUpdate  = "vcard-temp:x:update"
+	nsStyling      = "urn:xmpp:styling:0"
+	nsNick         = "http://jabber.org/protocol/nick"
+	nsAddress      = "http://jabber.org/protocol/address"
+	nsEME          = "urn:xmpp:eme:0"
+	nsCorrection   = "urn:xmpp:message-correct:0"
+	nsSpoiler      = "urn:xmpp:spoiler:0"
+	nsOccupantID   = "urn:xmpp:occupant-id:0"
+	nsMUC          = "http://jabber.org/protocol/muc"
+	nsMUCUser      = "http://jabber.org/protocol/muc#user"
+	nsMUCInvite    = "jabber:x:conference"
+	nsOMEMOLegacy  = "eu.siacs.conversations.axolotl"
+	nsOMEMO2       = "urn:xmpp:omemo:2"
+	nsOX           = "urn:xmpp:openpgp:0"
+	nsLegacyPGP    = "jabber:x:encrypted"
+	nsJMI          = "urn:xmpp:jingle-message:0"
+	nsReactions    = "urn:xmpp:reactions:0"
+	nsRetract      = "urn:xmpp:message-retract:1"
+	nsRetract0     = "urn:xmpp:message-retract:0"
+	nsModerate     = "urn:xmpp:message-moderate:1"
+	nsModerate0    = "urn:xmpp:message-moderate:0"
+	nsPubSubEvent  = "http://jabber.org/protocol/pubsub#event"
+	nsAttention    = "urn:xmpp:attention:0"
+	xmlNamespaceNS = "http://www.w3.org/XML/1998/namespace"
+)
+
+// class is what a child of a stanza is to the minimizer: the stage that
+// drops it, or one of the kinds that are never dropped.
+type class int
+
+const (
+	classUnknown class = iota
+	classSignals
+	classFormatting
+	classReferences
+	classMedia
+	classContext
+	classPayloads
+	classStructural // a wrapper to descend into
+	classBody       // kept, truncated in the body stage
+)
+
+// namespaceClass classifies a child by namespace alone.
+var namespaceClass = map[string]class{
+	nsChatStates:  classSignals,
+	nsReceipts:    classSignals,
+	nsMarkers:     classSignals,
+	nsHints:       classSignals,
+	nsMsgEvents:   classSignals,
+	nsCaps:        classSignals,
+	nsIdle:        classSignals,
+	nsVCardUpdate: classSignals,
+	nsStyling:     classSignals,
+
+	nsXHTMLIM: classFormatting,
+	nsMarkup:  classFormatting,
+
+	nsReference:   classReferences,
+	nsFallback:    classReferences,
+	nsFallbackOld: classReferences,
+	nsReply:       classReferences,
+
+	nsOOB:      classMedia,
+	nsSIMS:     classMedia,
+	nsSFS:      classMedia,
+	nsThumbs:   classMedia,
+	nsFileMeta: classMedia,
+
+	engine.NSDelay: classContext,
+	nsNick:         classContext,
+	nsAddress:      classContext,
+	nsEME:          classContext,
+	nsCorrection:   classContext,
+	nsSpoiler:      classContext,
+	nsOccupantID:   classContext,
+	nsMUC:          classContext,
+
+	nsOMEMOLegacy: classPayloads,
+	nsOMEMO2:      classPayloads,
+	nsOX:          classPayloads,
+	nsLegacyPGP:   classPayloads,
+	nsJMI:         classPayloads,
+	nsMUCInvite:   classPayloads,
+	nsReactions:   classPayloads,
+	nsRetract:     classPayloads,
+	nsRetract0:    classPayloads,
+	nsModerate:    classPayloads,
+	nsModerate0:   classPayloads,
+	nsPubSubEvent: classPayloads,
+	nsAttention:   classPayloads,
+	nsSCE:         classPayloads, // an SCE envelope inside a stanza is its content
+}
+
+// isStanzaNS reports whether ns is a stanza namespace (or none, for a
+// stanza parsed without a declaration).
+func isStanzaNS(ns string) bool {
+	return ns == engine.NSClient || ns == nsServer || ns == ""
+}
+
+func isStanza(e *engine.Element) bool {
+	if !isStanzaNS(e.Name.Space) {
+		return false
+	}
+	switch e.Name.Local {
+	case "message", "presence", "iq":
+		return true
+	}
+	return false
+}
+
+// classify says what child is to the minimizer, given that its parent is a
+// stanza (inStanza) or a wrapper.
+func classify(child *engine.Element, inStanza bool) class {
+	ns, local := child.Name.Space, child.Name.Local
+	if !inStanza {
+		// Inside a wrapper: the stanza it carries, the wrapper's own
+		// <delay/>, or nested wrappers.
+		switch {
+		case isStanza(child):
+			return classStructural
+		case ns == engine.NSForward && local == "forwarded", ns == nsSCE && (local == "envelope" || local == "content"):
+			return classStructural
+		case ns == engine.NSDelay:
+			return classContext
+		}
+		return classUnknown
+	}
+	switch {
+	case isStanzaNS(ns):
+		switch local {
+		case "body":
+			return classBody
+		case "thread", "show", "status", "priority":
+			return classContext
+		case "subject", "error":
+			return classPayloads
+		}
+		return classUnknown
+	case ns == nsCarbons && (local == "received" || local == "sent"):
+		return classStructural
+	case ns == engine.NSForward && local == "forwarded":
+		return classStructural
+	case ns == engine.NSStanzaID:
+		if local == "origin-id" {
+			return classSignals
+		}
+		return classContext // a stanza-id the caller keeps is never classified
+	case ns == nsMUCUser:
+		if child.Child(nsMUCUser, "invite") != nil {
+			return classPayloads
+		}
+		return classContext
+	}
+	if c, ok := namespaceClass[ns]; ok {
+		return c
+	}
+	return classUnknown
+}
+
+// minimizer holds one Minimize run.
+type minimizer struct {
+	root   *engine.Element
+	keep   func(*engine.Element) bool
+	fits   func() bool
+	bodies []*bodyText // the body of each stanza, in document order
+}
+
+type bodyText struct {
+	el   *engine.Element
+	full string
+}
+
+// Minimize removes parts of root, in place, until fits reports true, in the
+// order documented above, and returns the stages it applied. root is the
+// whole tree whose size matters (for the encrypted profile, the SCE
+// envelope); the stanzas are found inside it by descending through the
+// structural wrappers. keep selects elements that must survive (it may be
+// nil); fits is called after every change and must measure root as it is at
+// that moment.
+//
+// root must be owned by the caller (a clone), since Minimize edits it. On
+// ErrCannotMinimize root is left minimized as far as it went.
+func Minimize(root *engine.Element, keep func(*engine.Element) bool, fits func() bool) ([]string, error) {
+	if fits() {
+		return nil, nil
+	}
+	if keep == nil {
+		keep = func(*engine.Element) bool { return false }
+	}
+	m := &minimizer{root: root, keep: keep, fits: fits}
+	var applied []string
+	drop := func(name string, c class) bool {
+		if m.drop(root, isStanza(root), c) {
+			applied = append(applied, name)
+		}
+		return fits()
+	}
+	switch {
+	case drop(StageUnknown, classUnknown),
+		drop(StageSignals, classSignals),
+		m.dropFormatting(&applied),
+		drop(StageReferences, classReferences),
+		drop(StageMedia, classMedia),
+		m.dropAttributes(&applied),
+		drop(StageContext, classContext):
+		return applied, nil
+	}
+	m.collectBodies(root, isStanza(root))
+	if m.truncate() {
+		return append(applied, StageBody), nil
+	}
+	if m.drop(root, isStanza(root), classPayloads) {
+		applied = append(applied, StagePayloads)
+	}
+	if fits() {
+		return applied, nil
+	}
+	if m.truncate() {
+		return append(applied, StageBody), nil
+	}
+	if len(m.bodies) > 0 {
+		m.setBodies(0) // leave the minimal form, so that callers can report its size
+		applied = append(applied, StageBody)
+	}
+	return applied, ErrCannotMinimize
+}
+
+// drop removes the children of class c below e (a stanza if inStanza) and
+// reports whether it removed anything. It descends into structural
+// children.
+func (m *minimizer) drop(e *engine.Element, inStanza bool, c class) bool {
+	removed := false
+	kept := e.Children[:0]
+	for _, ch := range e.Children {
+		if m.keep(ch) {
+			kept = append(kept, ch)
+			continue
+		}
+		switch cl := classify(ch, inStanza); cl {
+		case classStructural:
+			if m.drop(ch, isStanza(ch), c) {
+				removed = true
+			}
+		case c:
+			removed = true
+			continue
+		}
+		kept = append(kept, ch)
+	}
+	clear(e.Children[len(kept):])
+	e.Children = kept
+	return removed
+}
+
+// dropFormatting is the formatting stage: formatting elements, and every
+// <body/> of a stanza but its first.
+func (m *minimizer) dropFormatting(applied *[]string) bool {
+	removed := m.drop(m.root, isStanza(m.root), classFormatting)
+	if m.dropExtraBodies(m.root, isStanza(m.root)) {
+		removed = true
+	}
+	if removed {
+		*applied = append(*applied, StageFormatting)
+	}
+	return m.fits()
+}
+
+func (m *minimizer) dropExtraBodies(e *engine.Element, inStanza bool) bool {
+	removed, seen := false, false
+	kept := e.Children[:0]
+	for _, ch := range e.Children {
+		switch classify(ch, inStanza) {
+		case classStructural:
+			if m.dropExtraBodies(ch, isStanza(ch)) {
+				removed = true
+			}
+		case classBody:
+			if seen && !m.keep(ch) {
+				removed = true
+				continue
+			}
+			seen = true
+		}
+		kept = append(kept, ch)
+	}
+	clear(e.Children[len(kept):])
+	e.Children = kept
+	return removed
+}
+
+// dropAttributes is the attributes stage.
+func (m *minimizer) dropAttributes(applied *[]string) bool {
+	if m.stripAttrs(m.root, isStanza(m.root)) {
+		*applied = append(*applied, StageAttributes)
+	}
+	return m.fits()
+}
+
+// stripAttrs removes the non-essential attributes of e (a stanza if
+// isSt) and of the children that survive the earlier stages.
+func (m *minimizer) stripAttrs(e *engine.Element, isSt bool) bool {
+	removed := false
+	if !m.keep(e) && len(e.Attr) > 0 {
+		kept := e.Attr[:0]
+		for _, a := range e.Attr {
+			essential := a.Name.Space != xmlNamespaceNS
+			if isSt {
+				essential = a.Name.Space == "" && (a.Name.Local == "from" || a.Name.Local == "to" || a.Name.Local == "type" || a.Name.Local == "id")
+			}
+			if essential {
+				kept = append(kept, a)
+			} else {
+				removed = true
+			}
+		}
+		e.Attr = kept
+	}
+	for _, ch := range e.Children {
+		if m.stripAttrs(ch, isStanza(ch)) {
+			removed = true
+		}
+	}
+	return removed
+}
+
+// collectBodies records the first body of every stanza below e.
+func (m *minimizer) collectBodies(e *engine.Element, inStanza bool) {
+	seen := false
+	for _, ch := range e.Children {
+		switch classify(ch, inStanza) {
+		case classStructural:
+			m.collectBodies(ch, isStanza(ch))
+		case classBody:
+			if !seen {
+				m.bodies = append(m.bodies, &bodyText{el: ch, full: ch.Text})
+				seen = true
+			}
+		}
+	}
+}
+
+// truncate finds the largest n such that cutting every body to at most n
+// bytes (plus the ellipsis) fits, applies it and reports true; if not even
+// n = 0 fits, it restores the bodies and reports false. Sizes grow
+// monotonically with n, so a binary search finds n.
+func (m *minimizer) truncate() bool {
+	longest := 0
+	for _, b := range m.bodies {
+		longest = max(longest, len(b.full))
+	}
+	if longest == 0 {
+		return false
+	}
+	set := m.setBodies
+	restore := func() {
+		for _, b := range m.bodies {
+			b.el.Text = b.full
+		}
+	}
+	set(0)
+	if !m.fits() {
+		restore()
+		return false
+	}
+	lo, hi := 0, longest // invariant: lo fits; hi (the whole bodies) did not, the caller checked
+	for lo+1 < hi {
+		mid := lo + (hi-lo)/2
+		set(mid)
+		if m.fits() {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	set(lo)
+	return true
+}
+
+// setBodies cuts every body to at most n bytes plus the ellipsis.
+func (m *minimizer) setBodies(n int) {
+	for _, b := range m.bodies {
+		b.el.Text = TruncateText(b.full, n)
+	}
+}
+
+// TruncateText returns s unchanged if it is at most n bytes long; otherwise
+// the longest prefix of at most n bytes that ends on a character boundary,
+// followed by Ellipsis. The cut never splits a UTF-8 sequence, and it backs
+// off so as not to separate a character from the combining marks, variation
+// selectors, emoji modifiers or zero-width joiners that follow it; trailing
+// whitespace before the ellipsis is removed. The result is valid UTF-8 if s
+// is.
+func TruncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	if n < 0 {
+		n = 0
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	// Back off while the first dropped rune extends the last kept one, or
+	// the last kept rune is a joiner.
+	for cut > 0 {
+		next, _ := utf8.DecodeRuneInString(s[cut:])
+		last, size := utf8.DecodeLastRuneInString(s[:cut])
+		if !extendsPrevious(next) && last != zwj {
+			break
+		}
+		cut -= size
+	}
+	prefix := s[:cut]
+	for len(prefix) > 0 {
+		r, size := utf8.DecodeLastRuneInString(prefix)
+		if !unicode.IsSpace(r) {
+			break
+		}
+		prefix = prefix[:len(prefix)-size]
+	}
+	return prefix + Ellipsis
+}
+
+const zwj = '\u200d'
+
+// extendsPrevious reports whether r belongs to the grapheme of the rune
+// before it: combining marks, variation selectors, emoji modifiers, the
+// zero-width joiner and emoji tag characters.
+func extendsPrevious(r rune) bool {
+	switch {
+	case r == zwj, r == '\u200c':
+		return true
+	case r >= 0xFE00 && r <= 0xFE0F, r >= 0xE0100 && r <= 0xE01EF: // variation selectors
+		return true
+	case r >= 0x1F3FB && r <= 0x1F3FF: // emoji skin tone modifiers
+		return true
+	case r >= 0xE0020 && r <= 0xE007F: // emoji tag sequences
+		return true
+	}
+	return unicode.In(r, unicode.Mn, unicode.Me, unicode.Mc)
+}
