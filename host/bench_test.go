@@ -1,0 +1,169 @@
+package host
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/push2/push2/engine"
+	"github.com/push2/push2/profiles"
+)
+
+// The benchmarks compare a built-in match profile with the WASM match
+// plugins of every language on the same kind of input, and measure what
+// wazero's close-on-context-done (the thing that lets CallTimeout stop a
+// looping guest) costs: "interrupt" is the production configuration,
+// "no-interrupt" has Config.NoInterrupt set. Run them with
+//
+//	go test -bench . -run '^$' ./host/
+var benchStanza = engine.MustParse(`<message xmlns="jabber:client" from="romeo@example.net/orchard" to="juliet@example.com" type="chat" id="b1">` +
+	`<body>Are you coming to the party tonight? It is urgent.</body><active xmlns="http://jabber.org/protocol/chatstates"/>` +
+	`<stanza-id xmlns="urn:xmpp:sid:0" by="juliet@example.com" id="arch-1"/></message>`)
+
+var benchCtx = &engine.Context{Account: "juliet@example.com", Trigger: engine.TriggerOffline, Now: time.Date(2024, 5, 1, 23, 30, 0, 0, time.UTC)}
+
+// benchPlugins: the match plugin of each language and the <match/> it
+// reads.
+var benchPlugins = []struct{ lang, plugin, match string }{
+	{"go", "vip-go", `<match xmlns="urn:xmpp:push2:0" profile="urn:push2:plugin:vip:0"><vip xmlns="urn:example:vip" jid="boss@example.com"/><vip xmlns="urn:example:vip" jid="team@conference.example.com"/><keyword xmlns="urn:example:vip">urgent</keyword><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match>`},
+	{"c", "vip-c", `<match xmlns="urn:xmpp:push2:0" profile="urn:push2:plugin:vip:0"><vip xmlns="urn:example:vip" jid="boss@example.com"/><vip xmlns="urn:example:vip" jid="team@conference.example.com"/><keyword xmlns="urn:example:vip">urgent</keyword><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match>`},
+	{"rust", "quiet-hours-rust", `<match xmlns="urn:xmpp:push2:0" profile="urn:push2:plugin:quiet-hours:0"><quiet xmlns="urn:example:quiet" start="22" end="7" tz-offset-minutes="60"/><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match>`},
+	{"assemblyscript", "quiet-hours-assemblyscript", `<match xmlns="urn:xmpp:push2:0" profile="urn:push2:plugin:quiet-hours:0"><quiet xmlns="urn:example:quiet" start="22" end="7" tz-offset-minutes="60"/><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match>`},
+}
+
+// BenchmarkMatchNative is the built-in urn:xmpp:push2:match:important on the
+// same stanza, facts computed per call as the engine does per event.
+func BenchmarkMatchNative(b *testing.B) {
+	p := profiles.Important()
+	match := engine.MustParse(`<match xmlns="urn:xmpp:push2:0" profile="urn:xmpp:push2:match:important"/>`)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := p.Match(ctx, &engine.MatchInput{Stanza: benchStanza, Match: match, Context: benchCtx})
+		if err != nil || !d.Push {
+			b.Fatal(d, err)
+		}
+	}
+}
+
+// BenchmarkMatchWASM runs each language's match plugin through its
+// engine.MatchProfile, exactly as the pipeline calls it.
+func BenchmarkMatchWASM(b *testing.B) {
+	for _, p := range benchPlugins {
+		for _, mode := range []struct {
+			name        string
+			noInterrupt bool
+		}{{"interrupt", false}, {"no-interrupt", true}} {
+			b.Run(p.lang+"/"+mode.name, func(b *testing.B) {
+				mp, stop := benchProfile(b, p.plugin, mode.noInterrupt)
+				defer stop()
+				match := engine.MustParse(p.match)
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					d, err := mp.Match(ctx, &engine.MatchInput{Stanza: benchStanza, Match: match, Context: benchCtx})
+					if err != nil || !d.Push {
+						b.Fatal(d, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkMatchWASMParallel shows the instance pool under concurrent
+// callers (up to Config.MaxInstances instances).
+func BenchmarkMatchWASMParallel(b *testing.B) {
+	for _, p := range benchPlugins {
+		b.Run(p.lang, func(b *testing.B) {
+			mp, stop := benchProfile(b, p.plugin, false)
+			defer stop()
+			match := engine.MustParse(p.match)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := mp.Match(ctx, &engine.MatchInput{Stanza: benchStanza, Match: match, Context: benchCtx}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkInstantiate is the cost of a fresh instance (what a failure, or a
+// pool that grows, pays): instantiation, _initialize, one match call.
+func BenchmarkInstantiate(b *testing.B) {
+	for _, p := range benchPlugins {
+		b.Run(p.lang, func(b *testing.B) {
+			h, err := New(context.Background(), Config{CacheDir: cacheDir})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close(context.Background())
+			m, err := h.Load(context.Background(), p.plugin, readPlugin(b, p.plugin))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for b.Loop() {
+				inst, err := m.instantiate(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				inst.close()
+			}
+		})
+	}
+}
+
+func benchProfile(b *testing.B, plugin string, noInterrupt bool) (engine.MatchProfile, func()) {
+	b.Helper()
+	h, err := New(context.Background(), Config{CacheDir: cacheDir, NoInterrupt: noInterrupt, CallTimeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := h.Load(context.Background(), plugin, readPlugin(b, plugin))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m.MatchProfiles()[0], func() { h.Close(context.Background()) }
+}
+
+// BenchmarkGuestLoop isolates what close-on-context-done costs per loop
+// iteration: one call running a 1000-iteration loop in C, with and without
+// the interruption checks. (ns/op − the empty call) / 1000 is the cost of one
+// back-edge.
+func BenchmarkGuestLoop(b *testing.B) {
+	for _, mode := range []struct {
+		name        string
+		noInterrupt bool
+	}{{"interrupt", false}, {"no-interrupt", true}} {
+		for _, guest := range []string{"ok", "count"} {
+			b.Run(mode.name+"/"+map[string]string{"ok": "empty", "count": "1000-iterations"}[guest], func(b *testing.B) {
+				h, err := New(context.Background(), Config{CacheDir: cacheDir, NoInterrupt: mode.noInterrupt})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer h.Close(context.Background())
+				m, err := h.Load(context.Background(), "hostile", hostile("hostile-v1.wasm"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				mp := m.MatchProfiles()[0]
+				in := &engine.MatchInput{Stanza: testStanza, Match: hostileMatch(guest), Context: testCtx}
+				ctx := context.Background()
+				for b.Loop() {
+					if _, err := mp.Match(ctx, in); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

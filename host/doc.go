@@ -1,0 +1,30 @@
+// Package host runs custom Push 2.0 profiles written as WebAssembly modules
+// (DESIGN.md "The WebAssembly ABI — principles"), and makes each of them an
+// engine.MatchProfile or engine.SendProfile that the pipeline cannot tell
+// from a built-in. The contract with the modules is sdk/ABI.md; every
+// section number cited in this package is a section of that file.
+//
+// The pieces, in the order a module meets them:
+//
+//   - Host (host.go) is one wazero runtime with the compiler engine and a
+//     compilation cache (Config.CacheDir), the push2 host functions
+//     (hostfuncs.go, sdk/ABI.md §5–§9) and the WASI subset of §12.
+//   - Host.Load checks the version gate and the import allow-list (§1, §2)
+//     before compiling, then the exports (§3), instantiates the module once
+//     and asks push2_describe which profiles it provides. The result is a
+//     Module, identified by its content hash.
+//   - Module (module.go) runs calls on pooled instances under the sandbox
+//     limits of §11: memory cap, per-call deadline that stops compiled loops,
+//     output caps. A failed call (trap, timeout, stack overflow, exhausted
+//     memory, malformed output) fails that one evaluation and discards its
+//     instance; Config.QuarantineAfter failures in a row quarantine the
+//     module until another content hash replaces it.
+//   - matchProfile and sendProfile (profiles.go) are the engine interfaces on
+//     top of push2_match, push2_validate, push2_send and push2_prepare (§4).
+//   - Watcher (watcher.go) hot-loads a directory of *.wasm files (§10).
+//   - RunCases (cases.go) runs a module's test cases through a real engine
+//     (§13); push2 profile test is a thin wrapper around it.
+//
+// Crypto host functions call the Crypto the Config holds; push2d wires the
+// implementation of package profiles/webpush.
+package host

@@ -1,0 +1,255 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/push2/push2/engine"
+	"github.com/push2/push2/profiles"
+)
+
+// install writes b into dir/name the way operators should: a temporary
+// file renamed into place.
+func install(t testing.TB, dir, name string, b []byte) {
+	t.Helper()
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func builtinRegistry(t testing.TB) *engine.Registry {
+	reg := engine.NewRegistry()
+	if err := reg.Register(profiles.Builtin()...); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+const vipURI = "urn:push2:plugin:vip:0"
+
+// TestHotLoad replaces a plugin again and again under a stream of
+// concurrent evaluations: none is lost or fails, invalid versions are
+// rejected while the old one stays, old versions are released once idle,
+// and adding or removing a module changes Registry.Features.
+func TestHotLoad(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.RetireDelay = 50 * time.Millisecond
+	cfg.CallTimeout = time.Second // the race detector and a busy machine must not turn slowness into failures
+	h := newHost(t, cfg)
+	reg := builtinRegistry(t)
+	dir := t.TempDir()
+	w := NewWatcher(h, reg, dir, WatcherConfig{})
+	defer w.Close()
+
+	versions := [][]byte{readPlugin(t, "vip-c"), readPlugin(t, "vip-go")}
+	install(t, dir, "vip.wasm", versions[0])
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(reg.Features(), vipURI) {
+		t.Fatalf("features %v lack %s", reg.Features(), vipURI)
+	}
+
+	store, err := engine.OpenPebble(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	eng := engine.New(store, reg, engine.Config{Logger: cfg.Logger})
+	enable := engine.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c</client>
+		<match profile="` + vipURI + `"><vip xmlns="urn:example:vip" jid="boss@example.com"/><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)
+	if _, _, err := eng.Enable(ctx, "juliet@example.com", "phone", enable); err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		stop     atomic.Bool
+		total    atomic.Int64
+		failures atomic.Int64
+		wg       sync.WaitGroup
+		firstErr atomic.Value
+	)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				st := engine.MustParse(fmt.Sprintf(`<message xmlns="jabber:client" from="boss@example.com/desk" type="chat" id="g%d-%d"><body>hi</body></message>`, g, i))
+				res, err := eng.Evaluate(ctx, &engine.Event{Stanza: st, Context: engine.Context{Account: "juliet@example.com", Trigger: engine.TriggerOffline}})
+				total.Add(1)
+				switch {
+				case err != nil:
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				case len(res.Outcomes) != 1 || !res.Outcomes[0].Pushed:
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%+v", res.Outcomes))
+				}
+			}
+		}(g)
+	}
+
+	var old []*Module
+	for i := 1; i <= 10; i++ {
+		old = append(old, w.Modules()["vip.wasm"])
+		install(t, dir, "vip.wasm", versions[i%2])
+		if err := w.Scan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.Modules()["vip.wasm"].Hash(); got != Hash(versions[i%2]) {
+			t.Fatalf("swap %d: live version %s", i, got)
+		}
+		if i == 5 {
+			// A broken version is rejected; the live one stays.
+			live := w.Modules()["vip.wasm"]
+			install(t, dir, "vip.wasm", []byte("\x00asm\x01\x00\x00\x00garbage"))
+			if err := w.Scan(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if w.Modules()["vip.wasm"] != live {
+				t.Fatal("a broken version replaced the live one")
+			}
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d evaluations across 10 swaps", total.Load())
+	if n := failures.Load(); n != 0 || total.Load() < 100 {
+		t.Fatalf("%d of %d evaluations failed; first: %v", n, total.Load(), firstErr.Load())
+	}
+	waitFor(t, "replaced versions are released", func() bool {
+		for _, m := range old {
+			if !m.Released() {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Adding and removing a module changes what disco advertises.
+	install(t, dir, "quiet.wasm", readPlugin(t, "quiet-hours-rust"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f := reg.Features(); !slices.Contains(f, "urn:push2:plugin:quiet-hours:0") || !slices.Contains(f, vipURI) {
+		t.Fatalf("features after adding: %v", f)
+	}
+	os.Remove(filepath.Join(dir, "vip.wasm"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f := reg.Features(); slices.Contains(f, vipURI) || !slices.Contains(f, "urn:push2:plugin:quiet-hours:0") {
+		t.Fatalf("features after removing: %v", f)
+	}
+}
+
+// TestWatcherConflictsAndQuarantine: two files cannot provide the same URI;
+// a quarantined module leaves the registry and a new version brings the
+// profiles back.
+func TestWatcherConflictsAndQuarantine(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, Config{CacheDir: cacheDir, Logger: testLogger(t), CallTimeout: 20 * time.Millisecond, QuarantineAfter: 2})
+	reg := builtinRegistry(t)
+	dir := t.TempDir()
+	w := NewWatcher(h, reg, dir, WatcherConfig{})
+	defer w.Close()
+
+	install(t, dir, "a.wasm", readPlugin(t, "vip-c"))
+	install(t, dir, "b.wasm", readPlugin(t, "vip-go"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mods := w.Modules()
+	if mods["a.wasm"] == nil || mods["b.wasm"] != nil {
+		t.Fatalf("modules %v: b.wasm should be rejected for providing a's URI", mods)
+	}
+
+	install(t, dir, "hostile.wasm", hostile("hostile-v1.wasm"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := w.Modules()["hostile.wasm"]
+	for i := 0; i < 2; i++ {
+		if err := callHostile(ctx, m, "match", "trap"); err == nil {
+			t.Fatal("trap succeeded")
+		}
+	}
+	waitFor(t, "the quarantined module leaves the registry", func() bool {
+		return !slices.Contains(reg.Features(), "urn:test:hostile:match")
+	})
+	// Touching the file, or writing the same bytes again, changes nothing.
+	install(t, dir, "hostile.wasm", hostile("hostile-v1.wasm"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(reg.Features(), "urn:test:hostile:match") {
+		t.Fatal("the quarantined content came back")
+	}
+	install(t, dir, "hostile.wasm", hostile("hostile-v2.wasm"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(reg.Features(), "urn:test:hostile:match") {
+		t.Fatal("a new version did not lift the quarantine")
+	}
+}
+
+// TestWatcherVerifyCases: with VerifyCases, a version whose shipped cases
+// fail does not go live.
+func TestWatcherVerifyCases(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, testConfig(t))
+	reg := builtinRegistry(t)
+	dir := t.TempDir()
+	w := NewWatcher(h, reg, dir, WatcherConfig{VerifyCases: true})
+	defer w.Close()
+	if err := os.Symlink(filepath.Join(repoRoot, "plugins", "vip-go", "cases"), filepath.Join(dir, "vip.cases")); err != nil {
+		t.Fatal(err)
+	}
+	install(t, dir, "vip.wasm", readPlugin(t, "vip-c"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	live := w.Modules()["vip.wasm"]
+	if live == nil {
+		t.Fatal("vip-c failed its own cases")
+	}
+	install(t, dir, "vip.wasm", readPlugin(t, "quiet-hours-rust")) // passes none of vip's cases
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w.Modules()["vip.wasm"] != live || !slices.Contains(reg.Features(), vipURI) {
+		t.Fatal("a version failing its cases went live")
+	}
+}
+
+// TestWatcherRun: the polling loop picks up a new file by itself.
+func TestWatcherRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := newHost(t, testConfig(t))
+	reg := builtinRegistry(t)
+	dir := t.TempDir()
+	w := NewWatcher(h, reg, dir, WatcherConfig{Interval: 20 * time.Millisecond})
+	defer w.Close()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	install(t, dir, "vip.wasm", readPlugin(t, "vip-c"))
+	waitFor(t, "the watcher loads the new file", func() bool { return slices.Contains(reg.Features(), vipURI) })
+	cancel()
+	<-done
+}
