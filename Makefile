@@ -13,12 +13,17 @@ build:
 
 # Everything CI runs. deps installs the Debian packages the real-part tests
 # need (Prosody, prosody-modules, toolchains) when they are missing.
-test: deps vet
+test: deps vet plugins
+	./scripts/profile-test-all.sh
 	$(GO) test -count=1 $(PKGS)
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
+
+# Every sample WebAssembly plugin, built from source (plugins/build/).
+plugins:
+	./plugins/build.sh
 
 unit:
 	$(GO) test -short -count=1 $(PKGS)
@@ -34,6 +39,8 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse$$ -fuzztime 30s ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzParseEnable -fuzztime 30s ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzPrepareEncrypted -fuzztime 30s ./profiles/
+	$(GO) test -run '^$$' -fuzz FuzzMinimize -fuzztime 30s ./profiles/
 
 # The main job: Prosody + bridge + push2d on 127.0.0.1, a push arriving.
 # make demo ARGS=-keep keeps the stack running.

@@ -7,6 +7,8 @@
 #   prosody-modules  community modules (mod_cloud_notify, ...), installed into
 #                    /usr/lib/prosody/modules.
 #   python3-slixmpp  a second, independent XMPP client library for tests.
+#   clang lld rustc libstd-rust-dev-wasm32
+#                    WebAssembly toolchains for the C and Rust plugins.
 #
 # Idempotent: when everything is already installed it changes nothing and does
 # not touch the network. It never leaves Debian's own prosody service running:
@@ -18,7 +20,10 @@
 #                                system prosody service.
 set -euo pipefail
 
-PACKAGES=(prosody prosody-modules python3-slixmpp)
+# clang lld rustc libstd-rust-dev-wasm32: the WebAssembly toolchains of
+# plugins/build.sh (C and Rust plugins). Installing them here, once, keeps
+# parallel test binaries from racing for the dpkg lock.
+PACKAGES=(prosody prosody-modules python3-slixmpp clang lld rustc libstd-rust-dev-wasm32)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 

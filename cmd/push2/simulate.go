@@ -33,6 +33,7 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	nick := fs.String("nick", "", "the user's nick in the room the stanza comes from")
 	archiveID := fs.String("archive-id", "", "the stanza-id the user's archive assigned")
 	fs.Var(&activity, "activity", "SESSION=SECONDS_AGO: another session of the account was active that long ago (repeatable; for <grace/>)")
+	pluginsDir := fs.String("plugins", "", "directory of WebAssembly profiles (.wasm) to load besides the built-ins")
 	explain := fs.Bool("explain", false, "say on stderr why each registration did or did not get a push")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -68,8 +69,16 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "push2 simulate:", err)
 		return 1
 	}
-	eng := engine.New(store, reg, engine.Config{MaxRegistrations: len(enables)})
 	ctx := context.Background()
+	if *pluginsDir != "" {
+		closePlugins, err := loadPlugins(ctx, *pluginsDir, reg)
+		if err != nil {
+			fmt.Fprintf(stderr, "push2 simulate: --plugins %s: %v\n", *pluginsDir, err)
+			return 1
+		}
+		defer closePlugins()
+	}
+	eng := engine.New(store, reg, engine.Config{MaxRegistrations: len(enables)})
 
 	for i, file := range enables {
 		el, err := readElement(file)

@@ -19,6 +19,7 @@ type Config struct {
 	Engine    EngineConfig    `toml:"engine"`
 	Delivery  DeliveryConfig  `toml:"delivery"`
 	Legacy    LegacyConfig    `toml:"legacy"`
+	Plugins   PluginsConfig   `toml:"plugins"`
 	Admin     AdminConfig     `toml:"admin"`
 	Log       LogConfig       `toml:"log"`
 }
@@ -75,6 +76,22 @@ type LegacyConfig struct {
 	ImportantBody string `toml:"important_body"` // push_notification_important_body
 }
 
+// PluginsConfig is the WebAssembly profile host (host.Config) and the
+// directory it hot-loads.
+type PluginsConfig struct {
+	// Dir is watched for *.wasm modules; empty disables plugins.
+	Dir string `toml:"dir"`
+	// CacheDir keeps compiled code between restarts (empty: in memory).
+	CacheDir        string   `toml:"cache_dir"`
+	MemoryLimitMiB  int      `toml:"memory_limit_mib"`
+	CallTimeout     duration `toml:"call_timeout"`
+	QuarantineAfter int      `toml:"quarantine_after"`
+	// VerifyCases runs the cases shipped next to a module (NAME.cases/)
+	// before it goes live; a module failing them is not loaded.
+	VerifyCases bool     `toml:"verify_cases"`
+	ScanEvery   duration `toml:"scan_every"`
+}
+
 // AdminConfig is the admin HTTP interface: health, metrics, profiles,
 // registrations. It must listen on a loopback address.
 type AdminConfig struct {
@@ -111,9 +128,10 @@ func defaultConfig() Config {
 			MaxAttempts: 5, BaseDelay: duration{2 * time.Second}, MaxDelay: duration{5 * time.Minute},
 			MaxAge: duration{time.Hour}, ErrorWindow: duration{time.Minute}, MaxErrors: 16, DisableAfter: duration{72 * time.Hour},
 		},
-		Legacy: LegacyConfig{Enabled: true, ImportantBody: "New Message!"},
-		Admin:  AdminConfig{Listen: "127.0.0.1:5380"},
-		Log:    LogConfig{Level: "info", Format: "text"},
+		Legacy:  LegacyConfig{Enabled: true, ImportantBody: "New Message!"},
+		Plugins: PluginsConfig{MemoryLimitMiB: 64, CallTimeout: duration{100 * time.Millisecond}, QuarantineAfter: 5, VerifyCases: true, ScanEvery: duration{time.Second}},
+		Admin:   AdminConfig{Listen: "127.0.0.1:5380"},
+		Log:     LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -177,6 +195,9 @@ func (c *Config) validate() error {
 	dl := c.Delivery
 	if dl.MaxAttempts < 1 || dl.MaxErrors < 1 || dl.BaseDelay.Duration <= 0 || dl.MaxDelay.Duration < dl.BaseDelay.Duration || dl.MaxAge.Duration <= 0 || dl.ErrorWindow.Duration <= 0 || dl.DisableAfter.Duration <= 0 {
 		errs = append(errs, errors.New("delivery: max_attempts and max_errors must be at least 1, durations positive, retry_max_delay at least retry_base_delay"))
+	}
+	if p := c.Plugins; p.MemoryLimitMiB < 1 || p.MemoryLimitMiB > 4096 || p.CallTimeout.Duration <= 0 || p.QuarantineAfter < 1 || p.ScanEvery.Duration <= 0 {
+		errs = append(errs, errors.New("plugins: memory_limit_mib must be 1–4096, call_timeout and scan_every positive, quarantine_after at least 1"))
 	}
 	if c.Engine.Workers < 1 {
 		errs = append(errs, errors.New("engine.workers must be at least 1"))

@@ -15,7 +15,9 @@ import (
 	"syscall"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/host"
 	"github.com/push2/push2/profiles"
+	"github.com/push2/push2/profiles/webpush"
 )
 
 func main() {
@@ -87,6 +89,25 @@ func run(ctx context.Context, cfg Config) error {
 	})
 	m := newMetrics()
 	d := newDaemon(cfg, eng, log, m)
+	var watcher *host.Watcher
+	var wasmHost *host.Host
+	if cfg.Plugins.Dir != "" {
+		wasmHost, err = host.New(ctx, host.Config{
+			CacheDir:         cfg.Plugins.CacheDir,
+			MemoryLimitPages: uint32(cfg.Plugins.MemoryLimitMiB * 16),
+			CallTimeout:      cfg.Plugins.CallTimeout.Duration,
+			QuarantineAfter:  cfg.Plugins.QuarantineAfter,
+			Crypto:           webpush.NewHostCrypto(),
+			Logger:           log.With("component", "wasm"),
+		})
+		if err != nil {
+			return fmt.Errorf("plugins: %w", err)
+		}
+		watcher = host.NewWatcher(wasmHost, reg, cfg.Plugins.Dir, host.WatcherConfig{Interval: cfg.Plugins.ScanEvery.Duration, VerifyCases: cfg.Plugins.VerifyCases})
+		if err := watcher.Scan(ctx); err != nil {
+			log.Warn("plugins: first scan", "dir", cfg.Plugins.Dir, "err", err)
+		}
+	}
 
 	ln, err := listenAdmin(cfg.Admin.Listen)
 	if err != nil {
@@ -109,10 +130,22 @@ func run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	go d.pruneLoop(ctx, store)
+	if watcher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watcher.Run(ctx)
+		}()
+	}
 	wg.Wait()
-	// Let in-flight evaluations finish before the store closes.
+	// Let in-flight evaluations finish before the profiles and the store
+	// close.
 	for i := 0; i < cap(d.work); i++ {
 		d.work <- struct{}{}
+	}
+	if watcher != nil {
+		watcher.Close()
+		wasmHost.Close(context.Background())
 	}
 	log.Info("push2d stopped")
 	return nil
