@@ -76,6 +76,11 @@ type Engine struct {
 
 	mu    sync.Mutex
 	cache map[string][]*Registration // account → parsed registrations, oldest first
+	// gen counts invalidations per account (and all of them, for profile
+	// swaps): a reader fills the cache only if no invalidation happened
+	// since it started reading the store, so a stale list never sticks.
+	gen    map[string]uint64
+	genAll uint64
 }
 
 // New returns an engine on store with the profiles in registry.
@@ -87,6 +92,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		registry: registry,
 		activity: NewActivity(cfg.Limits.MaxGrace),
 		cache:    map[string][]*Registration{},
+		gen:      map[string]uint64{},
 	}
 	e.outbox = newOutbox(e, cfg.Retry)
 	// A profile swap can change validation and Prepare results: re-parse
@@ -94,6 +100,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 	registry.Subscribe(func([]ProfileInfo) {
 		e.mu.Lock()
 		e.cache = map[string][]*Registration{}
+		e.genAll++
 		e.mu.Unlock()
 	})
 	return e
@@ -178,6 +185,7 @@ func (e *Engine) Remove(k RegKey, reason string) (bool, error) {
 func (e *Engine) invalidate(account string) {
 	e.mu.Lock()
 	delete(e.cache, account)
+	e.gen[account]++
 	e.mu.Unlock()
 }
 
@@ -193,6 +201,7 @@ func (e *Engine) Registrations(account string) ([]*Registration, error) {
 	account = acct.Bare().String()
 	e.mu.Lock()
 	regs, ok := e.cache[account]
+	gen, genAll := e.gen[account], e.genAll
 	e.mu.Unlock()
 	if ok {
 		return regs, nil
@@ -211,7 +220,9 @@ func (e *Engine) Registrations(account string) ([]*Registration, error) {
 		regs = append(regs, r)
 	}
 	e.mu.Lock()
-	e.cache[account] = regs
+	if e.gen[account] == gen && e.genAll == genAll {
+		e.cache[account] = regs
+	}
 	e.mu.Unlock()
 	return regs, nil
 }

@@ -149,4 +149,3 @@ func newHost(t testing.TB, cfg Config) *Host {
 	t.Cleanup(func() { h.Close(context.Background()) })
 	return h
 }
-

@@ -115,11 +115,13 @@ func noNotification(t *testing.T, c *stack.Client, within time.Duration) {
 	}
 }
 
+// send writes a stanza. It uses the test's context, not a short per-call
+// one: mellium v0.22 applies a context deadline to the connection from a
+// goroutine, and cancelling a per-call context can race with (and time
+// out) the next write.
 func send(t *testing.T, c *stack.Client, el *engine.Element) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.Send(ctx, el); err != nil {
+	if err := c.Send(t.Context(), el); err != nil {
 		t.Fatal(err)
 	}
 }
