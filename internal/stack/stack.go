@@ -34,6 +34,9 @@ type Options struct {
 	Push2dConfig string
 	// ProsodyConfig is Lua appended to the VirtualHost section.
 	ProsodyConfig string
+	// ProsodyGlobalConfig is Lua appended to Prosody's global section,
+	// before the VirtualHost (e.g. another Component such as a MUC service).
+	ProsodyGlobalConfig string
 }
 
 // Stack is a running Prosody + bridge + push2d.
@@ -95,6 +98,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 		PluginPaths:      []string{filepath.Join(root, "examples", "prosody")},
 		ExtraModules:     []string{"push2_bridge"},
 		ExtraVHostConfig: opts.ProsodyConfig,
+		ExtraConfig:      opts.ProsodyGlobalConfig,
 		Log:              opts.Log,
 	})
 	if err != nil {

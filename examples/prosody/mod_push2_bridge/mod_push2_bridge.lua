@@ -5,39 +5,66 @@
 -- (docs/bridge-protocol.md, namespace urn:push2:bridge:1). All decisions live
 -- in push2d.
 --
---   * <enable/> and <disable/> from clients go to push2d as IQs; the client
---     gets push2d's real answer (result or the exact error).
---   * Stanza events (offline storage) go to push2d as messages; push2d acks
---     each one. Unacked events are kept (bounded) and replayed when push2d
---     comes back.
+--   * <enable/> and <disable/> from clients (Push 2.0, and XEP-0357's
+--     urn:xmpp:push:0, which push2d serves too) go to push2d as IQs; the
+--     client gets push2d's real answer (result or the exact error). The same holds
+--     for an <enable/> inlined in a SASL2/Bind2 request (mod_sasl2_bind2):
+--     the answer comes back inside <bound/>, in the same round trip.
+--   * Stanza events go to push2d as messages, one per trigger that saw the
+--     stanza: offline storage, the user's archive (MAM), the XEP-0198 queue
+--     of a hibernated session, a session that stopped acking, groupchat
+--     messages for a session that is gone. push2d acks each one and dedupes
+--     (one push per registration and stanza). Unacked events are kept
+--     (bounded) and replayed when push2d comes back.
+--   * Session activity (a message with a body or a chat state sent by a
+--     client) goes to push2d, rate-limited, for <grace/>.
+--   * The user's nick in each joined room goes with events about that room
+--     (mentions are matched on it).
+--   * A hibernated session whose registration push2d accepted is kept up to
+--     push2_max_hibernation_timeout, until its first push, so the device
+--     can come back and resume.
 --   * push2d sends notifications through the bridge, which sends them from
 --     this host to the push service and passes error replies back.
 --   * The account's disco#info lists urn:xmpp:push2:0 and every profile
 --     push2d holds, as push2d announces them.
 --
 -- Every hook is wrapped so that nothing here can throw into Prosody, and no
--- hook ever consumes an event: offline storage and delivery happen exactly as
--- without this module, whatever push2d does.
+-- hook ever consumes an event: offline storage, archiving and delivery happen
+-- exactly as without this module, whatever push2d does.
 
 local st = require "util.stanza";
 local jid = require "util.jid";
 local id = require "util.id";
+local async = require "util.async";
+local watchdog = require "util.watchdog";
+local add_filter = require "util.filters".add_filter;
+local time_now = require "util.time".now;
 local new_cache = require "util.cache".new;
 
 local xmlns_push2 = "urn:xmpp:push2:0";
+local xmlns_push0 = "urn:xmpp:push:0"; -- XEP-0357, served by push2d too
 local xmlns_bridge = "urn:push2:bridge:1";
+local xmlns_stanzas = "urn:ietf:params:xml:ns:xmpp-stanzas";
+local xmlns_chatstates = "http://jabber.org/protocol/chatstates";
+local xmlns_muc = "http://jabber.org/protocol/muc";
+local xmlns_muc_user = "http://jabber.org/protocol/muc#user";
+local xmlns_mam = "urn:xmpp:mam:2";
 
 local component = module:get_option_string("push2_component", "push2." .. module.host);
 local iq_timeout = module:get_option_number("push2_iq_timeout", 10);
 local max_pending = module:get_option_number("push2_max_pending_events", 10000);
+local max_hibernation = module:get_option_number("push2_max_hibernation_timeout", 72*3600);
+local activity_interval = module:get_option_number("push2_activity_interval", 5);
+
+local host_sessions = prosody.hosts[module.host].sessions;
 
 -- The features push2d last announced. Until it announces any, the account
--- disco shows nothing of push2: advertising a service that cannot answer
--- would make clients register into a void.
+-- disco (and Bind2) shows nothing of push2: advertising a service that
+-- cannot answer would make clients register into a void.
 local features = {};
 
 -- Events sent and not yet acked by push2d, in order, bounded: the oldest is
--- dropped (and counted) when full.
+-- dropped (and logged) when full.
 local pending = new_cache(max_pending, function(event_id)
 	module:log("warn", "push2 event buffer full (%d): dropping the oldest unacked event %s", max_pending, event_id);
 end);
@@ -53,9 +80,13 @@ local function safely(name, f)
 	end
 end
 
-local function component_connected()
+local function component_env()
 	local h = prosody.hosts[component];
-	local env = h and h.modules and h.modules.component;
+	return h and h.modules and h.modules.component;
+end
+
+local function component_connected()
+	local env = component_env();
 	return env and env.connected or false;
 end
 
@@ -63,6 +94,17 @@ end
 -- else the resource (DESIGN.md "Delivery and state").
 local function registration_id(session)
 	return session.client_id or session.resource;
+end
+
+-- Every id push2d may know this session's registration by: its own, and
+-- the one push2d gave when it accepted an enable on this session (an
+-- XEP-0357 registration is keyed by app server and node, not by session).
+local function session_registrations(session)
+	local own, given = registration_id(session), session.push2_registration;
+	if given and given ~= own then
+		return { own, given };
+	end
+	return { own };
 end
 
 local function account_of(session)
@@ -77,23 +119,165 @@ local function embed(stanza)
 end
 
 ---------------------------------------------------------------------------
+-- Room nicks: the user's nick in each room it joined, per account, learnt
+-- from the presence the user sends to room/nick and from the room's
+-- self-presence (status 110), cleared when the user leaves, is removed or
+-- gets an error from the room. Events about stanzas from a room carry it.
+
+local nicks = {}; -- account → { room → nick }
+
+local function set_nick(account, room, nick)
+	local rooms = nicks[account];
+	if not rooms then
+		if not nick then return; end
+		rooms = {};
+		nicks[account] = rooms;
+	end
+	rooms[room] = nick;
+	if not nick and next(rooms) == nil then
+		nicks[account] = nil;
+	end
+end
+
+local function nick_in(account, room)
+	local rooms = nicks[account];
+	return rooms and rooms[room];
+end
+
+-- The nick an event about stanza should carry: the one for the room the
+-- stanza comes from (groupchat or a private message from an occupant).
+local function nick_for(account, stanza)
+	local from = stanza.attr.from;
+	return from and nick_in(account, jid.bare(from)) or nil;
+end
+
+-- Presence the user's client sends to an occupant JID.
+module:hook("pre-presence/full", safely("nick-out", function(event)
+	local origin, stanza = event.origin, event.stanza;
+	if not origin or origin.type ~= "c2s" or not origin.username then return; end
+	local room, nick = jid.bare(stanza.attr.to), jid.resource(stanza.attr.to);
+	if not nick then return; end
+	local account = account_of(origin);
+	local t = stanza.attr.type;
+	if t == nil then
+		-- A join (it carries the MUC <x/>) or a nick change in a room we know.
+		if stanza:get_child("x", xmlns_muc) or nick_in(account, room) then
+			set_nick(account, room, nick);
+		end
+	elseif t == "unavailable" then
+		set_nick(account, room, nil);
+	end
+end), 10);
+
+-- Presence from a room to the user: the room's word on the nick wins (it
+-- may change the nick the client asked for).
+module:hook("presence/full", safely("nick-in", function(event)
+	local stanza = event.stanza;
+	local from = stanza.attr.from;
+	if not from then return; end
+	local account = jid.bare(stanza.attr.to);
+	if not account then return; end
+	local room, nick = jid.bare(from), jid.resource(from);
+	local t = stanza.attr.type;
+	if t == "error" then
+		if nick_in(account, room) then set_nick(account, room, nil); end
+		return;
+	end
+	local x = stanza:get_child("x", xmlns_muc_user);
+	if not x or not nick then return; end
+	local codes = {};
+	for status in x:childtags("status") do
+		codes[status.attr.code or ""] = true;
+	end
+	if not codes["110"] then return; end
+	if t == nil then
+		set_nick(account, room, nick);
+	elseif t == "unavailable" then
+		local item = x:get_child("item");
+		if codes["303"] and item and item.attr.nick then
+			set_nick(account, room, item.attr.nick); -- nick change
+		elseif nick_in(account, room) == nick then
+			set_nick(account, room, nil);
+		end
+	end
+end), 10);
+
+---------------------------------------------------------------------------
+-- Hibernation: a session whose registration push2d accepted stays
+-- hibernated up to push2_max_hibernation_timeout instead of
+-- smacks_hibernation_time, until its first push; then the normal timeout
+-- applies again, counted from that push (as mod_cloud_notify does), so a
+-- device that was woken up has the usual time to come back.
+
+local function extend_hibernation(session)
+	local wd = session.hibernating_watchdog;
+	if not session.push2_registration or not wd or session.push2_saved_watchdog then return; end
+	session.push2_saved_watchdog = { callback = wd.callback, timeout = wd.timeout };
+	wd:cancel();
+	session.hibernating_watchdog = watchdog.new(max_hibernation, function()
+		local saved = session.push2_saved_watchdog;
+		session.push2_saved_watchdog = nil;
+		session.log("debug", "push2: extended hibernation (%ds) is over", max_hibernation);
+		if saved then saved.callback(); end
+	end);
+	session.log("debug", "push2: hibernation extended to %ds (registration %s)", max_hibernation, session.push2_registration);
+end
+
+local function restore_hibernation(session, why)
+	local saved = session.push2_saved_watchdog;
+	if not saved then return; end
+	session.push2_saved_watchdog = nil;
+	if session.hibernating_watchdog then
+		session.hibernating_watchdog:cancel();
+		session.hibernating_watchdog = nil;
+	end
+	if session.hibernating and not session.destroyed then
+		session.hibernating_watchdog = watchdog.new(saved.timeout, saved.callback);
+		session.log("debug", "push2: normal hibernation timeout (%ds) restored: %s", saved.timeout, why);
+	end
+end
+
+local function each_session(account)
+	local user = host_sessions[jid.node(account)];
+	return pairs(user and user.sessions or {});
+end
+
+---------------------------------------------------------------------------
 -- enable / disable
+
+local function ask_push2d(kind, session, payload)
+	local inner = st.clone(payload);
+	inner.attr.xmlns = payload.attr.xmlns or xmlns_push2;
+	local req = st.iq({ type = "set", from = module.host, to = component, id = id.medium() })
+		:tag(kind, { xmlns = xmlns_bridge, account = account_of(session), registration = registration_id(session) })
+			:add_child(inner);
+	return module:send_iq(req, nil, iq_timeout);
+end
+
+-- push2d answered: remember (or forget) on the session that its
+-- registration is push2d's, for the hibernation extension and the
+-- <only/>/<live/> lists. push2d's result names the registration
+-- (<registered id=…/>); without it, it is the session's own id.
+local function applied(kind, session, answer)
+	if kind == "enable" then
+		local result = answer and answer.stanza;
+		local registered = result and result:get_child("registered", xmlns_bridge);
+		session.push2_registration = registered and registered.attr.id or registration_id(session);
+	else
+		session.push2_registration = nil;
+		restore_hibernation(session, "disabled");
+	end
+end
 
 local function forward_iq(kind)
 	return safely(kind, function(event)
 		local origin, stanza = event.origin, event.stanza;
-		local payload = stanza.tags[1];
-		local reg_id = registration_id(origin);
 		if not component_connected() then
 			origin.send(st.error_reply(stanza, "wait", "service-unavailable", "the push service is temporarily unavailable"));
 			return true;
 		end
-		local inner = st.clone(payload);
-		inner.attr.xmlns = xmlns_push2;
-		local req = st.iq({ type = "set", from = module.host, to = component, id = id.medium() })
-			:tag(kind, { xmlns = xmlns_bridge, account = account_of(origin), registration = reg_id })
-				:add_child(inner);
-		module:send_iq(req, nil, iq_timeout):next(function()
+		ask_push2d(kind, origin, stanza.tags[1]):next(function(answer)
+			applied(kind, origin, answer);
 			origin.send(st.reply(stanza));
 		end, function(err)
 			local e = err or {};
@@ -105,6 +289,62 @@ end
 
 module:hook("iq-set/self/" .. xmlns_push2 .. ":enable", forward_iq("enable"));
 module:hook("iq-set/self/" .. xmlns_push2 .. ":disable", forward_iq("disable"));
+-- XEP-0357 clients: push2d serves them with the same pipeline.
+module:hook("iq-set/self/" .. xmlns_push0 .. ":enable", forward_iq("enable"));
+module:hook("iq-set/self/" .. xmlns_push0 .. ":disable", forward_iq("disable"));
+
+---------------------------------------------------------------------------
+-- SASL2 / Bind2 inline enable (mod_sasl2 + mod_sasl2_bind2).
+--
+-- mod_sasl2_bind2 fires advertise-bind-features while building the stream
+-- features, and enable-bind-features after binding the resource, before
+-- it sends SASL2's <success/> (which carries <bound/>). We forward the
+-- inlined <enable/> to push2d under the SASL2 client id and wait for the
+-- answer right there, with util.async: mod_c2s runs every element of a
+-- stream in the session's async runner, so waiting pauses only this
+-- connection (its reads are paused too) for at most push2_iq_timeout
+-- seconds, and the answer goes out in the same <success/>. Outside an async
+-- context (not the case with Prosody 0.12's mod_c2s) we cannot wait and
+-- answer wait/resource-constraint, asking the client to use the IQ.
+
+local function inline_error(etype, condition, text)
+	local failed = st.stanza("failed", { xmlns = xmlns_push2 })
+		:tag("error", { xmlns = "jabber:client", type = etype or "wait" })
+			:tag(condition or "internal-server-error", { xmlns = xmlns_stanzas }):up();
+	if text then
+		failed:text_tag("text", text, { xmlns = xmlns_stanzas });
+	end
+	return failed:up();
+end
+
+module:hook("advertise-bind-features", safely("advertise-bind", function(event)
+	if #features > 0 then
+		event.features:tag("feature", { var = xmlns_push2 }):up();
+	end
+end));
+
+module:hook("enable-bind-features", safely("bind2-enable", function(event)
+	local session, request, result = event.session, event.request, event.result;
+	local enable = request:get_child("enable", xmlns_push2);
+	if not enable then return; end
+	local answer;
+	if not component_connected() then
+		answer = inline_error("wait", "service-unavailable", "the push service is temporarily unavailable");
+	elseif not async.ready() then
+		module:log("warn", "push2: inline enable outside an async context; the client must use the IQ");
+		answer = inline_error("wait", "resource-constraint", "inline enable is not available; send <enable/> as an IQ");
+	else
+		local ok, err = async.wait_for(ask_push2d("enable", session, enable));
+		if ok then
+			applied("enable", session, ok);
+			answer = st.stanza("enabled", { xmlns = xmlns_push2 });
+		else
+			local e = err or {};
+			answer = inline_error(e.type, e.condition, e.text);
+		end
+	end
+	result:add_child(answer);
+end), 50);
 
 ---------------------------------------------------------------------------
 -- disco#info of the account
@@ -118,25 +358,67 @@ end));
 ---------------------------------------------------------------------------
 -- events to push2d
 
-local function send_event(event_id, ev)
+local function archive_id_of(stanza, account)
+	for tag in stanza:childtags("stanza-id", "urn:xmpp:sid:0") do
+		if tag.attr.by == account then return tag.attr.id; end
+	end
+end
+
+-- Only messages are reported, and not archive query results (a replay of
+-- the archive, not news).
+local function reportable(stanza)
+	return st.is_stanza(stanza) and stanza.name == "message"
+		and (stanza.attr.xmlns == nil or stanza.attr.xmlns == "jabber:client")
+		and not stanza:get_child("result", xmlns_mam);
+end
+
+-- report sends push2d one stanza event (docs/bridge-protocol.md "Stanza
+-- events") and keeps it until push2d acks it. opts: archive_id,
+-- archive_by, only (registration ids), live (registration ids).
+local function report(trigger, account, stanza, opts)
+	opts = opts or {};
+	local archive_id, archive_by = opts.archive_id, opts.archive_by;
+	if not archive_id then
+		archive_id = archive_id_of(stanza, account);
+		archive_by = archive_id and account or nil;
+	end
+	local event_id = id.medium();
+	local ev = st.message({ from = module.host, to = component, id = event_id })
+		:tag("event", { xmlns = xmlns_bridge, id = event_id, account = account, trigger = trigger,
+			["archive-id"] = archive_id, ["archive-by"] = archive_by, nick = nick_for(account, stanza) });
+	for _, reg in ipairs(opts.only or {}) do
+		ev:tag("only", { id = reg }):up();
+	end
+	for _, reg in ipairs(opts.live or {}) do
+		ev:tag("live", { id = reg }):up();
+	end
+	ev:add_child(embed(stanza)):up();
+	pending:set(event_id, ev);
 	if component_connected() then
 		module:send(ev);
 	end
 end
 
-local function new_event(trigger, account, stanza, attrs)
-	local event_id = id.medium();
-	local a = { xmlns = xmlns_bridge, id = event_id, account = account, trigger = trigger };
-	for k, v in pairs(attrs or {}) do a[k] = v; end
-	local ev = st.message({ from = module.host, to = component, id = event_id })
-		:tag("event", a);
-	return event_id, ev;
+-- The registration ids of the account's sessions that are live (connected
+-- and not hibernated): those devices see the stanza themselves.
+local function live_registrations(account)
+	local live = {};
+	for _, session in each_session(account) do
+		if not session.hibernating and not session.destroyed and session.resource then
+			for _, reg in ipairs(session_registrations(session)) do
+				table.insert(live, reg);
+			end
+		end
+	end
+	return live;
 end
 
-local function archive_id_of(stanza, account)
-	for tag in stanza:childtags("stanza-id", "urn:xmpp:sid:0") do
-		if tag.attr.by == account then return tag.attr.id; end
-	end
+-- A stanza queued for one session that cannot take it now (hibernated or
+-- not acking): only that session's registration is evaluated.
+local function report_for_session(trigger, session, stanza)
+	if not reportable(stanza) or not session.username then return; end
+	if stanza.attr.type == "groupchat" then trigger = "groupchat"; end
+	report(trigger, account_of(session), stanza, { only = session_registrations(session) });
 end
 
 -- Offline storage: the account has no session that can take the message.
@@ -144,15 +426,120 @@ end
 -- storage goes on as usual.
 module:hook("message/offline/handle", safely("offline", function(event)
 	local stanza = event.stanza;
-	local to = stanza.attr.to;
-	local node = event.username or jid.node(to);
-	if not node then return; end
-	local account = node .. "@" .. module.host;
-	local event_id, ev = new_event("offline", account, stanza, { ["archive-id"] = archive_id_of(stanza, account) });
-	ev:add_child(embed(stanza)):up();
-	pending:set(event_id, ev);
-	send_event(event_id, ev);
+	local node = event.username or jid.node(stanza.attr.to);
+	if not node or not reportable(stanza) then return; end
+	report("offline", node .. "@" .. module.host, stanza);
 end), 10);
+
+-- The user's archive (mod_mam) stored a message for the user. Sessions that
+-- are live are listed, so push2d evaluates only registrations whose session
+-- is gone or hibernated.
+module:hook("archive-message-added", safely("archived", function(event)
+	local user, stanza, origin = event.for_user, event.stanza, event.origin;
+	if not user or not stanza or not reportable(stanza) then return; end
+	local account = user .. "@" .. module.host;
+	-- Only what the user received, not the copy of what the user sent.
+	if jid.bare(stanza.attr.to) ~= account then return; end
+	if origin and origin.type == "c2s" and origin.username == user and origin.host == module.host then return; end
+	report("archived", account, stanza, { archive_id = event.id, archive_by = account, live = live_registrations(account) });
+end));
+
+-- A groupchat message for a full JID with no session (mod_message passes it
+-- to the bare JID). Live sessions are listed as for the archive.
+module:hook("message/bare/groupchat", safely("groupchat", function(event)
+	local stanza = event.stanza;
+	local account = jid.bare(stanza.attr.to);
+	if not account or not reportable(stanza) then return; end
+	report("groupchat", account, stanza, { live = live_registrations(account) });
+end), 10);
+
+-- XEP-0198: the session lost its connection and hibernates. Its unacked
+-- queue may hold stanzas the device never saw; everything queued from now
+-- on is reported as it comes (smacks-hibernation-stanza-queued).
+module:hook("smacks-hibernation-start", safely("hibernation-start", function(event)
+	local session = event.origin;
+	extend_hibernation(session);
+	for _, stanza in ipairs(event.queue or {}) do
+		report_for_session("hibernated", session, stanza);
+	end
+end));
+
+module:hook("smacks-hibernation-stanza-queued", safely("hibernation-queued", function(event)
+	report_for_session("hibernated", event.origin, event.stanza);
+end));
+
+module:hook("smacks-hibernation-end", safely("hibernation-end", function(event)
+	-- mod_smacks cancels the (extended) watchdog itself.
+	local session = event.resumed or event.origin;
+	if session then session.push2_saved_watchdog = nil; end
+end));
+
+-- XEP-0198: a live session did not ack within smacks_max_ack_delay. Its
+-- unacked queue is reported, and so is every message sent to it while it
+-- still owes the ack (mod_smacks fires the event once per <r/>).
+local report_for_session_safely = safely("ack-delayed-stanza", report_for_session);
+
+local function ack_delayed_filter(stanza, session)
+	if session.push2_ack_delayed then
+		if session.awaiting_ack and not session.hibernating and not session.destroyed then
+			report_for_session_safely("ack-delayed", session, stanza);
+		else
+			session.push2_ack_delayed = nil;
+		end
+	end
+	return stanza;
+end
+
+module:hook("smacks-ack-delayed", safely("ack-delayed", function(event)
+	local session = event.origin;
+	if event.stanza then
+		report_for_session("ack-delayed", session, event.stanza);
+	end
+	for _, stanza in ipairs(event.queue or {}) do
+		report_for_session("ack-delayed", session, stanza);
+	end
+	session.push2_ack_delayed = true;
+	-- After mod_smacks' queueing filter (-999), so a hibernated session's
+	-- stanzas are left to smacks-hibernation-stanza-queued.
+	add_filter(session, "stanzas/out", ack_delayed_filter, -1000);
+end));
+
+---------------------------------------------------------------------------
+-- Session activity, for <grace/>: a message with a body or a chat state sent
+-- by one of the user's clients. At most one report per session every
+-- push2_activity_interval seconds: the first at once, later ones folded
+-- into one report at the end of the interval, so push2d's view is never
+-- more than the interval late. Not buffered while push2d is away: it is
+-- only useful now.
+
+local function send_activity(session)
+	if not component_connected() or not session.username then return; end
+	module:send(st.message({ from = module.host, to = component, id = id.medium() })
+		:tag("activity", { xmlns = xmlns_bridge, account = account_of(session), registration = registration_id(session) }));
+end
+
+local function note_activity(event)
+	local origin, stanza = event.origin, event.stanza;
+	if not origin or origin.type ~= "c2s" or not origin.username or origin.host ~= module.host then return; end
+	if stanza.attr.type == "error" then return; end
+	if not (stanza:get_child("body") or stanza:child_with_ns(xmlns_chatstates)) then return; end
+	local now = time_now();
+	local last = origin.push2_activity_at;
+	if not last or now - last >= activity_interval then
+		origin.push2_activity_at = now;
+		send_activity(origin);
+	elseif not origin.push2_activity_timer then
+		origin.push2_activity_timer = module:add_timer(last + activity_interval - now, safely("activity", function()
+			origin.push2_activity_timer = nil;
+			origin.push2_activity_at = time_now();
+			send_activity(origin);
+		end));
+	end
+end
+
+module:hook("pre-message/bare", safely("activity", note_activity), 10);
+module:hook("pre-message/full", safely("activity", note_activity), 10);
+module:hook("pre-message/host", safely("activity", note_activity), 10);
 
 ---------------------------------------------------------------------------
 -- messages from push2d
@@ -168,16 +555,43 @@ local function handle_push(push)
 	out.attr.xmlns = nil;
 	out.attr.from = module.host;
 	module:send(out);
+	-- The first push for a hibernated session: the device has been woken,
+	-- the normal hibernation timeout applies from now.
+	local account, reg = push.attr.account, push.attr.registration;
+	if account and reg and jid.host(account) == module.host then
+		for _, session in each_session(account) do
+			if session.hibernating and session.push2_registration == reg then
+				restore_hibernation(session, "pushed");
+			end
+		end
+	end
 end
 
+-- Send every unacked event again, oldest first.
 local function replay()
-	local n = 0;
-	for _, ev in pending:items() do
-		module:send(ev);
-		n = n + 1;
+	local list = {};
+	for _, ev in pending:items() do -- newest first
+		table.insert(list, 1, ev);
 	end
-	if n > 0 then
-		module:log("info", "push2d is back: replayed %d unacked events", n);
+	for _, ev in ipairs(list) do
+		module:send(ev);
+	end
+	if #list > 0 then
+		module:log("info", "push2d is back: replayed %d unacked events", #list);
+	end
+end
+
+-- Replay once per component connection: push2d announces its features on
+-- every (re)connection, and mod_component fires component-authenticated;
+-- whichever comes first replays, the other finds it done.
+local replayed_for; -- the component session the buffer was last replayed to
+
+local function replay_on_new_connection()
+	local env = component_env();
+	local session = env and env.connected and env.session;
+	if session and session ~= replayed_for then
+		replayed_for = session;
+		replay();
 	end
 end
 
@@ -194,10 +608,9 @@ module:hook("message/host", safely("message", function(event)
 				for f in child:childtags("feature") do
 					table.insert(list, f.attr.var);
 				end
-				local was_empty = #features == 0;
 				features = list;
 				module:log("debug", "push2d features: %s", table.concat(list, " "));
-				if was_empty then replay(); end
+				replay_on_new_connection();
 			end
 		end
 		return true;
@@ -212,11 +625,29 @@ module:hook("message/host", safely("message", function(event)
 	end
 end), 10);
 
--- push2d connected (again): replay what it has not acknowledged. It also
--- announces its features on connect, which triggers the same replay if this
--- hook is not available.
-module:context(component):hook("component-authenticated", safely("reconnect", function()
-	module:add_timer(0.5, safely("replay", replay));
-end));
+-- push2d connected (again): replay what it has not acknowledged. The
+-- component host may be defined after this VirtualHost, so hook it once it
+-- exists.
+local function hook_component_host()
+	module:context(component):hook("component-authenticated", safely("reconnect", function()
+		module:add_timer(0.5, safely("replay", replay_on_new_connection));
+	end));
+end
+if prosody.hosts[component] then
+	hook_component_host();
+else
+	module:hook_global("host-activated", safely("host-activated", function(host)
+		if host == component then hook_component_host(); end
+	end));
+end
+
+-- Unloading: give extended hibernations their normal timeout back.
+function module.unload()
+	for _, user in pairs(host_sessions) do
+		for _, session in pairs(user.sessions) do
+			restore_hibernation(session, "module unloaded");
+		end
+	end
+end
 
 module:log("info", "push2 bridge loaded: component %s, up to %d buffered events", component, max_pending);
