@@ -79,8 +79,9 @@ type Engine struct {
 	// gen counts invalidations per account (and all of them, for profile
 	// swaps): a reader fills the cache only if no invalidation happened
 	// since it started reading the store, so a stale list never sticks.
-	gen    map[string]uint64
-	genAll uint64
+	gen     map[string]uint64
+	genAll  uint64
+	writing map[string]int // writes in progress per account
 }
 
 // New returns an engine on store with the profiles in registry.
@@ -93,6 +94,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		activity: NewActivity(cfg.Limits.MaxGrace),
 		cache:    map[string][]*Registration{},
 		gen:      map[string]uint64{},
+		writing:  map[string]int{},
 	}
 	e.outbox = newOutbox(e, cfg.Retry)
 	// A profile swap can change validation and Prepare results: re-parse
@@ -137,12 +139,13 @@ func (e *Engine) Enable(ctx context.Context, account, id string, enable *Element
 	}
 	r.Created = e.cfg.Clock()
 	stored := StoredRegistration{Account: r.Account, ID: r.ID, Created: r.Created, Enable: enable.String()}
+	done := e.changing(r.Account)
 	evicted, err := e.store.PutRegistration(stored, e.cfg.MaxRegistrations)
+	done()
 	if err != nil {
 		e.cfg.Logger.Error("store registration", "account", r.Account, "id", r.ID, "err", err)
 		return nil, nil, &StanzaError{Type: "wait", Condition: CondInternalServerError, Text: "could not store the registration"}
 	}
-	e.invalidate(r.Account)
 	for _, k := range evicted {
 		e.cfg.Logger.Info("registration evicted: too many devices", "account", k.Account, "id", k.ID, "max", e.cfg.MaxRegistrations)
 	}
@@ -160,21 +163,23 @@ func (e *Engine) Disable(ctx context.Context, account, id string) (bool, error) 
 		return false, badRequest("the session has neither a SASL2 client id nor a resource")
 	}
 	k := RegKey{Account: acct.Bare().String(), ID: id}
+	done := e.changing(k.Account)
 	ok, err := e.store.DeleteRegistration(k)
+	done()
 	if err != nil {
 		e.cfg.Logger.Error("delete registration", "account", k.Account, "id", k.ID, "err", err)
 		return false, &StanzaError{Type: "wait", Condition: CondInternalServerError, Text: "could not remove the registration"}
 	}
-	e.invalidate(k.Account)
 	return ok, nil
 }
 
 // Remove deletes a registration for a reason other than the client's
 // <disable/> (the operator, or delivery that keeps failing).
 func (e *Engine) Remove(k RegKey, reason string) (bool, error) {
+	done := e.changing(k.Account)
 	ok, err := e.store.DeleteRegistration(k)
+	done()
 	if err == nil {
-		e.invalidate(k.Account)
 		if ok {
 			e.cfg.Logger.Info("registration removed", "account", k.Account, "id", k.ID, "reason", reason)
 		}
@@ -182,11 +187,27 @@ func (e *Engine) Remove(k RegKey, reason string) (bool, error) {
 	return ok, err
 }
 
-func (e *Engine) invalidate(account string) {
+// changing brackets a store write that changes the account's
+// registrations: until the returned function is called, readers bypass the
+// cache (they see whatever the store shows), and no list read before the
+// write ends can be cached. Pebble makes a commit visible to readers a
+// moment before Commit returns to the writer; without this a reader could
+// cache, or be served, the old list in that moment.
+func (e *Engine) changing(account string) (done func()) {
 	e.mu.Lock()
 	delete(e.cache, account)
 	e.gen[account]++
+	e.writing[account]++
 	e.mu.Unlock()
+	return func() {
+		e.mu.Lock()
+		delete(e.cache, account)
+		e.gen[account]++
+		if e.writing[account]--; e.writing[account] == 0 {
+			delete(e.writing, account)
+		}
+		e.mu.Unlock()
+	}
 }
 
 // Registrations returns the account's registrations, oldest first, parsed
@@ -203,6 +224,8 @@ func (e *Engine) Registrations(account string) ([]*Registration, error) {
 	regs, ok := e.cache[account]
 	gen, genAll := e.gen[account], e.genAll
 	e.mu.Unlock()
+	// A write in progress empties the cache and, until it ends, keeps it
+	// empty (see changing).
 	if ok {
 		return regs, nil
 	}
@@ -220,7 +243,7 @@ func (e *Engine) Registrations(account string) ([]*Registration, error) {
 		regs = append(regs, r)
 	}
 	e.mu.Lock()
-	if e.gen[account] == gen && e.genAll == genAll {
+	if e.gen[account] == gen && e.genAll == genAll && e.writing[account] == 0 {
 		e.cache[account] = regs
 	}
 	e.mu.Unlock()

@@ -353,11 +353,13 @@ func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
 		return
 	}
 	rec := DisabledRecord{Account: k.Account, ID: k.ID, At: now, Reason: reason, Errors: st.Errors, FirstError: st.FirstError, LastCondition: condition, Service: e.To}
-	if err := o.store.DisableRegistration(k, rec); err != nil {
+	done := o.eng.changing(k.Account)
+	err = o.store.DisableRegistration(k, rec)
+	done()
+	if err != nil {
 		o.eng.cfg.Logger.Error("outbox: disable", "account", k.Account, "id", k.ID, "err", err)
 		return
 	}
-	o.eng.invalidate(k.Account)
 	o.eng.cfg.Logger.Warn("registration disabled: its push service keeps failing", "account", k.Account, "id", k.ID, "service", e.To, "reason", reason, "last_condition", condition)
 	o.observe(OutboxDisabled, e, condition)
 }

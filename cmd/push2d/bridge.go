@@ -72,7 +72,11 @@ func (d *daemon) send(ctx context.Context, el *engine.Element) error {
 	if s == nil {
 		return errNotConnected
 	}
-	return s.Send(ctx, el.TokenReader())
+	// mellium v0.22 turns a context's end into a write deadline from a
+	// goroutine that can fire after Send returned and break a concurrent
+	// write of another goroutine. Writes to the local server are short;
+	// they run without a context deadline.
+	return s.Send(context.WithoutCancel(ctx), el.TokenReader())
 }
 
 // handle is the component session's stanza handler. It reads the whole

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
@@ -18,6 +19,13 @@ import (
 type Client struct {
 	Session  *xmpp.Session
 	Messages chan *engine.Element
+	// IQs receives every IQ get or set addressed to the client, after it
+	// was answered: by OnIQ if set, else with service-unavailable (mellium's
+	// default).
+	IQs chan *engine.Element
+	// OnIQ, if set, answers IQ gets and sets: it returns the response
+	// stanza (result or error). Set it before anything sends the IQs.
+	OnIQ atomic.Pointer[func(iq *engine.Element) *engine.Element]
 	done     chan error
 	once     sync.Once
 }
@@ -37,15 +45,35 @@ func (s *Stack) Login(ctx context.Context, localpart, resource, password string,
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{Session: sess, Messages: make(chan *engine.Element, 4096), done: make(chan error, 1)}
+	c := &Client{Session: sess, Messages: make(chan *engine.Element, 4096), IQs: make(chan *engine.Element, 1024), done: make(chan error, 1)}
 	go func() {
 		c.done <- sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-			if start.Name.Local != "message" {
+			switch start.Name.Local {
+			case "message", "iq":
+			default:
 				return nil
 			}
 			el, err := engine.ReadElement(*start, t)
 			if err != nil {
 				return err
+			}
+			if el.Name.Local == "iq" {
+				typ := el.AttrValue("type")
+				if typ != "get" && typ != "set" {
+					return nil
+				}
+				if fn := c.OnIQ.Load(); fn != nil {
+					if resp := (*fn)(el); resp != nil {
+						if _, err := xmlstream.Copy(t, resp.TokenReader()); err != nil {
+							return err
+						}
+					}
+				}
+				select {
+				case c.IQs <- el:
+				default:
+				}
+				return nil
 			}
 			select {
 			case c.Messages <- el:
@@ -55,7 +83,7 @@ func (s *Stack) Login(ctx context.Context, localpart, resource, password string,
 		}))
 	}()
 	if available {
-		if err := sess.Send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
+		if err := sess.Send(context.WithoutCancel(ctx), stanza.Presence{}.Wrap(nil)); err != nil {
 			sess.Close()
 			return nil, err
 		}
@@ -64,12 +92,35 @@ func (s *Stack) Login(ctx context.Context, localpart, resource, password string,
 }
 
 // IQ sends an IQ (built as an engine.Element, to/from as given) and returns
-// the response stanza.
+// the response stanza, or an error when ctx ends first.
+//
+// mellium v0.22 turns a context's end into a write deadline from a
+// goroutine that can fire after the call returned and break a concurrent
+// write, so the session only ever sees a context that never ends; ctx
+// bounds the wait here instead.
 func (c *Client) IQ(ctx context.Context, iq *engine.Element) (*engine.Element, error) {
 	if iq.AttrValue("id") == "" {
 		iq.SetAttr("id", fmt.Sprintf("iq-%p", iq))
 	}
-	resp, err := c.Session.SendIQ(ctx, iq.TokenReader())
+	type answer struct {
+		el  *engine.Element
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		el, err := c.iq(iq)
+		ch <- answer{el, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.el, a.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("IQ %s: %w", iq.AttrValue("id"), ctx.Err())
+	}
+}
+
+func (c *Client) iq(iq *engine.Element) (*engine.Element, error) {
+	resp, err := c.Session.SendIQ(context.Background(), iq.TokenReader())
 	if err != nil {
 		return nil, err
 	}
@@ -85,9 +136,9 @@ func (c *Client) IQ(ctx context.Context, iq *engine.Element) (*engine.Element, e
 	return engine.ReadElement(start, resp)
 }
 
-// Send sends a stanza.
+// Send sends a stanza (see IQ for why ctx's end is not passed on).
 func (c *Client) Send(ctx context.Context, el *engine.Element) error {
-	return c.Session.Send(ctx, el.TokenReader())
+	return c.Session.Send(context.WithoutCancel(ctx), el.TokenReader())
 }
 
 // Close ends the stream (a clean logout).

@@ -548,13 +548,38 @@ local function from_push2d(stanza)
 	return stanza.attr.from == component;
 end
 
+local function report_delivery_error(id_, from, etype, condition, text)
+	module:send(st.message({ from = module.host, to = component, id = id.medium() })
+		:tag("delivery-error", { xmlns = xmlns_bridge, id = id_, from = from,
+			type = etype, condition = condition }):text(text or ""));
+end
+
 local function handle_push(push)
-	local notification = push:get_child("message", "jabber:client") or push.tags[1];
+	local notification = push.tags[1];
 	if not notification then return; end
 	local out = st.clone(notification);
 	out.attr.xmlns = nil;
-	out.attr.from = module.host;
-	module:send(out);
+	if out.name == "iq" then
+		-- An XEP-0357 publish: sent from the user's bare JID (as
+		-- mod_cloud_notify does), and the app server's IQ answer says
+		-- whether it took it.
+		local from = out.attr.from;
+		if not from or jid.host(from) ~= module.host or jid.resource(from) then
+			module:log("warn", "push2d sent a publish from %s; not sent", tostring(from));
+			return;
+		end
+		local nid = out.attr.id;
+		module:send_iq(out, nil, iq_timeout):next(function()
+			module:send(st.message({ from = module.host, to = component, id = id.medium() })
+				:tag("delivered", { xmlns = xmlns_bridge, id = nid }));
+		end, function(err)
+			local e = err or {};
+			report_delivery_error(nid, out.attr.to, e.type or "wait", e.condition or "remote-server-timeout", e.text);
+		end);
+	else
+		out.attr.from = module.host;
+		module:send(out);
+	end
 	-- The first push for a hibernated session: the device has been woken,
 	-- the normal hibernation timeout applies from now.
 	local account, reg = push.attr.account, push.attr.registration;
@@ -618,9 +643,7 @@ module:hook("message/host", safely("message", function(event)
 	-- An error reply from a push service to one of our notifications.
 	if stanza.attr.type == "error" and (stanza.attr.id or ""):match("^push2%-") then
 		local etype, condition, text = stanza:get_error();
-		module:send(st.message({ from = module.host, to = component, id = id.medium() })
-			:tag("delivery-error", { xmlns = xmlns_bridge, id = stanza.attr.id, from = stanza.attr.from,
-				type = etype, condition = condition }):text(text or ""));
+		report_delivery_error(stanza.attr.id, stanza.attr.from, etype, condition, text);
 		return true;
 	end
 end), 10);
