@@ -26,8 +26,8 @@ type Client struct {
 	// OnIQ, if set, answers IQ gets and sets: it returns the response
 	// stanza (result or error). Set it before anything sends the IQs.
 	OnIQ atomic.Pointer[func(iq *engine.Element) *engine.Element]
-	done     chan error
-	once     sync.Once
+	done chan error
+	once sync.Once
 }
 
 // Login creates the account if needed, logs in asking for resource, serves the session and,
