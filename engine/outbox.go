@@ -283,14 +283,7 @@ func (o *Outbox) delivered(e OutboxEntry) {
 // It reports whether the notification will be retried. An error for an
 // unknown id (delivered long ago, or not ours) is ignored.
 func (o *Outbox) DeliveryError(id, errType, condition string) (retry bool) {
-	o.mu.Lock()
-	o.load()
-	cur, ok := o.entries[id]
-	var e OutboxEntry
-	if ok {
-		e = *cur
-	}
-	o.mu.Unlock()
+	e, ok := o.get(id)
 	if !ok {
 		o.eng.cfg.Logger.Info("outbox: error reply for an unknown notification", "id", id, "type", errType, "condition", condition)
 		return false
@@ -368,16 +361,20 @@ func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
 // XEP-0357 publish is an IQ, whose result says the app server took it): the
 // notification is delivered now rather than after the error window.
 func (o *Outbox) Confirm(id string) bool {
-	o.mu.Lock()
-	o.load()
-	cur, ok := o.entries[id]
-	var e OutboxEntry
-	if ok {
-		e = *cur
-	}
-	o.mu.Unlock()
+	e, ok := o.get(id)
 	if ok {
 		o.delivered(e)
 	}
 	return ok
+}
+
+// get returns a copy of entry id.
+func (o *Outbox) get(id string) (OutboxEntry, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.load()
+	if cur, ok := o.entries[id]; ok {
+		return *cur, true
+	}
+	return OutboxEntry{}, false
 }
