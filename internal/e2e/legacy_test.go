@@ -101,6 +101,18 @@ func TestLegacyClient(t *testing.T) {
 		m, _ := s.Admin("/metrics")
 		return strings.Contains(m, `push2_outbox_total{event="delivered"} 1`)
 	})
+
+	// The ping API (mod_cloud_notify's cloud-notify-ping): all of the
+	// account's registrations get a push now, without a stanza.
+	out, err := s.AdminPost("/ping?account=juliet@" + domain)
+	if err != nil || !strings.Contains(out, "xep0357:") {
+		t.Fatalf("ping: %s %v", out, err)
+	}
+	waitPublish(t, pusher, 10*time.Second)
+	waitNotification(t, pusher, 10*time.Second)
+	if out, err := s.AdminPost("/ping?account=not-a-jid@@"); err == nil {
+		t.Errorf("ping of a bad account: %s", out)
+	}
 }
 
 // TestLegacyWithBodyAndSender: the operator's options reveal them.

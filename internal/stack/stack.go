@@ -227,6 +227,21 @@ func (s *Stack) Admin(path string) (string, error) {
 	return string(b), err
 }
 
+// AdminPost posts to a path of push2d's admin interface.
+func (s *Stack) AdminPost(path string) (string, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Post("http://"+s.AdminAddr+path, "text/plain", nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("POST %s: %s", path, resp.Status)
+	}
+	return string(b), err
+}
+
 // Push2dLog returns push2d's log so far.
 func (s *Stack) Push2dLog() string { return s.logBuf.String() }
 
