@@ -83,11 +83,61 @@ func (r *Registry) Subscribe(fn func([]ProfileInfo)) {
 // or replace the ones with the same URI, then the URIs in remove (of either
 // kind) are removed. source describes where the added profiles come from.
 func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []SendProfile, remove []string) error {
+	for _, p := range addMatch {
+		if p.URI() == "" {
+			return fmt.Errorf("registry: match profile with an empty URI from %s", source)
+		}
+	}
+	for _, p := range addSend {
+		if p.Namespace() == "" {
+			return fmt.Errorf("registry: send profile with an empty namespace from %s", source)
+		}
+	}
+	r.apply(func(next *registrySnapshot) {
+		for _, u := range remove {
+			delete(next.match, u)
+			delete(next.send, u)
+		}
+		for _, p := range addMatch {
+			next.match[p.URI()] = registered[MatchProfile]{p, source}
+		}
+		for _, p := range addSend {
+			next.send[p.Namespace()] = registered[SendProfile]{p, source}
+		}
+	})
+	return nil
+}
+
+// Withdraw atomically removes these profile values, each only if it is
+// still the one registered under its URI: a newer version that took the URI
+// over in the meantime stays. It reports whether anything was removed.
+func (r *Registry) Withdraw(match []MatchProfile, send []SendProfile) bool {
+	removed := false
+	r.apply(func(next *registrySnapshot) {
+		for _, p := range match {
+			if cur, ok := next.match[p.URI()]; ok && cur.p == p {
+				delete(next.match, p.URI())
+				removed = true
+			}
+		}
+		for _, p := range send {
+			if cur, ok := next.send[p.Namespace()]; ok && cur.p == p {
+				delete(next.send, p.Namespace())
+				removed = true
+			}
+		}
+	})
+	return removed
+}
+
+// apply copies the current snapshot, lets change edit the copy, publishes
+// it and tells the subscribers. Writers are serialized; readers never wait.
+func (r *Registry) apply(change func(next *registrySnapshot)) {
 	r.mu.Lock()
 	old := r.snap.Load()
 	next := &registrySnapshot{
-		match: make(map[string]registered[MatchProfile], len(old.match)+len(addMatch)),
-		send:  make(map[string]registered[SendProfile], len(old.send)+len(addSend)),
+		match: make(map[string]registered[MatchProfile], len(old.match)),
+		send:  make(map[string]registered[SendProfile], len(old.send)),
 	}
 	for k, v := range old.match {
 		next.match[k] = v
@@ -95,24 +145,7 @@ func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []Send
 	for k, v := range old.send {
 		next.send[k] = v
 	}
-	for _, u := range remove {
-		delete(next.match, u)
-		delete(next.send, u)
-	}
-	for _, p := range addMatch {
-		if p.URI() == "" {
-			r.mu.Unlock()
-			return fmt.Errorf("registry: match profile with an empty URI from %s", source)
-		}
-		next.match[p.URI()] = registered[MatchProfile]{p, source}
-	}
-	for _, p := range addSend {
-		if p.Namespace() == "" {
-			r.mu.Unlock()
-			return fmt.Errorf("registry: send profile with an empty namespace from %s", source)
-		}
-		next.send[p.Namespace()] = registered[SendProfile]{p, source}
-	}
+	change(next)
 	for u, p := range next.match {
 		next.sorted = append(next.sorted, ProfileInfo{URI: u, Kind: "match", Source: p.source})
 	}
@@ -129,14 +162,12 @@ func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []Send
 	r.snap.Store(next)
 	r.mu.Unlock()
 
-	list := next.sorted
 	r.subMu.Lock()
 	subs := append([]func([]ProfileInfo){}, r.subs...)
 	r.subMu.Unlock()
 	for _, fn := range subs {
-		fn(append([]ProfileInfo(nil), list...))
+		fn(append([]ProfileInfo(nil), next.sorted...))
 	}
-	return nil
 }
 
 // Register adds built-in profiles.

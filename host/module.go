@@ -198,20 +198,7 @@ func (m *Module) Register(reg *engine.Registry) error {
 // unregisterIfCurrent removes m's profiles from reg, leaving alone any URI
 // that a newer version took over in the meantime.
 func unregisterIfCurrent(reg *engine.Registry, m *Module) {
-	var remove []string
-	for _, p := range m.match {
-		if cur, ok := reg.Match(p.URI()); ok && cur == p {
-			remove = append(remove, p.URI())
-		}
-	}
-	for _, p := range m.send {
-		if cur, ok := reg.Send(p.Namespace()); ok && cur == p {
-			remove = append(remove, p.Namespace())
-		}
-	}
-	if len(remove) > 0 {
-		_ = reg.Update(m.Source(), nil, nil, remove)
-	}
+	reg.Withdraw(m.match, m.send)
 }
 
 func (m *Module) instantiate(ctx context.Context) (*instance, error) {
