@@ -6,7 +6,6 @@
 #                    pulls in lua5.4 and the Lua libraries it needs.
 #   prosody-modules  community modules (mod_cloud_notify, ...), installed into
 #                    /usr/lib/prosody/modules.
-#   python3-slixmpp  a second, independent XMPP client library for tests.
 #   clang lld rustc libstd-rust-dev-wasm32
 #                    WebAssembly toolchains for the C and Rust plugins.
 #
@@ -23,7 +22,7 @@ set -euo pipefail
 # clang lld rustc libstd-rust-dev-wasm32: the WebAssembly toolchains of
 # plugins/build.sh (C and Rust plugins). Installing them here, once, keeps
 # parallel test binaries from racing for the dpkg lock.
-PACKAGES=(prosody prosody-modules python3-slixmpp clang lld rustc libstd-rust-dev-wasm32)
+PACKAGES=(prosody prosody-modules clang lld rustc libstd-rust-dev-wasm32)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
