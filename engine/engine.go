@@ -503,29 +503,29 @@ func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Eleme
 }
 
 // dedupeKeys names a stanza in every way a trigger may know it: the user's
-// archive id, the sender's id attribute, and, if the sender gave no id, a
-// hash of the content. Two reports of one stanza share at least one key.
+// archive id (when this trigger knows it) and the stanza's identity: who
+// sent it, its id attribute and a hash of its content without what servers
+// add on the way (<stanza-id/>, <delay/>). Two reports of one stanza share
+// at least the identity key. The content is part of the identity because
+// ids are only unique if the sender makes them so: a client that counts
+// from 1 again after a restart must not lose its messages' pushes.
 func dedupeKeys(st *Element, f *Facts) []string {
 	var keys []string
 	if f.ArchiveID != "" {
 		keys = append(keys, "a:"+f.ArchiveID)
 	}
-	if id := f.Message.AttrValue("id"); id != "" {
-		keys = append(keys, "i:"+f.Message.AttrValue("from")+"\x00"+id)
-	} else {
-		h := sha256.New()
-		stripped := f.Message.Clone()
-		kept := stripped.Children[:0]
-		for _, ch := range stripped.Children {
-			if ch.Is(NSStanzaID, "stanza-id") || ch.Is(NSDelay, "delay") {
-				continue // added by the server on the way; not part of identity
-			}
-			kept = append(kept, ch)
+	h := sha256.New()
+	stripped := f.Message.Clone()
+	kept := stripped.Children[:0]
+	for _, ch := range stripped.Children {
+		if ch.Is(NSStanzaID, "stanza-id") || ch.Is(NSDelay, "delay") {
+			continue // added by the server on the way; not part of identity
 		}
-		stripped.Children = kept
-		h.Write(stripped.Marshal())
-		keys = append(keys, fmt.Sprintf("h:%x", h.Sum(nil)[:16]))
+		kept = append(kept, ch)
 	}
+	stripped.Children = kept
+	h.Write(stripped.Marshal())
+	keys = append(keys, fmt.Sprintf("s:%x", h.Sum(nil)[:16]))
 	return keys
 }
 

@@ -294,6 +294,12 @@ func TestDedupe(t *testing.T) {
 	if len(r1.Notifications)+len(r2.Notifications) != 1 {
 		t.Errorf("id-less stanza: %d + %d pushes", len(r1.Notifications), len(r2.Notifications))
 	}
+	// A sender that reuses an id (a client counting from 1 again after a
+	// restart) does not lose the push of its new message.
+	reused := strings.Replace(msgBody, "Art thou not Romeo?", "a new message, an old id", 1)
+	if r, _ := evaluateOne(t, e, reused, engine.Context{}); len(r.Notifications) != 1 {
+		t.Error("a new message with a reused id was deduplicated")
+	}
 	// A different message is pushed.
 	r3, _ := evaluateOne(t, e, strings.Replace(msgBody, `id="s1"`, `id="other"`, 1), engine.Context{})
 	if len(r3.Notifications) != 1 {
