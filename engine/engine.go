@@ -356,7 +356,9 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 		}
 	}
 	facts := Inspect(ev.Stanza, &c)
-	keys := dedupeKeys(ev.Stanza, facts)
+	// The dedupe keys hash the stanza: computed only if some registration
+	// gets a push.
+	keys := sync.OnceValue(func() []string { return dedupeKeys(ev.Stanza, facts) })
 	for _, r := range regs {
 		if only != nil && !only[r.ID] {
 			continue
@@ -370,7 +372,7 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 	return res, nil
 }
 
-func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, c *Context, facts *Facts, keys []string) (Outcome, *Notification) {
+func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, c *Context, facts *Facts, lazyKeys func() []string) (Outcome, *Notification) {
 	out := Outcome{Reg: r.Key(), Code: OutcomeNoMatch, Reason: "no match profile pushes this stanza"}
 	var chosen *Match
 	var decision Decision
@@ -411,6 +413,7 @@ func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, 
 	if decision.Priority == 0 {
 		decision.Priority = PriorityNormal
 	}
+	keys := lazyKeys()
 	n, err := e.build(ctx, r, chosen, st, c, decision, keys)
 	if err != nil {
 		e.cfg.Logger.Warn("send profile failed", "profile", chosen.SendNS, "account", r.Account, "id", r.ID, "err", err)
