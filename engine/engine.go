@@ -137,6 +137,9 @@ func (e *Engine) Enable(ctx context.Context, account, id string, enable *Element
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := e.checkFits(r); err != nil {
+		return nil, nil, err
+	}
 	r.Created = e.cfg.Clock()
 	stored := StoredRegistration{Account: r.Account, ID: r.ID, Created: r.Created, Enable: enable.String()}
 	done := e.changing(r.Account)
@@ -150,6 +153,32 @@ func (e *Engine) Enable(ctx context.Context, account, id string, enable *Element
 		e.cfg.Logger.Info("registration evicted: too many devices", "account", k.Account, "id", k.ID, "max", e.cfg.MaxRegistrations)
 	}
 	return r, evicted, nil
+}
+
+// checkFits asks send profiles that can tell (FitChecker) whether their
+// output fits the notification limit for this registration.
+func (e *Engine) checkFits(r *Registration) error {
+	for _, m := range r.Matches {
+		sp, ok := e.registry.Send(m.SendNS)
+		if !ok {
+			continue
+		}
+		fc, ok := sp.(FitChecker)
+		if !ok {
+			continue
+		}
+		// The largest envelope this registration can get: the longest
+		// priority and <voip/>.
+		msg := NewElement(NSClient, "message", "to", r.Service, "from", domainOf(r.Account), "id", notificationID(r.Key(), []string{""}))
+		notif := NewElement(NS, "notification")
+		notif.Append(NewElement(NS, "client").WithText(r.Client), NewElement(NS, "priority").WithText(PriorityNormal.String()), NewElement(NS, "voip"))
+		msg.Append(notif)
+		budget := e.cfg.NotificationLimit - msg.Size()
+		if err := fc.Fits(m.Prepared, r.Account, budget); err != nil {
+			return badRequest("<send xmlns='%s'/>: %s (notification limit %d bytes)", m.SendNS, err.Error(), e.cfg.NotificationLimit)
+		}
+	}
+	return nil
 }
 
 // Disable removes the registration of session id (push2.md "Client disables

@@ -158,6 +158,17 @@ type StanzaBuilder interface {
 	BuildStanza(ctx context.Context, in *SendInput, r *Registration, id string) (*Element, error)
 }
 
+// FitChecker is implemented by send profiles whose output has a fixed
+// part that may not fit every notification limit (a signed JWT, say). At
+// enable time the engine calls Fits with the registration's prepared value
+// and the bytes the profile's children may take at most (the limit minus
+// the rest of the largest notification the registration can get); an
+// error refuses the registration with bad-request, rather than accepting
+// one whose every push would fail.
+type FitChecker interface {
+	Fits(prepared any, account string, budget int) error
+}
+
 // ProfileInfo describes a registered profile for disco and the admin API.
 type ProfileInfo struct {
 	URI    string

@@ -272,6 +272,32 @@ func truncateName(s string) string {
 	return s
 }
 
+// Fits implements engine.FitChecker: the minimal form of a typical message
+// (what Minimize always keeps: sender, recipient, type, id, the archive's
+// stanza-id, a body of one character) must fit in budget, or nearly every
+// push of this registration would fail. It signs (and caches) the JWT the
+// pushes will use.
+func (p *encrypted) Fits(prepared any, account string, budget int) error {
+	st := engine.NewElement(engine.NSClient, "message",
+		"from", "contact@"+domainPart(account)+"/device-0123456789",
+		"to", account, "type", "chat", "id", "01234567-89ab-cdef-0123-456789abcdef")
+	st.Append(
+		engine.NewElement(engine.NSClient, "body").WithText("."),
+		engine.NewElement(engine.NSStanzaID, "stanza-id", "by", account, "id", "0123456789abcdefghijklmn"),
+	)
+	_, err := p.Send(context.Background(), &engine.SendInput{
+		Stanza:   st,
+		Context:  &engine.Context{Account: account},
+		Decision: engine.Decision{Push: true, Priority: engine.PriorityNormal},
+		Prepared: prepared,
+		Budget:   budget,
+	})
+	if err != nil {
+		return errors.New("a typical message would not fit even minimized: the JWT and the encryption overhead take too much room")
+	}
+	return nil
+}
+
 // Send builds <encrypted><payload/></encrypted> and, with a VAPID key,
 // <jwt key='…'>TOKEN</jwt>, so that together they take at most in.Budget
 // bytes: the token is signed (or taken from the Signer's cache) first, the
