@@ -50,6 +50,17 @@ func OpenPebble(dir string) (*PebbleStore, error) {
 	return &PebbleStore{db: db}, nil
 }
 
+// OpenPebbleReadOnly opens an existing store for reading only (the push2
+// CLI's inspection). Pebble locks the directory, so this fails while push2d
+// has the store open.
+func OpenPebbleReadOnly(dir string) (*PebbleStore, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, ReadOnly: true, ErrorIfNotExists: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s read-only: %w", dir, err)
+	}
+	return &PebbleStore{db: db}, nil
+}
+
 // quietLogger drops Pebble's informational chatter; fatal errors still stop
 // the process, as Pebble requires.
 type quietLogger struct{}

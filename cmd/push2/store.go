@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/push2/push2/engine"
+)
+
+// runStore is `push2 store -dir DIR registrations|outbox|disabled
+// [-account JID]`: inspect a push2d store offline (push2d locks it while
+// running; use its admin interface then). Output is JSON, one object per
+// line. Registration keys and tokens are never printed: a registration is
+// shown by its account, id, service and profiles.
+func runStore(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("store", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "", "the store directory (push2d's store.dir)")
+	account := fs.String("account", "", "only this account (registrations, disabled)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	// Flags may come before or after the listing's name.
+	var what string
+	if fs.NArg() > 0 {
+		what = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return 2
+		}
+	}
+	if *dir == "" || what == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: push2 store -dir DIR registrations|outbox|disabled [-account JID]")
+		return 2
+	}
+	if (what == "disabled") && *account == "" {
+		fmt.Fprintln(stderr, "push2 store: disabled needs -account")
+		return 2
+	}
+	st, err := engine.OpenPebbleReadOnly(*dir)
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			fmt.Fprintf(stderr, "push2 store: %s is in use (is push2d running?); stop it or use its admin interface (GET /registrations?account=…)\n", *dir)
+		} else {
+			fmt.Fprintln(stderr, "push2 store:", err)
+		}
+		return 1
+	}
+	defer st.Close()
+	enc := json.NewEncoder(stdout)
+	switch what {
+	case "registrations":
+		err := st.ForEachRegistration(func(r engine.StoredRegistration) error {
+			if *account != "" && r.Account != *account {
+				return nil
+			}
+			return enc.Encode(summarize(r))
+		})
+		if err != nil {
+			fmt.Fprintln(stderr, "push2 store:", err)
+			return 1
+		}
+	case "outbox":
+		err := st.ForEachOutbox(func(e engine.OutboxEntry) error {
+			return enc.Encode(struct {
+				ID       string    `json:"id"`
+				Account  string    `json:"account"`
+				Reg      string    `json:"registration"`
+				To       string    `json:"to"`
+				Created  time.Time `json:"created"`
+				Attempts int       `json:"attempts"`
+				Due      time.Time `json:"due"`
+				SentAt   time.Time `json:"sent,omitzero"`
+				LastErr  string    `json:"last_error,omitempty"`
+			}{e.ID, e.Account, e.Reg, e.To, e.Created, e.Attempts, e.Due, e.SentAt, e.LastErr})
+		})
+		if err != nil {
+			fmt.Fprintln(stderr, "push2 store:", err)
+			return 1
+		}
+	case "disabled":
+		recs, err := st.Disabled(*account)
+		if err != nil {
+			fmt.Fprintln(stderr, "push2 store:", err)
+			return 1
+		}
+		for _, r := range recs {
+			enc.Encode(r)
+		}
+	default:
+		fmt.Fprintf(stderr, "push2 store: unknown listing %q (want registrations, outbox or disabled)\n", what)
+		return 2
+	}
+	return 0
+}
+
+type regSummary struct {
+	Account  string    `json:"account"`
+	ID       string    `json:"id"`
+	Created  time.Time `json:"created"`
+	Service  string    `json:"service"`
+	Profiles []string  `json:"profiles"` // match profile → send profile
+}
+
+// summarize reads what an operator needs from a stored <enable/> without
+// validating it (its profiles may be plugins not loaded here) and without
+// any of its <send/> content, which holds keys.
+func summarize(r engine.StoredRegistration) regSummary {
+	s := regSummary{Account: r.Account, ID: r.ID, Created: r.Created, Profiles: []string{}}
+	el, err := engine.Parse([]byte(r.Enable))
+	if err != nil {
+		return s
+	}
+	if el.Is(engine.NSLegacy, "enable") {
+		s.Service = el.AttrValue("jid")
+		s.Profiles = append(s.Profiles, engine.NSLegacy)
+		return s
+	}
+	s.Service = strings.TrimSpace(el.ChildText(engine.NS, "service"))
+	for _, m := range el.ChildrenNamed(engine.NS, "match") {
+		send := ""
+		if sd := m.Child("", "send"); sd != nil {
+			send = sd.Name.Space
+		}
+		s.Profiles = append(s.Profiles, m.AttrValue("profile")+" → "+send)
+	}
+	return s
+}

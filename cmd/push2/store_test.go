@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/push2/push2/engine"
+	"github.com/push2/push2/profiles"
+	"github.com/push2/push2/profiles/webpush"
+)
+
+func TestStore(t *testing.T) {
+	dir := t.TempDir()
+	st, err := engine.OpenPebble(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := engine.NewRegistry()
+	reg.Register(profiles.Builtin()...)
+	e := engine.New(st, reg, engine.Config{})
+	id, _ := webpush.GenerateIdentity()
+	enc := `<enable xmlns="urn:xmpp:push2:0"><service>pusher@push.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:sce+rfc8291+rfc8292:0"><ua-public>` + id.UAPublic + `</ua-public><auth-secret>` + id.AuthSecret + `</auth-secret></send></match></enable>`
+	if _, _, err := e.Enable(context.Background(), "juliet@capulet.lit", "phone", engine.MustParse(enc)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Evaluate(context.Background(), &engine.Event{Stanza: engine.MustParse(`<message xmlns="jabber:client" from="romeo@montague.lit/o" id="m1" type="chat"><body>hi</body></message>`), Context: engine.Context{Account: "juliet@capulet.lit"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// While the store is open (push2d running), inspection says so.
+	var out, errb bytes.Buffer
+	if code := run([]string{"store", "-dir", dir, "registrations"}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "push2d running") {
+		t.Errorf("store in use: exit %d %q", code, errb.String())
+	}
+	st.Close()
+
+	out.Reset()
+	if code := run([]string{"store", "-dir", dir, "registrations", "-account", "juliet@capulet.lit"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	got := out.String()
+	for _, want := range []string{`"id":"phone"`, `"service":"pusher@push.example"`, `urn:xmpp:push2:match:all → urn:xmpp:push2:send:sce+rfc8291+rfc8292:0`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("registrations lack %s: %s", want, got)
+		}
+	}
+	if strings.Contains(got, id.AuthSecret) || strings.Contains(got, id.UAPublic) {
+		t.Errorf("keys printed: %s", got)
+	}
+	out.Reset()
+	if code := run([]string{"store", "-dir", dir, "outbox"}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), `"registration":"phone"`) || strings.Contains(out.String(), "<message") {
+		t.Errorf("outbox: exit %d %s", code, out.String())
+	}
+	for _, args := range [][]string{{"store"}, {"store", "-dir", dir}, {"store", "-dir", dir, "things"}, {"store", "-dir", dir, "disabled"}} {
+		if code := run(args, nil, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d", args, code)
+		}
+	}
+	if code := run([]string{"store", "-dir", t.TempDir() + "/none", "outbox"}, nil, &out, &errb); code != 1 {
+		t.Errorf("missing store: exit %d", code)
+	}
+}
