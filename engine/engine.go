@@ -443,7 +443,7 @@ func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, 
 		decision.Priority = PriorityNormal
 	}
 	keys := lazyKeys()
-	n, err := e.build(ctx, r, chosen, st, c, decision, keys)
+	n, err := e.build(ctx, r, chosen, st, c, facts, decision, keys)
 	if err != nil {
 		e.cfg.Logger.Warn("send profile failed", "profile", chosen.SendNS, "account", r.Account, "id", r.ID, "err", err)
 		out.Code, out.Reason = OutcomeProfileError, "send profile error: "+err.Error()
@@ -496,14 +496,14 @@ func filterWants(f Filter) string {
 	}
 }
 
-func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Element, c *Context, d Decision, keys []string) (*Notification, error) {
+func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Element, c *Context, facts *Facts, d Decision, keys []string) (*Notification, error) {
 	sp, ok := e.registry.Send(m.SendNS)
 	if !ok {
 		return nil, fmt.Errorf("send profile %q not loaded", m.SendNS)
 	}
 	id := notificationID(r.Key(), keys)
 	if sb, ok := sp.(StanzaBuilder); ok {
-		st, err := sb.BuildStanza(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Prepared: m.Prepared, Budget: e.cfg.NotificationLimit}, r, id)
+		st, err := sb.BuildStanza(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Prepared: m.Prepared, Budget: e.cfg.NotificationLimit, facts: facts}, r, id)
 		if err != nil {
 			return nil, err
 		}
@@ -523,7 +523,7 @@ func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Eleme
 	}
 	msg.Append(notif)
 	budget := e.cfg.NotificationLimit - msg.Size()
-	children, err := sp.Send(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Prepared: m.Prepared, Budget: budget})
+	children, err := sp.Send(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Prepared: m.Prepared, Budget: budget, facts: facts})
 	if err != nil {
 		return nil, err
 	}

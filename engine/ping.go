@@ -35,7 +35,7 @@ func (e *Engine) Ping(ctx context.Context, account string, ids []string) ([]*Not
 		var nonce [8]byte
 		rand.Read(nonce[:])
 		key := "ping:" + hex.EncodeToString(nonce[:])
-		n, err := e.build(ctx, r, r.Matches[0], st, c, Decision{Push: true, Priority: PriorityNormal, Reason: "ping"}, []string{key})
+		n, err := e.build(ctx, r, r.Matches[0], st, c, nil, Decision{Push: true, Priority: PriorityNormal, Reason: "ping"}, []string{key})
 		if err != nil {
 			return out, fmt.Errorf("ping %s: %w", r.ID, err)
 		}

@@ -134,6 +134,17 @@ type SendInput struct {
 	// serialized notification stanza; the engine refuses a result that
 	// exceeds it.
 	Budget int
+
+	facts *Facts
+}
+
+// Facts returns the stanza's facts: the ones the pipeline computed for the
+// match profiles, or computed now for an input built outside it.
+func (in *SendInput) Facts() *Facts {
+	if in.facts == nil {
+		in.facts = Inspect(in.Stanza, in.Context)
+	}
+	return in.facts
 }
 
 // SendProfile builds the profile-specific children of <notification/>. The

@@ -51,6 +51,7 @@ type call struct {
 	stanza, match, send *engine.Element
 	ectx                *engine.Context
 	mi                  *engine.MatchInput
+	si                  *engine.SendInput
 	facts               *engine.Facts
 	decision            engine.Decision
 	budget              int
@@ -96,6 +97,8 @@ func (c *call) getFacts() *engine.Facts {
 		switch {
 		case c.mi != nil:
 			c.facts = c.mi.Facts()
+		case c.si != nil:
+			c.facts = c.si.Facts()
 		case c.stanza != nil:
 			c.facts = engine.Inspect(c.stanza, c.ectx)
 		}

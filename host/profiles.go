@@ -126,6 +126,7 @@ func (p *sendProfile) Send(ctx context.Context, in *engine.SendInput) ([]*engine
 	c := newCall(p.m, kindSend, p.uri)
 	defer c.release()
 	c.stanza, c.send, c.ectx, c.decision, c.budget = in.Stanza, in.Send, in.Context, in.Decision, in.Budget
+	c.si = in
 	var out []*engine.Element
 	err := p.m.invoke(ctx, c, p.index, func(res uint64) error {
 		if st := api.DecodeI32(res); st < 0 {

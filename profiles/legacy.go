@@ -81,7 +81,7 @@ func (*legacy) Send(context.Context, *engine.SendInput) ([]*engine.Element, erro
 // JID to the app server, publishing a summary notification to the node,
 // with the registration's publish-options.
 func (l *legacy) BuildStanza(_ context.Context, in *engine.SendInput, r *engine.Registration, id string) (*engine.Element, error) {
-	f := engine.Inspect(in.Stanza, in.Context)
+	f := in.Facts()
 	form := engine.NewElement(engine.NSDataForm, "x", "type", "submit")
 	field := func(name, value string) {
 		fe := engine.NewElement(engine.NSDataForm, "field", "var", name)
