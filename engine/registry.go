@@ -93,7 +93,7 @@ func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []Send
 			return fmt.Errorf("registry: send profile with an empty namespace from %s", source)
 		}
 	}
-	r.apply(func(next *registrySnapshot) {
+	r.apply(func(next *registrySnapshot) bool {
 		for _, u := range remove {
 			delete(next.match, u)
 			delete(next.send, u)
@@ -104,6 +104,7 @@ func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []Send
 		for _, p := range addSend {
 			next.send[p.Namespace()] = registered[SendProfile]{p, source}
 		}
+		return true
 	})
 	return nil
 }
@@ -113,7 +114,7 @@ func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []Send
 // over in the meantime stays. It reports whether anything was removed.
 func (r *Registry) Withdraw(match []MatchProfile, send []SendProfile) bool {
 	removed := false
-	r.apply(func(next *registrySnapshot) {
+	r.apply(func(next *registrySnapshot) bool {
 		for _, p := range match {
 			if cur, ok := next.match[p.URI()]; ok && cur.p == p {
 				delete(next.match, p.URI())
@@ -126,13 +127,15 @@ func (r *Registry) Withdraw(match []MatchProfile, send []SendProfile) bool {
 				removed = true
 			}
 		}
+		return removed
 	})
 	return removed
 }
 
-// apply copies the current snapshot, lets change edit the copy, publishes
-// it and tells the subscribers. Writers are serialized; readers never wait.
-func (r *Registry) apply(change func(next *registrySnapshot)) {
+// apply copies the current snapshot, lets change edit the copy, and unless
+// change reports that nothing changed, publishes it and tells the
+// subscribers. Writers are serialized; readers never wait.
+func (r *Registry) apply(change func(next *registrySnapshot) bool) {
 	r.mu.Lock()
 	old := r.snap.Load()
 	next := &registrySnapshot{
@@ -145,7 +148,10 @@ func (r *Registry) apply(change func(next *registrySnapshot)) {
 	for k, v := range old.send {
 		next.send[k] = v
 	}
-	change(next)
+	if !change(next) {
+		r.mu.Unlock()
+		return
+	}
 	for u, p := range next.match {
 		next.sorted = append(next.sorted, ProfileInfo{URI: u, Kind: "match", Source: p.source})
 	}

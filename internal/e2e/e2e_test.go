@@ -73,8 +73,7 @@ func iq(t *testing.T, c *stack.Client, typ string, payload string) *engine.Eleme
 }
 
 func enableFor(service, client string) string {
-	return `<enable xmlns="urn:xmpp:push2:0"><service>` + service + `</service><client>` + client + `</client>` +
-		`<match profile="urn:xmpp:push2:match:important"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`
+	return enableWith(service, client, "urn:xmpp:push2:match:important", "")
 }
 
 func chat(to, id, body string) *engine.Element {

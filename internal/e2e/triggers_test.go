@@ -19,17 +19,6 @@ import (
 // service, and xmpp.js (jsClient) as the user's device where stream
 // management or SASL2 is needed.
 
-// post sends a stanza with mellium under the test's context. (A context
-// cancelled right after each Send, as in send, can race with mellium's
-// deadline goroutine and time out the next write: xmpp@v0.22.0
-// session.go setWriteDeadline.)
-func post(t *testing.T, c *stack.Client, el *engine.Element) {
-	t.Helper()
-	if err := c.Send(t.Context(), el); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // presence is an initial presence stanza.
 func presence() *engine.Element { return engine.NewElement(engine.NSClient, "presence") }
 
@@ -102,7 +91,7 @@ func TestHibernatedPush(t *testing.T) {
 	// A: hibernated longer than smacks_hibernation_time, then a message.
 	juliet.do(map[string]string{"cmd": "drop"})
 	time.Sleep((hibernation + 3) * time.Second)
-	post(t, romeo, chat("juliet@"+domain, "h1", "Are you there?"))
+	send(t, romeo, chat("juliet@"+domain, "h1", "Are you there?"))
 	n := waitNotification(t, pusher, 15*time.Second)
 	if clientOf(n) != "token-phone" {
 		t.Fatalf("notification: %s", n)
@@ -120,7 +109,7 @@ func TestHibernatedPush(t *testing.T) {
 	// B: after the first push the normal timeout runs: the session expires.
 	juliet.do(map[string]string{"cmd": "drop"})
 	time.Sleep(500 * time.Millisecond)
-	post(t, romeo, chat("juliet@"+domain, "h2", "Still there?"))
+	send(t, romeo, chat("juliet@"+domain, "h2", "Still there?"))
 	expectOnePush(t, pusher, "token-phone", (hibernation+4)*time.Second)
 	if outcomes(s, "offline") == 0 {
 		t.Errorf("the expired session's message was not reported as offline:\n%s", grep(s.Push2dLog(), "outcome"))
@@ -149,11 +138,11 @@ func TestAckDelayedPush(t *testing.T) {
 	}
 
 	juliet.do(map[string]string{"cmd": "noack"})
-	post(t, romeo, chat("juliet@"+domain, "a1", "Wake up"))
+	send(t, romeo, chat("juliet@"+domain, "a1", "Wake up"))
 	juliet.waitBody("Wake up", 10*time.Second)
 	expectOnePush(t, pusher, "token-tablet", 2*time.Second)
 
-	post(t, romeo, chat("juliet@"+domain, "a2", "Wake up, I said"))
+	send(t, romeo, chat("juliet@"+domain, "a2", "Wake up, I said"))
 	juliet.waitBody("Wake up, I said", 10*time.Second)
 	expectOnePush(t, pusher, "token-tablet", 2*time.Second)
 	if n := outcomes(s, "ack-delayed"); n < 2 {
@@ -162,7 +151,7 @@ func TestAckDelayedPush(t *testing.T) {
 
 	juliet.do(map[string]string{"cmd": "ack"})
 	time.Sleep(300 * time.Millisecond)
-	post(t, romeo, chat("juliet@"+domain, "a3", "Good, you are back"))
+	send(t, romeo, chat("juliet@"+domain, "a3", "Good, you are back"))
 	juliet.waitBody("Good, you are back", 10*time.Second)
 	noNotification(t, pusher, 3*time.Second)
 }
@@ -195,7 +184,7 @@ func TestSASL2InlineEnable(t *testing.T) {
 	juliet.command(map[string]string{"cmd": "stop"})
 	juliet.wait("stopped", 10*time.Second, nil)
 	time.Sleep(300 * time.Millisecond)
-	post(t, romeo, chat("juliet@"+domain, "s1", "Hello SASL2"))
+	send(t, romeo, chat("juliet@"+domain, "s1", "Hello SASL2"))
 	expectOnePush(t, pusher, "token-sasl2", 2*time.Second)
 
 	bad := `<enable xmlns="urn:xmpp:push2:0"><service>pusher@` + domain + `</service><client>x</client>` +
@@ -227,10 +216,10 @@ func TestGrace(t *testing.T) {
 	laptop := login(t, s, "juliet", "laptop", true)
 	time.Sleep(300 * time.Millisecond)
 
-	post(t, laptop, chat("romeo@"+domain, "g0", "I am on my laptop"))
+	send(t, laptop, chat("romeo@"+domain, "g0", "I am on my laptop"))
 	active := time.Now()
 	time.Sleep(300 * time.Millisecond)
-	post(t, romeo, chat("juliet@"+domain, "g1", "Hello?"))
+	send(t, romeo, chat("juliet@"+domain, "g1", "Hello?"))
 	expectBody(t, laptop, "Hello?")
 	noNotification(t, pusher, time.Until(active.Add(grace-time.Second)))
 	if !strings.Contains(s.Push2dLog(), "grace: another session") {
@@ -238,7 +227,7 @@ func TestGrace(t *testing.T) {
 	}
 
 	time.Sleep(time.Until(active.Add(grace + 500*time.Millisecond)))
-	post(t, romeo, chat("juliet@"+domain, "g2", "Hello again"))
+	send(t, romeo, chat("juliet@"+domain, "g2", "Hello again"))
 	expectBody(t, laptop, "Hello again")
 	expectOnePush(t, pusher, "token-grace", time.Second)
 }
@@ -274,7 +263,7 @@ func TestMUCMentionWithNick(t *testing.T) {
 	if resp := juliet.iq("set", enableWith("pusher@"+domain, "token-muc", "urn:xmpp:push2:match:important", filter)); resp.AttrValue("type") != "result" {
 		t.Fatalf("enable answered %s", resp)
 	}
-	post(t, romeo, join("Romeo"))
+	send(t, romeo, join("Romeo"))
 	juliet.waitStanza(10*time.Second, fromRoom("Romeo"))
 
 	juliet.do(map[string]string{"cmd": "drop"})
@@ -284,9 +273,9 @@ func TestMUCMentionWithNick(t *testing.T) {
 		m.Append(engine.NewElement(engine.NSClient, "body").WithText(body))
 		return m
 	}
-	post(t, romeo, groupchat("r1", "Good morning, juliet and all"))
+	send(t, romeo, groupchat("r1", "Good morning, juliet and all"))
 	noNotification(t, pusher, 2*time.Second)
-	post(t, romeo, groupchat("r2", "Jules, come to the window"))
+	send(t, romeo, groupchat("r2", "Jules, come to the window"))
 	expectOnePush(t, pusher, "token-muc", 2*time.Second)
 	if !strings.Contains(s.Push2dLog(), "trigger=groupchat") {
 		t.Errorf("no groupchat outcome:\n%s", grep(s.Push2dLog(), "outcome"))
@@ -315,7 +304,7 @@ func TestOneStanzaManyTriggers(t *testing.T) {
 
 	const messages = 3
 	for i := range messages {
-		post(t, romeo, chat("juliet@"+domain, "t"+strconv.Itoa(i), "message "+strconv.Itoa(i)))
+		send(t, romeo, chat("juliet@"+domain, "t"+strconv.Itoa(i), "message "+strconv.Itoa(i)))
 	}
 	got := notifications(pusher, 5*time.Second)
 	ids := map[string]bool{}
@@ -341,21 +330,14 @@ func TestOneStanzaManyTriggers(t *testing.T) {
 func TestPush2dDownEventsReplayed(t *testing.T) {
 	s := startStack(t, stack.Options{})
 	domain := s.Prosody.Domain()
-	pusher := login(t, s, "pusher", "svc", true)
-	romeo := login(t, s, "romeo", "orchard", true)
-	juliet := login(t, s, "juliet", "balcony", true)
-	if resp := iq(t, juliet, "set", enableFor("pusher@"+domain, "token-replay")); resp.AttrValue("type") != "result" {
-		t.Fatalf("enable answered %s", resp)
-	}
-	juliet.Close()
-	time.Sleep(300 * time.Millisecond)
+	pusher, romeo := offlineWithRegistration(t, s, "token-replay")
 
 	if err := s.StopPush2d(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	const messages = 5
 	for i := range messages {
-		post(t, romeo, chat("juliet@"+domain, "d"+strconv.Itoa(i), "while push2d is away "+strconv.Itoa(i)))
+		send(t, romeo, chat("juliet@"+domain, "d"+strconv.Itoa(i), "while push2d is away "+strconv.Itoa(i)))
 	}
 	noNotification(t, pusher, time.Second)
 
