@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // BenchmarkEvaluate measures the pipeline for one stanza against one
@@ -22,12 +23,12 @@ func BenchmarkEvaluate(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			e, _, _ := newEngine(b, engine.Config{})
 			ctx := context.Background()
-			if _, _, err := e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML(tc.profile)))); err != nil {
+			if _, _, err := e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML(tc.profile)))); err != nil {
 				b.Fatal(err)
 			}
-			stanzas := make([]*engine.Element, 1024)
+			stanzas := make([]*stanza.Element, 1024)
 			for i := range stanzas {
-				stanzas[i] = engine.MustParse(strings.Replace(tc.stanza, `id="s`, `id="b`+strconv.Itoa(i)+`-`, 1))
+				stanzas[i] = stanza.MustParse(strings.Replace(tc.stanza, `id="s`, `id="b`+strconv.Itoa(i)+`-`, 1))
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

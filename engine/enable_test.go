@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -47,7 +48,7 @@ func matchXML(profile string, inner ...string) string {
 // TestEnableSpecExample: the exact example of push2.md "Client registers".
 func TestEnableSpecExample(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	el := engine.MustParse(`<enable xmlns="urn:xmpp:push2:0">
+	el := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0">
   <service>pusher@push.example.com</service>
   <client>https://push.example.com/adlfkjadafdasf</client>
   <match profile="urn:xmpp:push2:match:archived-with-body">
@@ -85,7 +86,7 @@ func TestEnableSpecExample(t *testing.T) {
 func TestEnableServiceForms(t *testing.T) {
 	for _, svc := range []string{"push.example.com", "pusher@push.example.com", "pusher@push.example.com/res", "juliet@capulet.lit/other-not-allowed"} {
 		e, _, _ := newEngine(t, engine.Config{})
-		el := engine.MustParse(strings.Replace(enableXML(matchXML("all")), "pusher@push.example.com", svc, 1))
+		el := stanza.MustParse(strings.Replace(enableXML(matchXML("all")), "pusher@push.example.com", svc, 1))
 		_, _, err := e.Enable(context.Background(), account, "r", el)
 		if strings.HasPrefix(svc, "juliet@") {
 			if err == nil {
@@ -143,10 +144,10 @@ func TestEnableMalformed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, store, _ := newEngine(t, engine.Config{})
 			// A valid registration first: a refused enable must not touch it.
-			if _, _, err := e.Enable(context.Background(), account, "r", engine.MustParse(enableXML(matchXML("all")))); err != nil {
+			if _, _, err := e.Enable(context.Background(), account, "r", stanza.MustParse(enableXML(matchXML("all")))); err != nil {
 				t.Fatal(err)
 			}
-			_, _, err := e.Enable(context.Background(), account, "r", engine.MustParse(tc.xml))
+			_, _, err := e.Enable(context.Background(), account, "r", stanza.MustParse(tc.xml))
 			var se *engine.StanzaError
 			if !errors.As(err, &se) {
 				t.Fatalf("err = %v, want a stanza error", err)
@@ -164,7 +165,7 @@ func TestEnableMalformed(t *testing.T) {
 
 func TestEnableBadAccountOrSession(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	el := engine.MustParse(enableXML(matchXML("all")))
+	el := stanza.MustParse(enableXML(matchXML("all")))
 	for _, c := range []struct{ acct, id string }{{"not a jid@@", "r"}, {"capulet.lit", "r"}, {account, ""}} {
 		if _, _, err := e.Enable(context.Background(), c.acct, c.id, el); err == nil {
 			t.Errorf("Enable(%q, %q) accepted", c.acct, c.id)
@@ -175,11 +176,11 @@ func TestEnableBadAccountOrSession(t *testing.T) {
 func TestReEnableReplaces(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
 	ctx := context.Background()
-	if _, _, err := e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all")))); err != nil {
+	if _, _, err := e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all")))); err != nil {
 		t.Fatal(err)
 	}
 	second := strings.Replace(enableXML(matchXML("important")), "adlfkjadafdasf", "second", 1)
-	if _, _, err := e.Enable(ctx, account, "phone", engine.MustParse(second)); err != nil {
+	if _, _, err := e.Enable(ctx, account, "phone", stanza.MustParse(second)); err != nil {
 		t.Fatal(err)
 	}
 	regs, _ := e.Registrations(account)
@@ -193,7 +194,7 @@ func TestMaxRegistrationsEvictsOldest(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		*now = now.Add(time.Minute)
-		_, evicted, err := e.Enable(ctx, account, fmt.Sprintf("dev%d", i), engine.MustParse(enableXML(matchXML("all"))))
+		_, evicted, err := e.Enable(ctx, account, fmt.Sprintf("dev%d", i), stanza.MustParse(enableXML(matchXML("all"))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +212,7 @@ func TestMaxRegistrationsEvictsOldest(t *testing.T) {
 	}
 	// Re-enabling an old device makes it the newest, evicting nothing.
 	*now = now.Add(time.Minute)
-	if _, ev, _ := e.Enable(ctx, account, "dev2", engine.MustParse(enableXML(matchXML("all")))); len(ev) != 0 {
+	if _, ev, _ := e.Enable(ctx, account, "dev2", stanza.MustParse(enableXML(matchXML("all")))); len(ev) != 0 {
 		t.Errorf("re-enable evicted %v", ev)
 	}
 }
@@ -220,7 +221,7 @@ func TestDisable(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
 	ctx := context.Background()
 	for _, id := range []string{"phone", "laptop"} {
-		if _, _, err := e.Enable(ctx, account, id, engine.MustParse(enableXML(matchXML("all")))); err != nil {
+		if _, _, err := e.Enable(ctx, account, id, stanza.MustParse(enableXML(matchXML("all")))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -233,7 +234,7 @@ func TestDisable(t *testing.T) {
 		t.Fatalf("after disable: %+v", regs)
 	}
 	// No push for the disabled one.
-	res, err := e.Evaluate(ctx, &engine.Event{Stanza: engine.MustParse(`<message xmlns="jabber:client" from="romeo@montague.lit/a" id="m1" type="chat"><body>hi</body></message>`), Context: engine.Context{Account: account, Trigger: engine.TriggerOffline}})
+	res, err := e.Evaluate(ctx, &engine.Event{Stanza: stanza.MustParse(`<message xmlns="jabber:client" from="romeo@montague.lit/a" id="m1" type="chat"><body>hi</body></message>`), Context: engine.Context{Account: account, Trigger: engine.TriggerOffline}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestRegistrationsSurviveRestart(t *testing.T) {
 		return engine.New(s, reg, engine.Config{}), s
 	}
 	e, s := open()
-	if _, _, err := e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("important", `<grace>30</grace>`)))); err != nil {
+	if _, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("important", `<grace>30</grace>`)))); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -280,7 +281,7 @@ func TestRegistrationsSurviveRestart(t *testing.T) {
 // we only check the engine does not reject send children it does not know.
 func TestSendChildrenPassedToProfile(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	el := engine.MustParse(enableXML(`<match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"><extra>x</extra></send></match>`))
+	el := stanza.MustParse(enableXML(`<match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"><extra>x</extra></send></match>`))
 	r, _, err := e.Enable(context.Background(), account, "r", el)
 	if err != nil {
 		t.Fatal(err)

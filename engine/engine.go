@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/push2/push2/engine/stanza"
+
 	"mellium.im/xmpp/jid"
 )
 
@@ -132,7 +134,7 @@ func (e *Engine) Config() Config { return e.cfg }
 // id (the SASL2 client id, else the resource). On error nothing is stored and
 // the error is a *StanzaError. Re-enabling with the same id replaces the
 // registration. The registration is durable when Enable returns.
-func (e *Engine) Enable(ctx context.Context, account, id string, enable *Element) (*Registration, []RegKey, error) {
+func (e *Engine) Enable(ctx context.Context, account, id string, enable *stanza.Element) (*Registration, []RegKey, error) {
 	r, err := ParseEnable(e.registry, e.cfg.Limits, account, id, enable)
 	if err != nil {
 		return nil, nil, err
@@ -169,9 +171,9 @@ func (e *Engine) checkFits(r *Registration) error {
 		}
 		// The largest envelope this registration can get: the longest
 		// priority and <voip/>.
-		msg := NewElement(NSClient, "message", "to", r.Service, "from", domainOf(r.Account), "id", notificationID(r.Key(), []string{""}))
-		notif := NewElement(NS, "notification")
-		notif.Append(NewElement(NS, "client").WithText(r.Client), NewElement(NS, "priority").WithText(PriorityNormal.String()), NewElement(NS, "voip"))
+		msg := stanza.NewElement(stanza.NSClient, "message", "to", r.Service, "from", domainOf(r.Account), "id", notificationID(r.Key(), []string{""}))
+		notif := stanza.NewElement(stanza.NSPush2, "notification")
+		notif.Append(stanza.NewElement(stanza.NSPush2, "client").WithText(r.Client), stanza.NewElement(stanza.NSPush2, "priority").WithText(PriorityNormal.String()), stanza.NewElement(stanza.NSPush2, "voip"))
 		msg.Append(notif)
 		budget := e.cfg.NotificationLimit - msg.Size()
 		if err := fc.Fits(m.Prepared, r.Account, budget); err != nil {
@@ -280,7 +282,7 @@ func (e *Engine) Registrations(account string) ([]*Registration, error) {
 }
 
 func (e *Engine) load(s StoredRegistration) (*Registration, error) {
-	el, err := Parse([]byte(s.Enable))
+	el, err := stanza.Parse([]byte(s.Enable))
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +304,7 @@ func (e *Engine) NoteActivity(account, id string, at time.Time) {
 
 // Event is one stanza that some registrations' devices would miss.
 type Event struct {
-	Stanza  *Element
+	Stanza  *stanza.Element
 	Context Context
 	// Registrations restricts the evaluation to these registration ids: the
 	// ones whose session is not live. Nil means every registration of the
@@ -318,7 +320,7 @@ type Notification struct {
 	ID       string // the message id, stable for a registration and stanza
 	Priority Priority
 	VoIP     bool
-	Stanza   *Element // <message to=… id=…><notification xmlns='urn:xmpp:push2:0'>…
+	Stanza   *stanza.Element // <message to=… id=…><notification xmlns='urn:xmpp:push2:0'>…
 }
 
 // Outcome says what happened to one registration, for --explain, metrics
@@ -401,7 +403,7 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 	return res, nil
 }
 
-func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *Element, c *Context, facts *Facts, lazyKeys func() []string) (Outcome, *Notification) {
+func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *stanza.Element, c *Context, facts *Facts, lazyKeys func() []string) (Outcome, *Notification) {
 	out := Outcome{Reg: r.Key(), Code: OutcomeNoMatch, Reason: "no match profile pushes this stanza"}
 	var chosen *Match
 	var decision Decision
@@ -496,7 +498,7 @@ func filterWants(f Filter) string {
 	}
 }
 
-func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Element, c *Context, facts *Facts, d Decision, keys []string) (*Notification, error) {
+func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *stanza.Element, c *Context, facts *Facts, d Decision, keys []string) (*Notification, error) {
 	sp, ok := e.registry.Send(m.SendNS)
 	if !ok {
 		return nil, fmt.Errorf("send profile %q not loaded", m.SendNS)
@@ -512,14 +514,14 @@ func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Eleme
 		}
 		return &Notification{Reg: r.Key(), To: r.Service, ID: id, Priority: d.Priority, VoIP: d.VoIP, Stanza: st}, nil
 	}
-	msg := NewElement(NSClient, "message", "to", r.Service, "from", domainOf(r.Account), "id", id)
-	notif := NewElement(NS, "notification")
+	msg := stanza.NewElement(stanza.NSClient, "message", "to", r.Service, "from", domainOf(r.Account), "id", id)
+	notif := stanza.NewElement(stanza.NSPush2, "notification")
 	notif.Append(
-		NewElement(NS, "client").WithText(r.Client),
-		NewElement(NS, "priority").WithText(d.Priority.String()),
+		stanza.NewElement(stanza.NSPush2, "client").WithText(r.Client),
+		stanza.NewElement(stanza.NSPush2, "priority").WithText(d.Priority.String()),
 	)
 	if d.VoIP {
-		notif.Append(NewElement(NS, "voip"))
+		notif.Append(stanza.NewElement(stanza.NSPush2, "voip"))
 	}
 	msg.Append(notif)
 	budget := e.cfg.NotificationLimit - msg.Size()
@@ -541,7 +543,7 @@ func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *Eleme
 // at least the identity key. The content is part of the identity because
 // ids are only unique if the sender makes them so: a client that counts
 // from 1 again after a restart must not lose its messages' pushes.
-func dedupeKeys(st *Element, f *Facts) []string {
+func dedupeKeys(st *stanza.Element, f *Facts) []string {
 	var keys []string
 	if f.ArchiveID != "" {
 		keys = append(keys, "a:"+f.ArchiveID)
@@ -550,7 +552,7 @@ func dedupeKeys(st *Element, f *Facts) []string {
 	stripped := f.Message.Clone()
 	kept := stripped.Children[:0]
 	for _, ch := range stripped.Children {
-		if ch.Is(NSStanzaID, "stanza-id") || ch.Is(NSDelay, "delay") {
+		if ch.Is(stanza.NSStanzaID, "stanza-id") || ch.Is(stanza.NSDelay, "delay") {
 			continue // added by the server on the way; not part of identity
 		}
 		kept = append(kept, ch)

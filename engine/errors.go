@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Stanza error conditions (RFC 6120 §8.3.3) the engine answers with.
@@ -32,11 +34,11 @@ func (e *StanzaError) Error() string {
 }
 
 // Element renders the error as a jabber:client <error/> element.
-func (e *StanzaError) Element() *Element {
-	el := NewElement(NSClient, "error", "type", e.Type)
-	el.Append(NewElement(NSStanzaError, e.Condition))
+func (e *StanzaError) Element() *stanza.Element {
+	el := stanza.NewElement(stanza.NSClient, "error", "type", e.Type)
+	el.Append(stanza.NewElement(stanza.NSStanzaError, e.Condition))
 	if e.Text != "" {
-		el.Append(NewElement(NSStanzaError, "text").WithText(e.Text))
+		el.Append(stanza.NewElement(stanza.NSStanzaError, "text").WithText(e.Text))
 	}
 	return el
 }

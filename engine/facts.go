@@ -5,26 +5,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"mellium.im/xmpp/jid"
-)
+	"github.com/push2/push2/engine/stanza"
 
-// Namespaces the stanza classification looks at.
-const (
-	nsCarbons     = "urn:xmpp:carbons:2"
-	nsChatStates  = "http://jabber.org/protocol/chatstates"
-	nsReceipts    = "urn:xmpp:receipts"
-	nsMarkers     = "urn:xmpp:chat-markers:0"
-	nsCorrection  = "urn:xmpp:message-correct:0"
-	nsJMI         = "urn:xmpp:jingle-message:0"
-	nsOMEMOLegacy = "eu.siacs.conversations.axolotl"
-	nsOMEMO2      = "urn:xmpp:omemo:2"
-	nsOX          = "urn:xmpp:openpgp:0"
-	nsLegacyPGP   = "jabber:x:encrypted"
-	nsReference   = "urn:xmpp:reference:0"
-	nsReply       = "urn:xmpp:reply:0"
-	nsMUCUser     = "http://jabber.org/protocol/muc#user"
-	nsSCE         = "urn:xmpp:sce:1"
-	nsMUCInvite   = "jabber:x:conference"
+	"mellium.im/xmpp/jid"
 )
 
 // CallAction is what a Jingle Message Initiation (XEP-0353) element asks.
@@ -47,7 +30,7 @@ type Facts struct {
 
 	// Message is the message the facts describe: the stanza itself, or the
 	// forwarded message inside a received carbon.
-	Message *Element
+	Message *stanza.Element
 	From    jid.JID // of Message
 	Chat    string  // bare JID of the conversation (the room for occupant JIDs)
 
@@ -101,7 +84,7 @@ func (f *Facts) Priority() Priority {
 }
 
 // Inspect computes the facts of a stanza for an account.
-func Inspect(st *Element, c *Context) *Facts {
+func Inspect(st *stanza.Element, c *Context) *Facts {
 	f := &Facts{Kind: st.Name.Local, Type: st.AttrValue("type"), Message: st}
 	if f.Kind == "message" && f.Type == "" {
 		f.Type = "normal"
@@ -116,12 +99,12 @@ func Inspect(st *Element, c *Context) *Facts {
 	// Carbons (XEP-0280): a received carbon stands for the forwarded
 	// message; a sent carbon is the user talking, never pushed as important.
 	msg := st
-	if sent := st.Child(nsCarbons, "sent"); sent != nil {
+	if sent := st.Child(stanza.NSCarbons, "sent"); sent != nil {
 		f.SentCarbon = true
 		if m := forwarded(sent); m != nil {
 			msg = m
 		}
-	} else if recv := st.Child(nsCarbons, "received"); recv != nil {
+	} else if recv := st.Child(stanza.NSCarbons, "received"); recv != nil {
 		if m := forwarded(recv); m != nil {
 			msg = m
 			f.Type = msg.AttrValue("type")
@@ -139,32 +122,32 @@ func Inspect(st *Element, c *Context) *Facts {
 
 	for _, ch := range msg.Children {
 		switch ch.Name.Space {
-		case NSClient, "":
+		case stanza.NSClient, "":
 			if ch.Name.Local == "body" {
 				f.Body = ch.Text
 				f.HasBody = strings.TrimSpace(ch.Text) != ""
 			}
-		case nsChatStates:
+		case stanza.NSChatStates:
 			f.ChatState = true
-		case nsReceipts:
+		case stanza.NSReceipts:
 			if ch.Name.Local == "received" {
 				f.Receipt = true
 			}
-		case nsMarkers:
+		case stanza.NSMarkers:
 			if ch.Name.Local != "markable" {
 				f.Receipt = true
 			}
-		case nsCorrection:
+		case stanza.NSCorrection:
 			f.Correction = ch.Name.Local == "replace"
-		case nsOMEMOLegacy, nsOMEMO2, nsOX, nsSCE:
+		case stanza.NSOMEMOLegacy, stanza.NSOMEMO2, stanza.NSOX, stanza.NSSCE:
 			if ch.Name.Local == "encrypted" || ch.Name.Local == "openpgp" || ch.Name.Local == "envelope" {
 				f.Encrypted = true
 			}
-		case nsLegacyPGP:
+		case stanza.NSLegacyPGP:
 			if ch.Name.Local == "x" {
 				f.Encrypted = true
 			}
-		case nsJMI:
+		case stanza.NSJMI:
 			switch ch.Name.Local {
 			case "propose":
 				f.Call = CallPropose
@@ -175,15 +158,15 @@ func Inspect(st *Element, c *Context) *Facts {
 					f.Call = CallOther
 				}
 			}
-		case nsMUCInvite:
+		case stanza.NSMUCInvite:
 			if ch.Name.Local == "x" {
 				f.Invite = true
 			}
-		case nsMUCUser:
-			if ch.Child(nsMUCUser, "invite") != nil {
+		case stanza.NSMUCUser:
+			if ch.Child(stanza.NSMUCUser, "invite") != nil {
 				f.Invite = true
 			}
-		case NSStanzaID:
+		case stanza.NSStanzaID:
 			if ch.Name.Local == "stanza-id" && c != nil && f.ArchiveID == "" && sameBare(ch.AttrValue("by"), c.Account) {
 				f.ArchiveID = ch.AttrValue("id")
 			}
@@ -208,8 +191,8 @@ func Inspect(st *Element, c *Context) *Facts {
 	return f
 }
 
-func forwarded(wrapper *Element) *Element {
-	fw := wrapper.Child(NSForward, "forwarded")
+func forwarded(wrapper *stanza.Element) *stanza.Element {
+	fw := wrapper.Child(stanza.NSForward, "forwarded")
 	if fw == nil {
 		return nil
 	}
@@ -279,8 +262,8 @@ func isSelf(f *Facts, c *Context, s string, bareMatchesAccount bool) bool {
 
 // mentions: the nick as a whole word in the body (case-insensitive), or a
 // XEP-0372 mention reference to the user's account or occupant JID.
-func mentions(msg *Element, f *Facts, c *Context) bool {
-	for _, r := range msg.ChildrenNamed(nsReference, "reference") {
+func mentions(msg *stanza.Element, f *Facts, c *Context) bool {
+	for _, r := range msg.ChildrenNamed(stanza.NSReference, "reference") {
 		if r.AttrValue("type") == "mention" && isSelf(f, c, r.AttrValue("uri"), true) {
 			return true
 		}
@@ -293,8 +276,8 @@ func mentions(msg *Element, f *Facts, c *Context) bool {
 
 // repliesTo: a XEP-0461 reply whose 'to' is the user (the account for a
 // one-to-one chat, the occupant JID in a room).
-func repliesTo(msg *Element, f *Facts, c *Context) bool {
-	r := msg.Child(nsReply, "reply")
+func repliesTo(msg *stanza.Element, f *Facts, c *Context) bool {
+	r := msg.Child(stanza.NSReply, "reply")
 	if r == nil {
 		return false
 	}

@@ -3,16 +3,16 @@ package engine
 import (
 	"context"
 	"strings"
+
+	"github.com/push2/push2/engine/stanza"
 )
 
 // XEP-0357 (Push Notifications, urn:xmpp:push:0) clients are served by the
 // same pipeline: their <enable/> becomes a Registration whose one match
-// uses the compatibility profile pair registered under NSLegacy (package
+// uses the compatibility profile pair registered under stanza.NSXEP0357 (package
 // profiles, Legacy), so store, outbox, dedupe and error accounting are
 // shared with Push 2.0 registrations.
 const (
-	NSLegacy    = "urn:xmpp:push:0"
-	NSDataForm  = "jabber:x:data"
 	legacyIDTag = "xep0357:"
 )
 
@@ -25,7 +25,7 @@ func IsLegacyID(id string) bool { return strings.HasPrefix(id, legacyIDTag) }
 
 // parseLegacyEnable turns <enable xmlns='urn:xmpp:push:0' jid=… node=…> with
 // its optional publish-options form into a Registration (XEP-0357 §5).
-func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *Element) (*Registration, error) {
+func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *stanza.Element) (*Registration, error) {
 	acct, err := NormalizeJID(account)
 	if err != nil || acct.Localpart() == "" {
 		return nil, badRequest("the account is not a valid bare JID")
@@ -46,21 +46,21 @@ func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *Elemen
 	if len(node) > lim.MaxClientBytes {
 		return nil, badRequest("'node' is longer than %d bytes", lim.MaxClientBytes)
 	}
-	send := NewElement(NSLegacy, "send")
+	send := stanza.NewElement(stanza.NSXEP0357, "send")
 	for _, c := range enable.Children {
-		if !c.Is(NSDataForm, "x") {
+		if !c.Is(stanza.NSDataForm, "x") {
 			continue
 		}
 		if t := c.AttrValue("type"); t != "submit" {
 			return nil, badRequest("the publish-options form must be of type 'submit'")
 		}
 		formType := ""
-		for _, f := range c.ChildrenNamed(NSDataForm, "field") {
+		for _, f := range c.ChildrenNamed(stanza.NSDataForm, "field") {
 			if f.AttrValue("var") == "FORM_TYPE" {
-				formType = f.ChildText(NSDataForm, "value")
+				formType = f.ChildText(stanza.NSDataForm, "value")
 			}
 		}
-		if formType != "http://jabber.org/protocol/pubsub#publish-options" {
+		if formType != stanza.NSPubSubPublishOptions {
 			return nil, badRequest("the form's FORM_TYPE must be http://jabber.org/protocol/pubsub#publish-options")
 		}
 		send.Append(c)
@@ -68,12 +68,12 @@ func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *Elemen
 	if send.Size() > lim.MaxSendBytes {
 		return nil, badRequest("the publish-options form is larger than %d bytes", lim.MaxSendBytes)
 	}
-	mp, ok := reg.Match(NSLegacy)
-	sp, ok2 := reg.Send(NSLegacy)
+	mp, ok := reg.Match(stanza.NSXEP0357)
+	sp, ok2 := reg.Send(stanza.NSXEP0357)
 	if !ok || !ok2 {
 		return nil, notImplemented("XEP-0357 push notifications are not enabled on this server")
 	}
-	match := NewElement(NS, "match", "profile", NSLegacy)
+	match := stanza.NewElement(stanza.NSPush2, "match", "profile", stanza.NSXEP0357)
 	match.Append(send)
 	if err := mp.Validate(match); err != nil {
 		return nil, asBadRequest(err, "<enable/>")
@@ -87,7 +87,7 @@ func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *Elemen
 		ID:      LegacyID(svc.String(), node),
 		Service: svc.String(),
 		Client:  node,
-		Matches: []*Match{{Profile: NSLegacy, Element: match, Send: send, SendNS: NSLegacy, Prepared: prep}},
+		Matches: []*Match{{Profile: stanza.NSXEP0357, Element: match, Send: send, SendNS: stanza.NSXEP0357, Prepared: prep}},
 		Enable:  enable,
 	}, nil
 }
@@ -95,9 +95,9 @@ func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *Elemen
 // DisableLegacy handles <disable xmlns='urn:xmpp:push:0' jid=… [node=…]/>:
 // it removes the account's XEP-0357 registrations for that app server JID,
 // all of them or only the one for node. It returns how many were removed.
-func (e *Engine) DisableLegacy(ctx context.Context, account string, disable *Element) (int, error) {
-	if !disable.Is(NSLegacy, "disable") {
-		return 0, badRequest("expected <disable xmlns='%s'/>", NSLegacy)
+func (e *Engine) DisableLegacy(ctx context.Context, account string, disable *stanza.Element) (int, error) {
+	if !disable.Is(stanza.NSXEP0357, "disable") {
+		return 0, badRequest("expected <disable xmlns='%s'/>", stanza.NSXEP0357)
 	}
 	raw := disable.AttrValue("jid")
 	svc, err := NormalizeJID(raw)

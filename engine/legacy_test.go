@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -27,7 +28,7 @@ const legacyEnable = `<enable xmlns="urn:xmpp:push:0" jid="push-5.client.example
 
 func TestLegacyEnable(t *testing.T) {
 	e := legacyEngine(t, profiles.LegacyOptions{})
-	r, _, err := e.Enable(context.Background(), account, "ignored-resource", engine.MustParse(legacyEnable))
+	r, _, err := e.Enable(context.Background(), account, "ignored-resource", stanza.MustParse(legacyEnable))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestLegacyEnable(t *testing.T) {
 		{`<enable xmlns="urn:xmpp:push:0" jid="p.example" node="n"><x xmlns="jabber:x:data" type="form"/></enable>`, "bad-request", "submit"},
 		{`<enable xmlns="urn:xmpp:push:0" jid="p.example" node="n"><x xmlns="jabber:x:data" type="submit"><field var="FORM_TYPE"><value>urn:other</value></field></x></enable>`, "bad-request", "FORM_TYPE"},
 	} {
-		_, _, err := e.Enable(context.Background(), account, "r", engine.MustParse(tc.xml))
+		_, _, err := e.Enable(context.Background(), account, "r", stanza.MustParse(tc.xml))
 		se, ok := err.(*engine.StanzaError)
 		if !ok || se.Condition != tc.cond || !strings.Contains(se.Text, tc.text) {
 			t.Errorf("%s: %v", tc.xml, err)
@@ -49,7 +50,7 @@ func TestLegacyEnable(t *testing.T) {
 	}
 	// Without the legacy profiles loaded, legacy enables are not supported.
 	plain, _, _ := newEngine(t, engine.Config{})
-	if _, _, err := plain.Enable(context.Background(), account, "r", engine.MustParse(legacyEnable)); err == nil || !strings.Contains(err.Error(), "feature-not-implemented") {
+	if _, _, err := plain.Enable(context.Background(), account, "r", stanza.MustParse(legacyEnable)); err == nil || !strings.Contains(err.Error(), "feature-not-implemented") {
 		t.Errorf("legacy enable without the legacy profiles: %v", err)
 	}
 }
@@ -75,7 +76,7 @@ func TestLegacyPublish(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := legacyEngine(t, tc.opts)
-			e.Enable(context.Background(), account, "r", engine.MustParse(legacyEnable))
+			e.Enable(context.Background(), account, "r", stanza.MustParse(legacyEnable))
 			res, _ := evaluateOne(t, e, tc.stanza, engine.Context{})
 			if len(res.Notifications) != 1 {
 				t.Fatalf("outcomes %+v", res.Outcomes)
@@ -95,7 +96,7 @@ func TestLegacyPublish(t *testing.T) {
 	}
 	// Unimportant stanzas are not pushed to legacy registrations.
 	e := legacyEngine(t, profiles.LegacyOptions{})
-	e.Enable(context.Background(), account, "r", engine.MustParse(legacyEnable))
+	e.Enable(context.Background(), account, "r", stanza.MustParse(legacyEnable))
 	if _, got := evaluateOne(t, e, msgChatState, engine.Context{}); got.push {
 		t.Error("chat state pushed to a legacy registration")
 	}
@@ -106,9 +107,9 @@ func TestLegacyPublish(t *testing.T) {
 func TestLegacyAndPush2Together(t *testing.T) {
 	e := legacyEngine(t, profiles.LegacyOptions{})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
-	e.Enable(ctx, account, "phone", engine.MustParse(legacyEnable))
-	e.Enable(ctx, account, "phone", engine.MustParse(strings.Replace(legacyEnable, `node="yxs32uqsflafdk3iuqo"`, `node="second"`, 1)))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "phone", stanza.MustParse(legacyEnable))
+	e.Enable(ctx, account, "phone", stanza.MustParse(strings.Replace(legacyEnable, `node="yxs32uqsflafdk3iuqo"`, `node="second"`, 1)))
 	res, _ := evaluateOne(t, e, msgBody, engine.Context{})
 	kinds := map[string]int{}
 	for _, n := range res.Notifications {
@@ -118,17 +119,17 @@ func TestLegacyAndPush2Together(t *testing.T) {
 		t.Fatalf("notifications by kind: %v", kinds)
 	}
 	// Disable one node, then the whole app server; push2 stays.
-	if n, err := e.DisableLegacy(ctx, account, engine.MustParse(`<disable xmlns="urn:xmpp:push:0" jid="push-5.client.example" node="second"/>`)); err != nil || n != 1 {
+	if n, err := e.DisableLegacy(ctx, account, stanza.MustParse(`<disable xmlns="urn:xmpp:push:0" jid="push-5.client.example" node="second"/>`)); err != nil || n != 1 {
 		t.Fatalf("disable node: %d %v", n, err)
 	}
-	if n, _ := e.DisableLegacy(ctx, account, engine.MustParse(`<disable xmlns="urn:xmpp:push:0" jid="push-5.client.example"/>`)); n != 1 {
+	if n, _ := e.DisableLegacy(ctx, account, stanza.MustParse(`<disable xmlns="urn:xmpp:push:0" jid="push-5.client.example"/>`)); n != 1 {
 		t.Fatalf("disable jid removed %d", n)
 	}
 	regs, _ := e.Registrations(account)
 	if len(regs) != 1 || regs[0].ID != "phone" {
 		t.Errorf("left: %+v", regs)
 	}
-	if _, err := e.DisableLegacy(ctx, account, engine.MustParse(`<disable xmlns="urn:xmpp:push:0"/>`)); err == nil {
+	if _, err := e.DisableLegacy(ctx, account, stanza.MustParse(`<disable xmlns="urn:xmpp:push:0"/>`)); err == nil {
 		t.Error("disable without jid accepted")
 	}
 	// Features list the legacy namespace once.
@@ -141,9 +142,9 @@ func TestLegacyAndPush2Together(t *testing.T) {
 func TestPing(t *testing.T) {
 	e := legacyEngine(t, profiles.LegacyOptions{})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("important", `<filter jid="romeo@montague.lit"/>`))))
-	e.Enable(ctx, account, "tablet", engine.MustParse(enableXML(matchXML("all"))))
-	e.Enable(ctx, account, "x", engine.MustParse(legacyEnable))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("important", `<filter jid="romeo@montague.lit"/>`))))
+	e.Enable(ctx, account, "tablet", stanza.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "x", stanza.MustParse(legacyEnable))
 	all, err := e.Ping(ctx, account, nil)
 	if err != nil || len(all) != 3 {
 		t.Fatalf("ping all: %d %v", len(all), err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -55,7 +56,7 @@ func runUntil(t *testing.T, o *engine.Outbox, s *sink, want int) {
 func pushOne(t *testing.T, e *engine.Engine, id string) *engine.Notification {
 	t.Helper()
 	res, err := e.Evaluate(context.Background(), &engine.Event{
-		Stanza:  engine.MustParse(strings.Replace(msgBody, `id="s1"`, `id="`+id+`"`, 1)),
+		Stanza:  stanza.MustParse(strings.Replace(msgBody, `id="s1"`, `id="`+id+`"`, 1)),
 		Context: engine.Context{Account: account, Trigger: engine.TriggerOffline},
 	})
 	if err != nil || len(res.Notifications) != 1 {
@@ -88,7 +89,7 @@ func TestRetryable(t *testing.T) {
 
 func TestOutboxRetryThenDeliver(t *testing.T) {
 	e, _, now := newEngine(t, engine.Config{Retry: engine.RetryPolicy{BaseDelay: time.Second, MaxAttempts: 3}})
-	e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	n := pushOne(t, e, "r1")
 	o := e.Outbox()
 	var events []engine.OutboxEvent
@@ -128,7 +129,7 @@ func fmtEvents(evs []engine.OutboxEvent) string {
 
 func TestOutboxCancelNotRetried(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	n := pushOne(t, e, "c1")
 	s := &sink{}
 	runUntil(t, e.Outbox(), s, 1)
@@ -143,7 +144,7 @@ func TestOutboxCancelNotRetried(t *testing.T) {
 
 func TestOutboxRetriesExhausted(t *testing.T) {
 	e, store, now := newEngine(t, engine.Config{Retry: engine.RetryPolicy{BaseDelay: time.Second, MaxAttempts: 3}})
-	e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	n := pushOne(t, e, "x1")
 	s := &sink{}
 	for i := 1; i <= 3; i++ {
@@ -163,8 +164,8 @@ func TestOutboxRetriesExhausted(t *testing.T) {
 func TestOutboxDisablesAfterMaxErrors(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{Retry: engine.RetryPolicy{MaxErrors: 3}})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
-	e.Enable(ctx, account, "tablet", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "tablet", stanza.MustParse(enableXML(matchXML("all"))))
 	s := &sink{}
 	var disabled []string
 	e.Outbox().Observe = func(ev engine.OutboxEvent, en engine.OutboxEntry, _ string) {
@@ -174,7 +175,7 @@ func TestOutboxDisablesAfterMaxErrors(t *testing.T) {
 	}
 	sent := 0
 	for i := 0; i < 3; i++ {
-		res, _ := e.Evaluate(ctx, &engine.Event{Stanza: engine.MustParse(strings.Replace(msgBody, `id="s1"`, `id="d`+string(rune('a'+i))+`"`, 1)), Context: engine.Context{Account: account}})
+		res, _ := e.Evaluate(ctx, &engine.Event{Stanza: stanza.MustParse(strings.Replace(msgBody, `id="s1"`, `id="d`+string(rune('a'+i))+`"`, 1)), Context: engine.Context{Account: account}})
 		sent += len(res.Notifications)
 		runUntil(t, e.Outbox(), s, sent)
 		for _, n := range res.Notifications {
@@ -195,7 +196,7 @@ func TestOutboxDisablesAfterMaxErrors(t *testing.T) {
 		t.Errorf("disabled record: %+v", recs)
 	}
 	// Enabling again starts over.
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	if recs, _ := e.Disabled(account); len(recs) != 0 {
 		t.Errorf("record kept after re-enable: %+v", recs)
 	}
@@ -204,7 +205,7 @@ func TestOutboxDisablesAfterMaxErrors(t *testing.T) {
 func TestOutboxDisablesAfterFailingFor72h(t *testing.T) {
 	e, _, now := newEngine(t, engine.Config{})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	s := &sink{}
 	for i, step := range []time.Duration{0, 40 * time.Hour, 33 * time.Hour} {
 		*now = now.Add(step)
@@ -220,7 +221,7 @@ func TestOutboxDisablesAfterFailingFor72h(t *testing.T) {
 func TestOutboxDeliveryResetsErrors(t *testing.T) {
 	e, store, now := newEngine(t, engine.Config{})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	s := &sink{}
 	n := pushOne(t, e, "e1")
 	runUntil(t, e.Outbox(), s, 1)
@@ -248,7 +249,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 		return engine.New(st, reg, engine.Config{}), st
 	}
 	e, st := open()
-	e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	n := pushOne(t, e, "p1")
 	st.Close() // "crash" before anything was sent
 	e, st = open()

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Ping sends a push to some or all of an account's registrations now,
@@ -26,7 +28,7 @@ func (e *Engine) Ping(ctx context.Context, account string, ids []string) ([]*Not
 	}
 	now := e.cfg.Clock()
 	c := &Context{Account: regsAccount(regs, account), Trigger: TriggerOffline, Now: now}
-	st := NewElement(NSClient, "message", "type", "headline", "from", domainOf(c.Account))
+	st := stanza.NewElement(stanza.NSClient, "message", "type", "headline", "from", domainOf(c.Account))
 	var out []*Notification
 	for _, r := range regs {
 		if ids != nil && !want[r.ID] {

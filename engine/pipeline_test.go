@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Stanzas of every kind the issue names, as the server would hand them to
@@ -46,7 +47,7 @@ type want struct {
 	voip     bool
 }
 
-func evaluateOne(t *testing.T, e *engine.Engine, stanza string, c engine.Context) (*engine.Result, want) {
+func evaluateOne(t *testing.T, e *engine.Engine, raw string, c engine.Context) (*engine.Result, want) {
 	t.Helper()
 	if c.Account == "" {
 		c.Account = account
@@ -54,7 +55,7 @@ func evaluateOne(t *testing.T, e *engine.Engine, stanza string, c engine.Context
 	if c.Trigger == "" {
 		c.Trigger = engine.TriggerOffline
 	}
-	res, err := e.Evaluate(context.Background(), &engine.Event{Stanza: engine.MustParse(stanza), Context: c})
+	res, err := e.Evaluate(context.Background(), &engine.Event{Stanza: stanza.MustParse(raw), Context: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestMatchProfiles(t *testing.T) {
 		for _, tc := range table {
 			t.Run(profile+"/"+tc.name, func(t *testing.T) {
 				e, _, _ := newEngine(t, engine.Config{})
-				if _, _, err := e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML(profile)))); err != nil {
+				if _, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML(profile)))); err != nil {
 					t.Fatal(err)
 				}
 				exp := map[string]want{"all": tc.all, "important": tc.important, "archived": tc.archived, "archived-with-body": tc.archivedBody}[profile]
@@ -120,7 +121,7 @@ func TestMatchProfiles(t *testing.T) {
 // archive.
 func TestArchivedFromContext(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("archived-with-body"))))
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("archived-with-body"))))
 	if _, got := evaluateOne(t, e, msgBody, engine.Context{Trigger: engine.TriggerArchived, ArchiveID: "a1", ArchiveBy: account}); !got.push {
 		t.Error("archive id from the context not honoured")
 	}
@@ -131,7 +132,7 @@ func TestArchivedFromContext(t *testing.T) {
 
 func TestNotificationNotifyOnly(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	res, _ := evaluateOne(t, e, msgBody, engine.Context{})
 	if len(res.Notifications) != 1 {
 		t.Fatalf("outcomes: %+v", res.Outcomes)
@@ -180,7 +181,7 @@ func TestFilters(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _, _ := newEngine(t, engine.Config{})
-			if _, _, err := e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("all", tc.filter)))); err != nil {
+			if _, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all", tc.filter)))); err != nil {
 				t.Fatal(err)
 			}
 			res, got := evaluateOne(t, e, tc.stanza, engine.Context{Trigger: engine.TriggerGroupchat, Nick: "Juliet"})
@@ -196,7 +197,7 @@ func TestFilters(t *testing.T) {
 // the user's bare JID counts outside rooms.
 func TestMentionFallbacks(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(matchXML("all", `<filter jid="romeo@montague.lit"><mention/><reply/></filter>`))))
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all", `<filter jid="romeo@montague.lit"><mention/><reply/></filter>`))))
 	for _, tc := range []struct {
 		stanza string
 		push   bool
@@ -216,8 +217,8 @@ func TestMentionFallbacks(t *testing.T) {
 func TestGrace(t *testing.T) {
 	e, _, now := newEngine(t, engine.Config{})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all", `<grace>60</grace>`))))
-	e.Enable(ctx, account, "tablet", engine.MustParse(strings.Replace(enableXML(matchXML("all")), "adlfkjadafdasf", "tablet", 1)))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all", `<grace>60</grace>`))))
+	e.Enable(ctx, account, "tablet", stanza.MustParse(strings.Replace(enableXML(matchXML("all")), "adlfkjadafdasf", "tablet", 1)))
 	id := 0
 	msg := func(body string) string {
 		id++
@@ -271,7 +272,7 @@ func TestGrace(t *testing.T) {
 func TestDedupe(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	pushes := 0
 	for _, c := range []engine.Context{
 		{Trigger: engine.TriggerHibernated},
@@ -306,7 +307,7 @@ func TestDedupe(t *testing.T) {
 		t.Error("a new stanza was deduplicated")
 	}
 	// Another registration of the same account is independent.
-	e.Enable(ctx, account, "tablet", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "tablet", stanza.MustParse(enableXML(matchXML("all"))))
 	r4, _ := evaluateOne(t, e, msgBody, engine.Context{})
 	if len(r4.Notifications) != 1 || r4.Notifications[0].Reg.ID != "tablet" {
 		t.Errorf("new registration: %+v", r4.Outcomes)
@@ -318,16 +319,16 @@ func TestDedupe(t *testing.T) {
 func TestEventRestrictsRegistrations(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
-	e.Enable(ctx, account, "laptop", engine.MustParse(enableXML(matchXML("all"))))
-	res, err := e.Evaluate(ctx, &engine.Event{Stanza: engine.MustParse(msgBody), Context: engine.Context{Account: account, Trigger: engine.TriggerHibernated}, Registrations: []string{"phone"}})
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "laptop", stanza.MustParse(enableXML(matchXML("all"))))
+	res, err := e.Evaluate(ctx, &engine.Event{Stanza: stanza.MustParse(msgBody), Context: engine.Context{Account: account, Trigger: engine.TriggerHibernated}, Registrations: []string{"phone"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Notifications) != 1 || res.Notifications[0].Reg.ID != "phone" {
 		t.Errorf("got %+v", res.Outcomes)
 	}
-	res, _ = e.Evaluate(ctx, &engine.Event{Stanza: engine.MustParse(msgArchived), Context: engine.Context{Account: account}, Registrations: []string{}})
+	res, _ = e.Evaluate(ctx, &engine.Event{Stanza: stanza.MustParse(msgArchived), Context: engine.Context{Account: account}, Registrations: []string{}})
 	if len(res.Notifications) != 0 {
 		t.Errorf("empty registration list pushed: %+v", res.Outcomes)
 	}
@@ -342,7 +343,7 @@ func TestFirstMatchingMatchWins(t *testing.T) {
 		matchXML("archived-with-body", `<filter jid="romeo@montague.lit"/>`),
 		matchXML("important"),
 	)
-	e.Enable(ctx, account, "phone", engine.MustParse(el))
+	e.Enable(ctx, account, "phone", stanza.MustParse(el))
 	res, _ := evaluateOne(t, e, msgArchived, engine.Context{})
 	if len(res.Notifications) != 1 || res.Outcomes[0].Profile != "urn:xmpp:push2:match:important" {
 		t.Errorf("got %+v", res.Outcomes)
@@ -351,7 +352,7 @@ func TestFirstMatchingMatchWins(t *testing.T) {
 
 func TestEvaluateBadInput(t *testing.T) {
 	e, _, _ := newEngine(t, engine.Config{})
-	if _, err := e.Evaluate(context.Background(), &engine.Event{Stanza: engine.MustParse(msgBody), Context: engine.Context{Account: "@@"}}); err == nil {
+	if _, err := e.Evaluate(context.Background(), &engine.Event{Stanza: stanza.MustParse(msgBody), Context: engine.Context{Account: "@@"}}); err == nil {
 		t.Error("invalid account accepted")
 	}
 	if _, err := e.Evaluate(context.Background(), &engine.Event{Context: engine.Context{Account: account}}); err == nil {

@@ -4,19 +4,8 @@ import (
 	"context"
 	"strings"
 	"time"
-)
 
-// Namespaces of the protocol (push2.md).
-const (
-	NS            = "urn:xmpp:push2:0"
-	MatchPrefix   = "urn:xmpp:push2:match:"
-	SendPrefix    = "urn:xmpp:push2:send:"
-	NSClient      = "jabber:client"
-	NSStanzaID    = "urn:xmpp:sid:0"
-	NSForward     = "urn:xmpp:forward:0"
-	NSDelay       = "urn:xmpp:delay"
-	NSDiscoInfo   = "http://jabber.org/protocol/disco#info"
-	NSStanzaError = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Trigger says why a stanza reached the engine: which part of the server
@@ -94,8 +83,8 @@ type Context struct {
 
 // MatchInput is what a match profile decides on.
 type MatchInput struct {
-	Stanza  *Element // the stanza, read-only
-	Match   *Element // the registration's <match/> element, read-only
+	Stanza  *stanza.Element // the stanza, read-only
+	Match   *stanza.Element // the registration's <match/> element, read-only
 	Context *Context
 
 	facts *Facts
@@ -117,17 +106,17 @@ type MatchProfile interface {
 	// Validate checks a registration's <match/> element at enable time; an
 	// error refuses the registration (return a *StanzaError for a specific
 	// condition, anything else becomes bad-request).
-	Validate(match *Element) error
+	Validate(match *stanza.Element) error
 	Match(ctx context.Context, in *MatchInput) (Decision, error)
 }
 
 // SendInput is what a send profile builds a notification from.
 type SendInput struct {
-	Stanza   *Element
+	Stanza   *stanza.Element
 	Context  *Context
 	Decision Decision
 	// Send is the registration's <send/> element, read-only.
-	Send *Element
+	Send *stanza.Element
 	// Prepared is what the profile's Prepare returned for this <send/>.
 	Prepared any
 	// Budget is the number of bytes the profile's children may take in the
@@ -156,8 +145,8 @@ type SendProfile interface {
 	// Prepare validates a <send/> element at enable time and returns a value
 	// (parsed keys, say) handed back in SendInput.Prepared. It must not echo
 	// secrets in its errors.
-	Prepare(send *Element) (any, error)
-	Send(ctx context.Context, in *SendInput) ([]*Element, error)
+	Prepare(send *stanza.Element) (any, error)
+	Send(ctx context.Context, in *SendInput) ([]*stanza.Element, error)
 }
 
 // StanzaBuilder is implemented by send profiles that build the whole
@@ -166,7 +155,7 @@ type SendProfile interface {
 // node with an IQ). id is the notification id the stanza must carry. The
 // engine's size limit applies to the result.
 type StanzaBuilder interface {
-	BuildStanza(ctx context.Context, in *SendInput, r *Registration, id string) (*Element, error)
+	BuildStanza(ctx context.Context, in *SendInput, r *Registration, id string) (*stanza.Element, error)
 }
 
 // FitChecker is implemented by send profiles whose output has a fixed
@@ -190,5 +179,5 @@ type ProfileInfo struct {
 // IsReservedURI reports whether uri is in one of the prefixes push2.md
 // reserves for profiles defined by XEPs.
 func IsReservedURI(uri string) bool {
-	return strings.HasPrefix(uri, MatchPrefix) || strings.HasPrefix(uri, SendPrefix)
+	return strings.HasPrefix(uri, stanza.MatchPrefix) || strings.HasPrefix(uri, stanza.SendPrefix)
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/push2/push2/engine/stanza"
+
 	"mellium.im/xmpp/jid"
 )
 
@@ -24,7 +26,7 @@ type Registration struct {
 	Matches []*Match
 	// Enable is the <enable/> element as received; the store keeps it and
 	// re-parses on load, so parsing rules live in one place.
-	Enable *Element
+	Enable *stanza.Element
 }
 
 // Key returns the registration's identity within the store.
@@ -40,8 +42,8 @@ type Match struct {
 	Profile string
 	Grace   time.Duration // zero: no grace period
 	Filters []Filter
-	Element *Element // the <match/> element, for profiles with their own children
-	Send    *Element // the <send/> element
+	Element *stanza.Element // the <match/> element, for profiles with their own children
+	Send    *stanza.Element // the <send/> element
 	SendNS  string
 	// Prepared is the send profile's Prepare result. It is not persisted: a
 	// registration loaded from the store is prepared again.
@@ -90,12 +92,12 @@ func NormalizeJID(s string) (jid.JID, error) {
 // returns the registration. Nothing is stored here; the caller stores the
 // result only if err is nil. Errors are *StanzaError with a text naming the
 // offending element.
-func ParseEnable(reg *Registry, lim Limits, account, id string, enable *Element) (*Registration, error) {
-	if enable.Is(NSLegacy, "enable") {
+func ParseEnable(reg *Registry, lim Limits, account, id string, enable *stanza.Element) (*Registration, error) {
+	if enable.Is(stanza.NSXEP0357, "enable") {
 		return parseLegacyEnable(reg, lim, account, enable)
 	}
-	if !enable.Is(NS, "enable") {
-		return nil, badRequest("expected <enable xmlns='%s'/>", NS)
+	if !enable.Is(stanza.NSPush2, "enable") {
+		return nil, badRequest("expected <enable xmlns='%s'/>", stanza.NSPush2)
 	}
 	acct, err := NormalizeJID(account)
 	if err != nil || acct.Localpart() == "" {
@@ -107,9 +109,9 @@ func ParseEnable(reg *Registry, lim Limits, account, id string, enable *Element)
 	}
 	r := &Registration{Account: acct.String(), ID: id, Enable: enable}
 
-	var services, clients []*Element
+	var services, clients []*stanza.Element
 	for _, c := range enable.Children {
-		if c.Name.Space != NS {
+		if c.Name.Space != stanza.NSPush2 {
 			continue // foreign extensions are ignored, as XMPP expects
 		}
 		switch c.Name.Local {
@@ -170,7 +172,7 @@ func ParseEnable(reg *Registry, lim Limits, account, id string, enable *Element)
 	return r, nil
 }
 
-func parseMatch(reg *Registry, lim Limits, el *Element, acct jid.JID) (*Match, error) {
+func parseMatch(reg *Registry, lim Limits, el *stanza.Element, acct jid.JID) (*Match, error) {
 	uri, ok := el.LookupAttr("profile")
 	if !ok || strings.TrimSpace(uri) == "" {
 		return nil, badRequest("<match/> needs a 'profile' attribute")
@@ -180,13 +182,13 @@ func parseMatch(reg *Registry, lim Limits, el *Element, acct jid.JID) (*Match, e
 		return nil, notImplemented("match profile %q is not supported", uri)
 	}
 	m := &Match{Profile: uri, Element: el}
-	var graces, sends []*Element
+	var graces, sends []*stanza.Element
 	seenFilter := map[string]bool{}
 	for _, c := range el.Children {
 		switch {
-		case c.Is(NS, "grace"):
+		case c.Is(stanza.NSPush2, "grace"):
 			graces = append(graces, c)
-		case c.Is(NS, "filter"):
+		case c.Is(stanza.NSPush2, "filter"):
 			if len(m.Filters) >= lim.MaxFilters {
 				return nil, badRequest("too many <filter/> elements (at most %d)", lim.MaxFilters)
 			}
@@ -229,7 +231,7 @@ func parseMatch(reg *Registry, lim Limits, el *Element, acct jid.JID) (*Match, e
 	}
 	m.Send = sends[0]
 	m.SendNS = m.Send.Name.Space
-	if m.SendNS == "" || m.SendNS == NS {
+	if m.SendNS == "" || m.SendNS == stanza.NSPush2 {
 		return nil, badRequest("<send/> must carry the send profile's namespace")
 	}
 	if m.Send.Size() > lim.MaxSendBytes {
@@ -250,7 +252,7 @@ func parseMatch(reg *Registry, lim Limits, el *Element, acct jid.JID) (*Match, e
 	return m, nil
 }
 
-func parseFilter(el *Element) (Filter, error) {
+func parseFilter(el *stanza.Element) (Filter, error) {
 	raw, ok := el.LookupAttr("jid")
 	if !ok {
 		return Filter{}, badRequest("<filter/> needs a 'jid' attribute")
@@ -262,11 +264,11 @@ func parseFilter(el *Element) (Filter, error) {
 	f := Filter{JID: j.Bare().String()}
 	for _, c := range el.Children {
 		switch {
-		case c.Is(NS, "mention"):
+		case c.Is(stanza.NSPush2, "mention"):
 			f.Mention = true
-		case c.Is(NS, "reply"):
+		case c.Is(stanza.NSPush2, "reply"):
 			f.Reply = true
-		case c.Name.Space == NS:
+		case c.Name.Space == stanza.NSPush2:
 			return Filter{}, badRequest("unexpected element <%s/> in <filter/>", c.Name.Local)
 		}
 	}

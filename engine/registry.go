@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Registry holds the profiles the engine can use, built-in and loaded,
@@ -60,7 +62,7 @@ func (r *Registry) Profiles() []ProfileInfo {
 func (r *Registry) Features() []string {
 	s := r.snap.Load().sorted
 	out := make([]string, 0, len(s)+1)
-	out = append(out, NS)
+	out = append(out, stanza.NSPush2)
 	for _, p := range s {
 		// A URI may name a match and a send profile at once (the XEP-0357
 		// pair); disco lists it once.

@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 type fakeMatch struct{ uri string }
 
 func (f *fakeMatch) URI() string                    { return f.uri }
-func (f *fakeMatch) Validate(*engine.Element) error { return nil }
+func (f *fakeMatch) Validate(*stanza.Element) error { return nil }
 func (f *fakeMatch) Match(context.Context, *engine.MatchInput) (engine.Decision, error) {
 	return engine.Decision{}, nil
 }
@@ -44,7 +45,7 @@ func TestRegistryUpdateWithdraw(t *testing.T) {
 	if err := r.Update("bad", []engine.MatchProfile{&fakeMatch{""}}, nil, nil); err == nil {
 		t.Error("empty URI accepted")
 	}
-	if r.Features()[0] != engine.NS {
+	if r.Features()[0] != stanza.NSPush2 {
 		t.Errorf("features start with %v", r.Features())
 	}
 }

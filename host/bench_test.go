@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -16,7 +17,7 @@ import (
 // "no-interrupt" has Config.NoInterrupt set. Run them with
 //
 //	go test -bench . -run '^$' ./host/
-var benchStanza = engine.MustParse(`<message xmlns="jabber:client" from="romeo@example.net/orchard" to="juliet@example.com" type="chat" id="b1">` +
+var benchStanza = stanza.MustParse(`<message xmlns="jabber:client" from="romeo@example.net/orchard" to="juliet@example.com" type="chat" id="b1">` +
 	`<body>Are you coming to the party tonight? It is urgent.</body><active xmlns="http://jabber.org/protocol/chatstates"/>` +
 	`<stanza-id xmlns="urn:xmpp:sid:0" by="juliet@example.com" id="arch-1"/></message>`)
 
@@ -35,7 +36,7 @@ var benchPlugins = []struct{ lang, plugin, match string }{
 // same stanza, facts computed per call as the engine does per event.
 func BenchmarkMatchNative(b *testing.B) {
 	p := profiles.Important()
-	match := engine.MustParse(`<match xmlns="urn:xmpp:push2:0" profile="urn:xmpp:push2:match:important"/>`)
+	match := stanza.MustParse(`<match xmlns="urn:xmpp:push2:0" profile="urn:xmpp:push2:match:important"/>`)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -57,7 +58,7 @@ func BenchmarkMatchWASM(b *testing.B) {
 			b.Run(p.lang+"/"+mode.name, func(b *testing.B) {
 				mp, stop := benchProfile(b, p.plugin, mode.noInterrupt)
 				defer stop()
-				match := engine.MustParse(p.match)
+				match := stanza.MustParse(p.match)
 				ctx := context.Background()
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -79,7 +80,7 @@ func BenchmarkMatchWASMParallel(b *testing.B) {
 		b.Run(p.lang, func(b *testing.B) {
 			mp, stop := benchProfile(b, p.plugin, false)
 			defer stop()
-			match := engine.MustParse(p.match)
+			match := stanza.MustParse(p.match)
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // callKind says which export a call runs; host functions use it to decide
@@ -48,7 +49,7 @@ type call struct {
 	m       *Module
 	profile string
 
-	stanza, match, send *engine.Element
+	stanza, match, send *stanza.Element
 	ectx                *engine.Context
 	mi                  *engine.MatchInput
 	si                  *engine.SendInput
@@ -56,14 +57,14 @@ type call struct {
 	decision            engine.Decision
 	budget              int
 
-	handles []*engine.Element // dynamic handles, firstDynamic onwards
+	handles []*stanza.Element // dynamic handles, firstDynamic onwards
 
 	out      []byte
 	overflow bool
 	reason   string
 	hasReply bool // set_reason was called
 
-	xmlEl  *engine.Element // last el_xml serialization, for the retry
+	xmlEl  *stanza.Element // last el_xml serialization, for the retry
 	xmlOut []byte
 }
 
@@ -107,7 +108,7 @@ func (c *call) getFacts() *engine.Facts {
 }
 
 // element resolves a handle; nil means the handle is not valid in this call.
-func (c *call) element(h int32) *engine.Element {
+func (c *call) element(h int32) *stanza.Element {
 	switch h {
 	case HandleStanza:
 		return c.stanza
@@ -130,7 +131,7 @@ func (c *call) element(h int32) *engine.Element {
 
 // handle returns the handle of e, reusing an existing one so that a guest
 // walking the same elements repeatedly does not fill the table.
-func (c *call) handle(e *engine.Element) int32 {
+func (c *call) handle(e *stanza.Element) int32 {
 	switch e {
 	case nil:
 		return StatusNotFound
@@ -160,7 +161,7 @@ type pathStep struct {
 	anyNS     bool
 }
 
-func (s pathStep) matches(e *engine.Element) bool {
+func (s pathStep) matches(e *stanza.Element) bool {
 	return (s.local == "*" || s.local == e.Name.Local) && (s.anyNS || s.ns == e.Name.Space)
 }
 
@@ -203,7 +204,7 @@ func parsePath(s string) ([]pathStep, error) {
 // findPath returns the first element in document order that the path
 // reaches from e, backtracking over siblings: "a/b" finds the b inside the
 // second a when the first a has none.
-func findPath(e *engine.Element, steps []pathStep) *engine.Element {
+func findPath(e *stanza.Element, steps []pathStep) *stanza.Element {
 	if len(steps) == 0 {
 		return e
 	}
@@ -219,7 +220,7 @@ func findPath(e *engine.Element, steps []pathStep) *engine.Element {
 
 // FindPath resolves an element path of sdk/ABI.md §6 ("{ns}local/local/*")
 // from e, as push2.el_find does; the case runner uses it for expectations.
-func FindPath(e *engine.Element, path string) (*engine.Element, error) {
+func FindPath(e *stanza.Element, path string) (*stanza.Element, error) {
 	steps, err := parsePath(path)
 	if err != nil {
 		return nil, err

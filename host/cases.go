@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -173,21 +174,21 @@ func caseFiles(dir string) ([]string, error) {
 
 type testCase struct {
 	file, name, id string
-	enable         *engine.Element
+	enable         *stanza.Element
 	ctx            engine.Context
-	activity       []*engine.Element
-	stanza         *engine.Element
-	expect         *engine.Element
+	activity       []*stanza.Element
+	stanza         *stanza.Element
+	expect         *stanza.Element
 }
 
-func isCasesNS(e *engine.Element) bool { return e.Name.Space == NSCases || e.Name.Space == "" }
+func isCasesNS(e *stanza.Element) bool { return e.Name.Space == NSCases || e.Name.Space == "" }
 
 func parseCaseFile(path string) ([]*testCase, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	root, err := engine.Parse(b)
+	root, err := stanza.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -196,11 +197,11 @@ func parseCaseFile(path string) ([]*testCase, error) {
 	}
 	name := filepath.Base(path)
 	defCtx := map[string]string{"account": "juliet@example.com", "trigger": "offline"}
-	var defEnable *engine.Element
+	var defEnable *stanza.Element
 	var out []*testCase
 	for _, ch := range root.Children {
 		switch {
-		case ch.Is(engine.NS, "enable"):
+		case ch.Is(stanza.NSPush2, "enable"):
 			defEnable = ch
 		case ch.Name.Local == "context" && isCasesNS(ch):
 			for _, a := range ch.Attr {
@@ -220,7 +221,7 @@ func parseCaseFile(path string) ([]*testCase, error) {
 	return out, nil
 }
 
-func parseCase(el *engine.Element, defEnable *engine.Element, defCtx map[string]string) (*testCase, error) {
+func parseCase(el *stanza.Element, defEnable *stanza.Element, defCtx map[string]string) (*testCase, error) {
 	c := &testCase{name: el.AttrValue("name"), enable: defEnable}
 	if c.name == "" {
 		return nil, errors.New("needs a name attribute")
@@ -231,7 +232,7 @@ func parseCase(el *engine.Element, defEnable *engine.Element, defCtx map[string]
 	}
 	for _, ch := range el.Children {
 		switch {
-		case ch.Is(engine.NS, "enable"):
+		case ch.Is(stanza.NSPush2, "enable"):
 			c.enable = ch
 		case !isCasesNS(ch):
 			return nil, fmt.Errorf("unexpected {%s}%s", ch.Name.Space, ch.Name.Local)
@@ -293,9 +294,9 @@ func parseCase(el *engine.Element, defEnable *engine.Element, defCtx map[string]
 
 // toClient puts elements that inherited the case file's namespace into
 // jabber:client, as they would be in a client stream.
-func toClient(e *engine.Element) {
+func toClient(e *stanza.Element) {
 	if isCasesNS(e) {
-		e.Name.Space = engine.NSClient
+		e.Name.Space = stanza.NSClient
 	}
 	for _, c := range e.Children {
 		toClient(c)
@@ -387,7 +388,7 @@ func (r *caseRunner) run(ctx context.Context, c *testCase) string {
 	if n == nil {
 		return ""
 	}
-	notif := n.Stanza.Child(engine.NS, "notification")
+	notif := n.Stanza.Child(stanza.NSPush2, "notification")
 	for _, e := range ex.Children {
 		if msg := r.check(notif, e); msg != "" {
 			return msg + explain
@@ -396,7 +397,7 @@ func (r *caseRunner) run(ctx context.Context, c *testCase) string {
 	return ""
 }
 
-func (r *caseRunner) check(notif, e *engine.Element) string {
+func (r *caseRunner) check(notif, e *stanza.Element) string {
 	path := e.AttrValue("path")
 	target, err := FindPath(notif, path)
 	if err != nil {
@@ -444,7 +445,7 @@ func (r *caseRunner) check(notif, e *engine.Element) string {
 	return ""
 }
 
-func (r *caseRunner) checkDecrypt(target, e *engine.Element) string {
+func (r *caseRunner) checkDecrypt(target, e *stanza.Element) string {
 	d, ok := r.h.cfg.Crypto.(Decrypter)
 	if !ok {
 		return "<decrypt/> needs a Config.Crypto that implements host.Decrypter"

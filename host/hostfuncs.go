@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/push2/push2/engine/stanza"
+
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/push2/push2/engine"
@@ -76,9 +78,9 @@ func (h *Host) hostFuncs() []hostFunc {
 		{"set_reason", []api.ValueType{i32, i32}, []api.ValueType{i32}, h.fnSetReason},
 		{"el_find", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElFind},
 		{"el_child", []api.ValueType{i32, i32}, []api.ValueType{i32}, h.fnElChild},
-		{"el_name", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElString(func(e *engine.Element) string { return e.Name.Local })},
-		{"el_ns", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElString(func(e *engine.Element) string { return e.Name.Space })},
-		{"el_text", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElString(func(e *engine.Element) string { return e.Text })},
+		{"el_name", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElString(func(e *stanza.Element) string { return e.Name.Local })},
+		{"el_ns", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElString(func(e *stanza.Element) string { return e.Name.Space })},
+		{"el_text", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElString(func(e *stanza.Element) string { return e.Text })},
 		{"el_attr", []api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}, h.fnElAttr},
 		{"el_xml", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElXML},
 		{"fact", []api.ValueType{i32}, []api.ValueType{i32}, h.fnFact},
@@ -194,7 +196,7 @@ func (h *Host) fnElChild(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 }
 
-func (h *Host) fnElString(get func(*engine.Element) string) api.GoModuleFunc {
+func (h *Host) fnElString(get func(*stanza.Element) string) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
 		c := callFrom(ctx)
 		if c == nil {

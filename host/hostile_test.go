@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -78,16 +79,16 @@ func TestLoadRejects(t *testing.T) {
 }
 
 var (
-	testStanza = engine.MustParse(`<message xmlns="jabber:client" from="romeo@example.net/x" to="juliet@example.com" type="chat" id="m1"><body>hi</body></message>`)
+	testStanza = stanza.MustParse(`<message xmlns="jabber:client" from="romeo@example.net/x" to="juliet@example.com" type="chat" id="m1"><body>hi</body></message>`)
 	testCtx    = &engine.Context{Account: "juliet@example.com", Trigger: engine.TriggerOffline}
 )
 
-func hostileMatch(mode string) *engine.Element {
-	return engine.MustParse(`<match xmlns="urn:xmpp:push2:0" profile="urn:test:hostile:match"><mode xmlns="urn:test:hostile">` + mode + `</mode><send xmlns="urn:test:hostile:send"/></match>`)
+func hostileMatch(mode string) *stanza.Element {
+	return stanza.MustParse(`<match xmlns="urn:xmpp:push2:0" profile="urn:test:hostile:match"><mode xmlns="urn:test:hostile">` + mode + `</mode><send xmlns="urn:test:hostile:send"/></match>`)
 }
 
-func hostileSend(mode string) *engine.Element {
-	return engine.MustParse(`<send xmlns="urn:test:hostile:send"><mode xmlns="urn:test:hostile">` + mode + `</mode></send>`)
+func hostileSend(mode string) *stanza.Element {
+	return stanza.MustParse(`<send xmlns="urn:test:hostile:send"><mode xmlns="urn:test:hostile">` + mode + `</mode></send>`)
 }
 
 // callHostile runs one evaluation of mode against m.
@@ -333,7 +334,7 @@ func TestEngineContainsFailures(t *testing.T) {
 	defer store.Close()
 	eng := engine.New(store, reg, engine.Config{Logger: testLogger(t)})
 	enable := func(id, match string) {
-		el := engine.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c-` + id + `</client>` + match + `</enable>`)
+		el := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c-` + id + `</client>` + match + `</enable>`)
 		if _, _, err := eng.Enable(ctx, "juliet@example.com", id, el); err != nil {
 			t.Fatal(err)
 		}

@@ -3,11 +3,11 @@ package host
 import (
 	"testing"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 func TestFindPath(t *testing.T) {
-	st := engine.MustParse(`<message xmlns="jabber:client"><a xmlns="urn:a"/><a xmlns="urn:a"><b xmlns="http://example.com/b/c" k="v"/></a><body>hi</body></message>`)
+	st := stanza.MustParse(`<message xmlns="jabber:client"><a xmlns="urn:a"/><a xmlns="urn:a"><b xmlns="http://example.com/b/c" k="v"/></a><body>hi</body></message>`)
 	cases := []struct {
 		path string
 		want string // local name and namespace of the result, "" for none
@@ -75,7 +75,7 @@ func FuzzParsePath(f *testing.F) {
 	for _, s := range []string{"", "a", "{ns}a/b", "{http://x/y}*", "a//", "{"} {
 		f.Add(s)
 	}
-	st := engine.MustParse(`<a xmlns="urn:a"><b/><c xmlns="urn:c"><d/></c></a>`)
+	st := stanza.MustParse(`<a xmlns="urn:a"><b/><c xmlns="urn:c"><d/></c></a>`)
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = FindPath(st, s)
 	})
@@ -92,10 +92,10 @@ func FuzzParseNotificationChildren(f *testing.F) {
 		}
 		size := 0
 		for _, c := range children {
-			if c.Name.Space == engine.NS {
-				t.Fatalf("accepted a child in %s: %q", engine.NS, s)
+			if c.Name.Space == stanza.NSPush2 {
+				t.Fatalf("accepted a child in %s: %q", stanza.NSPush2, s)
 			}
-			size += len(c.MarshalIn(engine.NS))
+			size += len(c.MarshalIn(stanza.NSPush2))
 		}
 		if size > 4096 {
 			t.Fatalf("accepted %d bytes over budget", size)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/push2/push2/engine/stanza"
+
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/push2/push2/engine"
@@ -29,11 +31,11 @@ func (p *matchProfile) Module() *Module { return p.m }
 // becomes bad-request with its reason; a host-side failure becomes
 // internal-server-error, so a broken module never lets a registration
 // through unchecked.
-func (p *matchProfile) Validate(match *engine.Element) error {
+func (p *matchProfile) Validate(match *stanza.Element) error {
 	return validate(p.m, kindValidate, p.uri, p.index, match)
 }
 
-func validate(m *Module, kind callKind, uri string, index int32, el *engine.Element) error {
+func validate(m *Module, kind callKind, uri string, index int32, el *stanza.Element) error {
 	if q := m.Quarantined(); q != nil {
 		return unavailable(uri)
 	}
@@ -116,18 +118,18 @@ func (p *sendProfile) Module() *Module { return p.m }
 
 // Prepare runs push2_prepare on <send/>, if exported. WASM profiles keep no
 // state between calls, so the prepared value is always nil.
-func (p *sendProfile) Prepare(send *engine.Element) (any, error) {
+func (p *sendProfile) Prepare(send *stanza.Element) (any, error) {
 	return nil, validate(p.m, kindPrepare, p.uri, p.index, send)
 }
 
 // Send runs push2_send and parses what it wrote with push2.output as the
 // children of <notification/> (sdk/ABI.md §4 "Send result").
-func (p *sendProfile) Send(ctx context.Context, in *engine.SendInput) ([]*engine.Element, error) {
+func (p *sendProfile) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.Element, error) {
 	c := newCall(p.m, kindSend, p.uri)
 	defer c.release()
 	c.stanza, c.send, c.ectx, c.decision, c.budget = in.Stanza, in.Send, in.Context, in.Decision, in.Budget
 	c.si = in
-	var out []*engine.Element
+	var out []*stanza.Element
 	err := p.m.invoke(ctx, c, p.index, func(res uint64) error {
 		if st := api.DecodeI32(res); st < 0 {
 			return &GuestError{Status: st, Reason: c.reason}
@@ -146,7 +148,7 @@ func (p *sendProfile) Send(ctx context.Context, in *engine.SendInput) ([]*engine
 // each in a namespace of its own (not urn:xmpp:push2:0, whose <client/>,
 // <priority/> and <voip/> the engine writes), whose serialized size inside
 // <notification/> is within budget.
-func parseNotificationChildren(b []byte, budget int) ([]*engine.Element, error) {
+func parseNotificationChildren(b []byte, budget int) ([]*stanza.Element, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
@@ -155,14 +157,14 @@ func parseNotificationChildren(b []byte, budget int) ([]*engine.Element, error) 
 		return nil, malformed("%d bytes of output, far over the budget of %d bytes", len(b), budget)
 	}
 	wrapped := make([]byte, 0, len(b)+64)
-	wrapped = append(wrapped, `<notification xmlns="`+engine.NS+`">`...)
+	wrapped = append(wrapped, `<notification xmlns="`+stanza.NSPush2+`">`...)
 	wrapped = append(wrapped, b...)
 	wrapped = append(wrapped, "</notification>"...)
-	root, err := engine.Parse(wrapped)
+	root, err := stanza.Parse(wrapped)
 	if err != nil {
 		return nil, malformed("not well-formed XML children: %v", err)
 	}
-	if !root.Is(engine.NS, "notification") {
+	if !root.Is(stanza.NSPush2, "notification") {
 		return nil, malformed("the output escapes <notification/>")
 	}
 	if len(root.Attr) > 0 || trimmed(root.Text) != "" {
@@ -170,10 +172,10 @@ func parseNotificationChildren(b []byte, budget int) ([]*engine.Element, error) 
 	}
 	size := 0
 	for _, ch := range root.Children {
-		if ch.Name.Space == engine.NS {
-			return nil, malformed("<%s/> is in %s; send profiles write elements in their own namespace", ch.Name.Local, engine.NS)
+		if ch.Name.Space == stanza.NSPush2 {
+			return nil, malformed("<%s/> is in %s; send profiles write elements in their own namespace", ch.Name.Local, stanza.NSPush2)
 		}
-		size += len(ch.MarshalIn(engine.NS))
+		size += len(ch.MarshalIn(stanza.NSPush2))
 	}
 	if size > budget {
 		return nil, malformed("the children take %d bytes, over the budget of %d bytes", size, budget)

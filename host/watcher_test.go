@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -68,7 +69,7 @@ func TestHotLoad(t *testing.T) {
 	}
 	defer store.Close()
 	eng := engine.New(store, reg, engine.Config{Logger: cfg.Logger})
-	enable := engine.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c</client>
+	enable := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c</client>
 		<match profile="` + vipURI + `"><vip xmlns="urn:example:vip" jid="boss@example.com"/><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)
 	if _, _, err := eng.Enable(ctx, "juliet@example.com", "phone", enable); err != nil {
 		t.Fatal(err)
@@ -86,7 +87,7 @@ func TestHotLoad(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
-				st := engine.MustParse(fmt.Sprintf(`<message xmlns="jabber:client" from="boss@example.com/desk" type="chat" id="g%d-%d"><body>hi</body></message>`, g, i))
+				st := stanza.MustParse(fmt.Sprintf(`<message xmlns="jabber:client" from="boss@example.com/desk" type="chat" id="g%d-%d"><body>hi</body></message>`, g, i))
 				res, err := eng.Evaluate(ctx, &engine.Event{Stanza: st, Context: engine.Context{Account: "juliet@example.com", Trigger: engine.TriggerOffline}})
 				total.Add(1)
 				switch {

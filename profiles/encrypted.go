@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles/webpush"
 )
 
@@ -17,9 +18,6 @@ import (
 // inside a XEP-0420 <envelope/>, encrypted per RFC 8291 to the client's
 // subscription, with an optional RFC 8292 (VAPID) JWT. docs/encrypted.md
 // describes the format, the size computation and the padding buckets.
-
-// NSRFC8291 is the namespace of the <encrypted/> child of <notification/>.
-const NSRFC8291 = "urn:xmpp:sce:rfc8291:0"
 
 // Bounds on the JWT claims a registration may carry. Claims are echoed into
 // every token, so they are kept small: the token travels in each
@@ -35,7 +33,7 @@ const (
 	delayStampLayout = "2006-01-02T15:04:05Z"
 	// encryptedWrapper is the <encrypted/> child without its payload, as
 	// serialized inside <notification/>: 73 bytes.
-	encryptedWrapper   = `<encrypted xmlns="` + NSRFC8291 + `"><payload></payload></encrypted>`
+	encryptedWrapper   = `<encrypted xmlns="` + stanza.NSRFC8291 + `"><payload></payload></encrypted>`
 	encryptedWrapperSz = len(encryptedWrapper)
 )
 
@@ -160,10 +158,10 @@ func reason(err error) string {
 //
 // Errors are *engine.StanzaError bad-request naming the element at fault;
 // they never contain any part of the keys.
-func (p *encrypted) Prepare(send *engine.Element) (any, error) {
-	var uaPublic, authSecret, jwtAlg, jwtKey *engine.Element
-	var claims []*engine.Element
-	once := func(slot **engine.Element, c *engine.Element) error {
+func (p *encrypted) Prepare(send *stanza.Element) (any, error) {
+	var uaPublic, authSecret, jwtAlg, jwtKey *stanza.Element
+	var claims []*stanza.Element
+	once := func(slot **stanza.Element, c *stanza.Element) error {
 		if *slot != nil {
 			return badSend("<%s/> must appear at most once in <send/>", c.Name.Local)
 		}
@@ -278,12 +276,12 @@ func truncateName(s string) string {
 // push of this registration would fail. It signs (and caches) the JWT the
 // pushes will use.
 func (p *encrypted) Fits(prepared any, account string, budget int) error {
-	st := engine.NewElement(engine.NSClient, "message",
+	st := stanza.NewElement(stanza.NSClient, "message",
 		"from", "contact@"+domainPart(account)+"/device-0123456789",
 		"to", account, "type", "chat", "id", "01234567-89ab-cdef-0123-456789abcdef")
 	st.Append(
-		engine.NewElement(engine.NSClient, "body").WithText("."),
-		engine.NewElement(engine.NSStanzaID, "stanza-id", "by", account, "id", "0123456789abcdefghijklmn"),
+		stanza.NewElement(stanza.NSClient, "body").WithText("."),
+		stanza.NewElement(stanza.NSStanzaID, "stanza-id", "by", account, "id", "0123456789abcdefghijklmn"),
 	)
 	_, err := p.Send(context.Background(), &engine.SendInput{
 		Stanza:   st,
@@ -304,7 +302,7 @@ func (p *encrypted) Fits(prepared any, account string, budget int) error {
 // payload gets what is left, the stanza is minimized to fit (see Minimize)
 // and the RFC 8188 padding rounds the body up to its bucket (see
 // webpush.BucketPad).
-func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*engine.Element, error) {
+func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.Element, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -331,14 +329,14 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*engine.E
 	}
 
 	budget := in.Budget
-	var jwt *engine.Element
+	var jwt *stanza.Element
 	if keys.VAPID != nil {
 		token, err := p.signer.Sign(keys.VAPID, keys.Claims, p.subjectFor(c.Account), p.clock())
 		if err != nil {
 			return nil, fmt.Errorf("encrypted: %s", reason(err))
 		}
-		jwt = engine.NewElement(engine.NS, "jwt", "key", keys.JWTKey).WithText(token)
-		budget -= len(jwt.MarshalIn(engine.NS))
+		jwt = stanza.NewElement(stanza.NSPush2, "jwt", "key", keys.JWTKey).WithText(token)
+		budget -= len(jwt.MarshalIn(stanza.NSPush2))
 	}
 	maxBody := MaxEncryptedBody(budget)
 	if maxBody < webpush.Overhead {
@@ -359,9 +357,9 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*engine.E
 	if err != nil {
 		return nil, fmt.Errorf("encrypted: %s", reason(err))
 	}
-	out := []*engine.Element{
-		engine.NewElement(NSRFC8291, "encrypted").Append(
-			engine.NewElement(NSRFC8291, "payload").WithText(base64.StdEncoding.EncodeToString(body))),
+	out := []*stanza.Element{
+		stanza.NewElement(stanza.NSRFC8291, "encrypted").Append(
+			stanza.NewElement(stanza.NSRFC8291, "payload").WithText(base64.StdEncoding.EncodeToString(body))),
 	}
 	if jwt != nil {
 		out = append(out, jwt)
@@ -424,32 +422,32 @@ func domainPart(j string) string {
 // stanza carries no <stanza-id/> with it, one is added with by = the
 // account. keep selects that <stanza-id/>, for Minimize. XEP-0420 <rpad/> is
 // left out: the RFC 8188 padding hides the length (see webpush.BucketPad).
-func Envelope(st *engine.Element, c *engine.Context, now time.Time) (env *engine.Element, keep func(*engine.Element) bool) {
+func Envelope(st *stanza.Element, c *engine.Context, now time.Time) (env *stanza.Element, keep func(*stanza.Element) bool) {
 	s := st.Clone()
-	if s.Name.Space == "" || s.Name.Space == nsServer {
-		renameNS(s, s.Name.Space, engine.NSClient)
+	if s.Name.Space == "" || s.Name.Space == stanza.NSServer {
+		renameNS(s, s.Name.Space, stanza.NSClient)
 	}
 	dropIndentation(s)
-	var sid *engine.Element
+	var sid *stanza.Element
 	if id := engine.Inspect(st, c).ArchiveID; id != "" {
 		sid = findStanzaID(s, id)
 		if sid == nil {
-			sid = engine.NewElement(engine.NSStanzaID, "stanza-id", "by", c.Account, "id", id)
+			sid = stanza.NewElement(stanza.NSStanzaID, "stanza-id", "by", c.Account, "id", id)
 			s.Append(sid)
 		}
 	}
-	env = engine.NewElement(nsSCE, "envelope").Append(
-		engine.NewElement(nsSCE, "content").Append(
-			engine.NewElement(engine.NSForward, "forwarded").Append(
-				engine.NewElement(engine.NSDelay, "delay", "stamp", now.UTC().Format(delayStampLayout)),
+	env = stanza.NewElement(stanza.NSSCE, "envelope").Append(
+		stanza.NewElement(stanza.NSSCE, "content").Append(
+			stanza.NewElement(stanza.NSForward, "forwarded").Append(
+				stanza.NewElement(stanza.NSDelay, "delay", "stamp", now.UTC().Format(delayStampLayout)),
 				s)))
-	return env, func(e *engine.Element) bool { return e != nil && e == sid }
+	return env, func(e *stanza.Element) bool { return e != nil && e == sid }
 }
 
 // dropIndentation removes whitespace-only text from elements that have
 // children: the indentation of a pretty-printed stanza, which carries no
 // meaning (stanzas do not use mixed content) but would take payload bytes.
-func dropIndentation(e *engine.Element) {
+func dropIndentation(e *stanza.Element) {
 	if len(e.Children) == 0 {
 		return
 	}
@@ -462,7 +460,7 @@ func dropIndentation(e *engine.Element) {
 }
 
 // renameNS moves every element of e's tree in namespace from to namespace to.
-func renameNS(e *engine.Element, from, to string) {
+func renameNS(e *stanza.Element, from, to string) {
 	if e.Name.Space == from {
 		e.Name.Space = to
 	}
@@ -473,17 +471,17 @@ func renameNS(e *engine.Element, from, to string) {
 
 // findStanzaID returns the <stanza-id/> with the given id among the
 // children of the stanza or of the message a carbon forwards.
-func findStanzaID(s *engine.Element, id string) *engine.Element {
-	for _, ch := range s.ChildrenNamed(engine.NSStanzaID, "stanza-id") {
+func findStanzaID(s *stanza.Element, id string) *stanza.Element {
+	for _, ch := range s.ChildrenNamed(stanza.NSStanzaID, "stanza-id") {
 		if ch.AttrValue("id") == id {
 			return ch
 		}
 	}
 	for _, wrap := range s.Children {
-		if !wrap.Is(nsCarbons, "received") && !wrap.Is(nsCarbons, "sent") {
+		if !wrap.Is(stanza.NSCarbons, "received") && !wrap.Is(stanza.NSCarbons, "sent") {
 			continue
 		}
-		for _, inner := range wrap.Child(engine.NSForward, "forwarded").ChildrenNamed("", "message") {
+		for _, inner := range wrap.Child(stanza.NSForward, "forwarded").ChildrenNamed("", "message") {
 			if found := findStanzaID(inner, id); found != nil {
 				return found
 			}
@@ -495,7 +493,7 @@ func findStanzaID(s *engine.Element, id string) *engine.Element {
 // errNoPayload and errBadPayload are what NotificationParts answers for
 // notifications it cannot read.
 var (
-	errNoPayload  = errors.New("the notification has no <encrypted xmlns='" + NSRFC8291 + "'><payload/></encrypted>")
+	errNoPayload  = errors.New("the notification has no <encrypted xmlns='" + stanza.NSRFC8291 + "'><payload/></encrypted>")
 	errBadPayload = errors.New("the <payload/> is not valid base64")
 )
 
@@ -503,15 +501,15 @@ var (
 // base64 key, empty if absent) from a notification: a <message/> carrying
 // <notification xmlns='urn:xmpp:push2:0'/>, or the <notification/> itself.
 // It is the push service's (and push2 decrypt's) side of Send.
-func NotificationParts(el *engine.Element) (body []byte, token, key string, err error) {
+func NotificationParts(el *stanza.Element) (body []byte, token, key string, err error) {
 	n := el
-	if !n.Is(engine.NS, "notification") {
-		n = el.Child(engine.NS, "notification")
+	if !n.Is(stanza.NSPush2, "notification") {
+		n = el.Child(stanza.NSPush2, "notification")
 	}
 	if n == nil {
-		return nil, "", "", errors.New("no <notification xmlns='" + engine.NS + "'/> found")
+		return nil, "", "", errors.New("no <notification xmlns='" + stanza.NSPush2 + "'/> found")
 	}
-	payload := n.Child(NSRFC8291, "encrypted").Child(NSRFC8291, "payload")
+	payload := n.Child(stanza.NSRFC8291, "encrypted").Child(stanza.NSRFC8291, "payload")
 	if payload == nil {
 		return nil, "", "", errNoPayload
 	}
@@ -519,7 +517,7 @@ func NotificationParts(el *engine.Element) (body []byte, token, key string, err 
 	if err != nil {
 		return nil, "", "", errBadPayload
 	}
-	if j := n.Child(engine.NS, "jwt"); j != nil {
+	if j := n.Child(stanza.NSPush2, "jwt"); j != nil {
 		token, key = strings.TrimSpace(j.Text), j.AttrValue("key")
 	}
 	return body, token, key, nil

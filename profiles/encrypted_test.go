@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -82,20 +83,20 @@ func newEngine(t testing.TB, limit int, opts profiles.Options) *engine.Engine {
 
 func enable(t testing.TB, e *engine.Engine, send string) {
 	t.Helper()
-	if _, _, err := e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(send))); err != nil {
+	if _, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(send))); err != nil {
 		t.Fatalf("enable: %v", err)
 	}
 }
 
 // evaluate runs stanza through the engine and returns the one outcome and
 // the notification, if any.
-func evaluate(t testing.TB, e *engine.Engine, stanza string, c engine.Context) (engine.Outcome, *engine.Notification) {
+func evaluate(t testing.TB, e *engine.Engine, raw string, c engine.Context) (engine.Outcome, *engine.Notification) {
 	t.Helper()
 	c.Account = account
 	if c.Trigger == "" {
 		c.Trigger = engine.TriggerOffline
 	}
-	res, err := e.Evaluate(context.Background(), &engine.Event{Stanza: engine.MustParse(stanza), Context: c})
+	res, err := e.Evaluate(context.Background(), &engine.Event{Stanza: stanza.MustParse(raw), Context: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +114,9 @@ type opened struct {
 	payloadB64 string
 	body       []byte // the RFC 8188 body
 	plaintext  []byte // the envelope's bytes
-	envelope   *engine.Element
-	forwarded  *engine.Element
-	stanza     *engine.Element
+	envelope   *stanza.Element
+	forwarded  *stanza.Element
+	stanza     *stanza.Element
 	token      string
 	jwtKey     string
 }
@@ -125,12 +126,12 @@ type opened struct {
 func open(t testing.TB, id webpush.Identity, n *engine.Notification) opened {
 	t.Helper()
 	// Round-trip through bytes, as the push service receives it.
-	msg, err := engine.Parse(n.Stanza.Marshal())
+	msg, err := stanza.Parse(n.Stanza.Marshal())
 	if err != nil {
 		t.Fatal(err)
 	}
-	notif := msg.Child(engine.NS, "notification")
-	payload := notif.Child(profiles.NSRFC8291, "encrypted").Child(profiles.NSRFC8291, "payload")
+	notif := msg.Child(stanza.NSPush2, "notification")
+	payload := notif.Child(stanza.NSRFC8291, "encrypted").Child(stanza.NSRFC8291, "payload")
 	if payload == nil {
 		t.Fatalf("no payload in %s", msg)
 	}
@@ -147,21 +148,21 @@ func open(t testing.TB, id webpush.Identity, n *engine.Notification) opened {
 	if o.plaintext, err = webpush.Decrypt(ua, auth, o.body); err != nil {
 		t.Fatalf("decrypt: %v", err)
 	}
-	if o.envelope, err = engine.Parse(o.plaintext); err != nil {
+	if o.envelope, err = stanza.Parse(o.plaintext); err != nil {
 		t.Fatalf("envelope does not parse: %v\n%s", err, o.plaintext)
 	}
 	if !o.envelope.Is("urn:xmpp:sce:1", "envelope") {
 		t.Fatalf("plaintext root is %v", o.envelope.Name)
 	}
-	o.forwarded = o.envelope.Child("urn:xmpp:sce:1", "content").Child(engine.NSForward, "forwarded")
+	o.forwarded = o.envelope.Child("urn:xmpp:sce:1", "content").Child(stanza.NSForward, "forwarded")
 	if o.forwarded == nil {
 		t.Fatalf("no <content><forwarded/> in %s", o.plaintext)
 	}
-	o.stanza = o.forwarded.Child(engine.NSClient, "message")
+	o.stanza = o.forwarded.Child(stanza.NSClient, "message")
 	if o.stanza == nil {
 		t.Fatalf("no jabber:client message in %s", o.plaintext)
 	}
-	if j := notif.Child(engine.NS, "jwt"); j != nil {
+	if j := notif.Child(stanza.NSPush2, "jwt"); j != nil {
 		o.token, o.jwtKey = j.Text, j.AttrValue("key")
 	}
 	return o
@@ -202,7 +203,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 			send:   func(id webpush.Identity) string { return sendXML(id, true, "") },
 			stanza: archivedMessage,
 			check: func(t *testing.T, id webpush.Identity, o opened) {
-				if got := o.stanza.String(); got != engine.MustParse(archivedMessage).String() {
+				if got := o.stanza.String(); got != stanza.MustParse(archivedMessage).String() {
 					t.Errorf("forwarded stanza\n%s\nwant\n%s", got, archivedMessage)
 				}
 				claims := o.verify(t, id)
@@ -231,7 +232,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 			stanza: archivedMessage,
 			ctx:    engine.Context{Now: stamp},
 			check: func(t *testing.T, id webpush.Identity, o opened) {
-				if got := o.forwarded.Child(engine.NSDelay, "delay").AttrValue("stamp"); got != "2025-03-01T12:30:00Z" {
+				if got := o.forwarded.Child(stanza.NSDelay, "delay").AttrValue("stamp"); got != "2025-03-01T12:30:00Z" {
 					t.Errorf("delay stamp %q", got)
 				}
 			},
@@ -242,7 +243,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 			stanza: unarchivedMsg,
 			ctx:    engine.Context{ArchiveID: "ctx-7", Trigger: engine.TriggerArchived},
 			check: func(t *testing.T, id webpush.Identity, o opened) {
-				sid := o.stanza.Child(engine.NSStanzaID, "stanza-id")
+				sid := o.stanza.Child(stanza.NSStanzaID, "stanza-id")
 				if sid.AttrValue("id") != "ctx-7" || sid.AttrValue("by") != account {
 					t.Errorf("stanza-id not added: %s", o.stanza)
 				}
@@ -253,10 +254,10 @@ func TestEncryptedRoundTrip(t *testing.T) {
 			send:   func(id webpush.Identity) string { return sendXML(id, true, "") },
 			stanza: receivedCarbon,
 			check: func(t *testing.T, id webpush.Identity, o opened) {
-				if got := o.stanza.String(); got != engine.MustParse(receivedCarbon).String() {
+				if got := o.stanza.String(); got != stanza.MustParse(receivedCarbon).String() {
 					t.Errorf("forwarded carbon\n%s\nwant\n%s", got, receivedCarbon)
 				}
-				if n := len(o.stanza.ChildrenNamed(engine.NSStanzaID, "stanza-id")); n != 0 {
+				if n := len(o.stanza.ChildrenNamed(stanza.NSStanzaID, "stanza-id")); n != 0 {
 					t.Errorf("stanza-id added next to the carbon's own (%d)", n)
 				}
 			},
@@ -266,7 +267,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 			send:   func(id webpush.Identity) string { return sendXML(id, false, "") },
 			stanza: `<message from="romeo@montague.lit/orchard" type="chat" id="m3"><body>hi</body></message>`,
 			check: func(t *testing.T, id webpush.Identity, o opened) {
-				if o.stanza.ChildText(engine.NSClient, "body") != "hi" {
+				if o.stanza.ChildText(stanza.NSClient, "body") != "hi" {
 					t.Errorf("body lost: %s", o.plaintext)
 				}
 			},
@@ -334,8 +335,8 @@ func TestEncryptedRoundTrip(t *testing.T) {
 			if size := n.Stanza.Size(); size > 4096 {
 				t.Errorf("notification is %d bytes", size)
 			}
-			notif := n.Stanza.Child(engine.NS, "notification")
-			if notif.ChildText(engine.NS, "client") != "https://push.example.com/adlfkjadafdasf" || n.Stanza.AttrValue("from") != notificationFrom {
+			notif := n.Stanza.Child(stanza.NSPush2, "notification")
+			if notif.ChildText(stanza.NSPush2, "client") != "https://push.example.com/adlfkjadafdasf" || n.Stanza.AttrValue("from") != notificationFrom {
 				t.Errorf("notification %s", n.Stanza)
 			}
 			tc.check(t, id, open(t, id, n))
@@ -393,7 +394,7 @@ func TestEncryptedSizeLimit(t *testing.T) {
 		e := newEngine(t, l.limit, profiles.Options{})
 		if l.fails {
 			// Refused at enable time rather than failing every push.
-			_, _, err := e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(sendXML(id, l.jwt, ""))))
+			_, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(sendXML(id, l.jwt, ""))))
 			if se, ok := err.(*engine.StanzaError); !ok || se.Condition != engine.CondBadRequest || !strings.Contains(se.Text, "would not fit") {
 				t.Errorf("limit %d with a JWT: enable answered %v, want bad-request", l.limit, err)
 			}
@@ -405,8 +406,8 @@ func TestEncryptedSizeLimit(t *testing.T) {
 		enable(t, e, sendXML(id, l.jwt, ""))
 		for _, s := range scripts {
 			t.Run(fmt.Sprintf("%d/jwt=%v/%s", l.limit, l.jwt, s.name), func(t *testing.T) {
-				stanza := bigStanza(s.name, s.text)
-				out, n := evaluate(t, e, stanza, engine.Context{})
+				raw := bigStanza(s.name, s.text)
+				out, n := evaluate(t, e, raw, engine.Context{})
 				if n == nil {
 					t.Fatalf("no notification: %+v", out)
 				}
@@ -418,17 +419,17 @@ func TestEncryptedSizeLimit(t *testing.T) {
 				if l.jwt {
 					o.verify(t, id)
 				}
-				orig := engine.MustParse(stanza)
+				orig := stanza.MustParse(raw)
 				for _, a := range []string{"from", "to", "type", "id"} {
 					if o.stanza.AttrValue(a) != orig.AttrValue(a) {
 						t.Errorf("attribute %s: %q", a, o.stanza.AttrValue(a))
 					}
 				}
-				sid := o.stanza.Child(engine.NSStanzaID, "stanza-id")
+				sid := o.stanza.Child(stanza.NSStanzaID, "stanza-id")
 				if sid == nil || sid.AttrValue("id") != "mam-"+s.name || sid.AttrValue("by") != account {
 					t.Errorf("MAM stanza-id lost: %s", o.stanza)
 				}
-				body := o.stanza.ChildText(engine.NSClient, "body")
+				body := o.stanza.ChildText(stanza.NSClient, "body")
 				if !utf8.ValidString(body) {
 					t.Fatalf("body is not valid UTF-8")
 				}
@@ -465,12 +466,12 @@ func TestEncryptedBudgets(t *testing.T) {
 	id := newIdentity(t)
 	for _, jwt := range []bool{false, true} {
 		p := profiles.Encrypted(profiles.EncryptedOptions{Signer: webpush.NewSigner(0)})
-		send := engine.MustParse(sendXML(id, jwt, ""))
+		send := stanza.MustParse(sendXML(id, jwt, ""))
 		prep, err := p.Prepare(send)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := engine.MustParse(bigStanza("sweep", repeatTo("Lorem ipsum dolor sit amet. ", 3000)))
+		st := stanza.MustParse(bigStanza("sweep", repeatTo("Lorem ipsum dolor sit amet. ", 3000)))
 		c := &engine.Context{Account: account, Now: time.Now()}
 		fitted := 0
 		for budget := 0; budget <= 4096; budget += 13 {
@@ -484,18 +485,18 @@ func TestEncryptedBudgets(t *testing.T) {
 			fitted++
 			used := 0
 			for _, ch := range children {
-				used += len(ch.MarshalIn(engine.NS))
+				used += len(ch.MarshalIn(stanza.NSPush2))
 			}
 			if used > budget {
 				t.Fatalf("jwt=%v budget %d: children take %d bytes", jwt, budget, used)
 			}
 			enc := children[0]
-			b64 := enc.ChildText(profiles.NSRFC8291, "payload")
-			if len(enc.MarshalIn(engine.NS)) != len(b64)+73 {
-				t.Fatalf("the <encrypted/> wrapper is not 73 bytes: %s", enc.MarshalIn(engine.NS))
+			b64 := enc.ChildText(stanza.NSRFC8291, "payload")
+			if len(enc.MarshalIn(stanza.NSPush2)) != len(b64)+73 {
+				t.Fatalf("the <encrypted/> wrapper is not 73 bytes: %s", enc.MarshalIn(stanza.NSPush2))
 			}
 			body, _ := base64.StdEncoding.DecodeString(b64)
-			if len(body) > profiles.MaxEncryptedBody(budget-(used-len(enc.MarshalIn(engine.NS)))) {
+			if len(body) > profiles.MaxEncryptedBody(budget-(used-len(enc.MarshalIn(stanza.NSPush2)))) {
 				t.Fatalf("body %d bytes over MaxEncryptedBody", len(body))
 			}
 			if len(b64) != base64.StdEncoding.EncodedLen(len(body)) {
@@ -548,12 +549,12 @@ func TestEncryptedJWTCache(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	p := profiles.Encrypted(profiles.EncryptedOptions{Clock: clock, Signer: webpush.NewSigner(0)})
-	send := engine.MustParse(sendXML(id, true, ""))
+	send := stanza.MustParse(sendXML(id, true, ""))
 	prep, err := p.Prepare(send)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := engine.MustParse(archivedMessage)
+	st := stanza.MustParse(archivedMessage)
 	token := func() string {
 		ch, err := p.Send(context.Background(), &engine.SendInput{Stanza: st, Context: &engine.Context{Account: account, Now: now}, Send: send, Prepared: prep, Budget: 3800})
 		if err != nil {
@@ -647,7 +648,7 @@ func TestPrepareEncryptedRejects(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			send := engine.MustParse(`<send xmlns="` + profiles.SendEncrypted + `">` + tc.inner + `</send>`)
+			send := stanza.MustParse(`<send xmlns="` + profiles.SendEncrypted + `">` + tc.inner + `</send>`)
 			_, err := p.Prepare(send)
 			var se *engine.StanzaError
 			if !errors.As(err, &se) {
@@ -671,7 +672,7 @@ func TestPrepareEncryptedRejects(t *testing.T) {
 
 	// Through the engine, the refusal reaches the client unchanged.
 	e := newEngine(t, 4096, profiles.Options{})
-	_, _, err := e.Enable(context.Background(), account, "phone", engine.MustParse(enableXML(`<send xmlns="`+profiles.SendEncrypted+`">`+ua(notOnCurve)+as(id.AuthSecret)+`</send>`)))
+	_, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(`<send xmlns="`+profiles.SendEncrypted+`">`+ua(notOnCurve)+as(id.AuthSecret)+`</send>`)))
 	var se *engine.StanzaError
 	if !errors.As(err, &se) || se.Condition != engine.CondBadRequest || !strings.Contains(se.Text, "<ua-public/>") {
 		t.Errorf("enable: %v", err)
@@ -692,7 +693,7 @@ func TestPrepareEncryptedAccepts(t *testing.T) {
 		"claims at limits":  sendXML(id, true, many.String()),
 		"foreign extension": sendXML(id, true, `<x xmlns="urn:example:ext"><y/></x>`),
 	} {
-		v, err := p.Prepare(engine.MustParse(send))
+		v, err := p.Prepare(stanza.MustParse(send))
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -723,7 +724,7 @@ func FuzzPrepareEncrypted(f *testing.F) {
 	}
 	p := profiles.Encrypted(profiles.EncryptedOptions{})
 	f.Fuzz(func(t *testing.T, doc string) {
-		send, err := engine.Parse([]byte(doc))
+		send, err := stanza.Parse([]byte(doc))
 		if err != nil {
 			return
 		}
@@ -766,7 +767,7 @@ func FuzzPrepareEncrypted(f *testing.F) {
 func benchSetup(b *testing.B) (engine.SendProfile, *engine.SendInput) {
 	b.Helper()
 	p := profiles.Encrypted(profiles.EncryptedOptions{Signer: webpush.NewSigner(0)})
-	send := engine.MustParse(`<send xmlns="` + profiles.SendEncrypted + `"><ua-public>` + fixedUAPublic + `</ua-public><auth-secret>` + fixedAuthSecret + `</auth-secret><jwt-alg>ES256</jwt-alg><jwt-key>` + fixedVAPIDKey + `</jwt-key><jwt-claim name="aud">` + aud + `</jwt-claim></send>`)
+	send := stanza.MustParse(`<send xmlns="` + profiles.SendEncrypted + `"><ua-public>` + fixedUAPublic + `</ua-public><auth-secret>` + fixedAuthSecret + `</auth-secret><jwt-alg>ES256</jwt-alg><jwt-key>` + fixedVAPIDKey + `</jwt-key><jwt-claim name="aud">` + aud + `</jwt-claim></send>`)
 	prep, err := p.Prepare(send)
 	if err != nil {
 		b.Fatal(err)
@@ -774,7 +775,7 @@ func benchSetup(b *testing.B) (engine.SendProfile, *engine.SendInput) {
 	// The engine's budget for this registration: 4096 minus the
 	// notification around the profile's children.
 	in := &engine.SendInput{
-		Stanza:   engine.MustParse(archivedMessage),
+		Stanza:   stanza.MustParse(archivedMessage),
 		Context:  &engine.Context{Account: account, Now: time.Now()},
 		Send:     send,
 		Prepared: prep,

@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // XEP-0357 compatibility: a match and a send profile under
@@ -16,8 +17,6 @@ import (
 // body and the sender only when the operator allows it.
 
 const (
-	nsPubSub       = "http://jabber.org/protocol/pubsub"
-	formSummary    = "urn:xmpp:push:summary"
 	maxLegacyBody  = 512 // bytes of body revealed when WithBody is set
 	defaultSummary = "New Message!"
 )
@@ -56,11 +55,11 @@ var (
 	_ engine.StanzaBuilder = (*legacy)(nil)
 )
 
-func (*legacy) URI() string       { return engine.NSLegacy }
-func (*legacy) Namespace() string { return engine.NSLegacy }
+func (*legacy) URI() string       { return stanza.NSXEP0357 }
+func (*legacy) Namespace() string { return stanza.NSXEP0357 }
 
-func (*legacy) Validate(*engine.Element) error       { return nil }
-func (*legacy) Prepare(*engine.Element) (any, error) { return nil, nil }
+func (*legacy) Validate(*stanza.Element) error       { return nil }
+func (*legacy) Prepare(*stanza.Element) (any, error) { return nil, nil }
 
 // Match pushes important stanzas (see engine.Facts.Important), as
 // mod_cloud_notify does.
@@ -73,22 +72,22 @@ func (*legacy) Match(_ context.Context, in *engine.MatchInput) (engine.Decision,
 }
 
 // Send is not used: BuildStanza builds the whole publish.
-func (*legacy) Send(context.Context, *engine.SendInput) ([]*engine.Element, error) {
+func (*legacy) Send(context.Context, *engine.SendInput) ([]*stanza.Element, error) {
 	return nil, nil
 }
 
 // BuildStanza builds the XEP-0357 §6 publish: an IQ from the user's bare
 // JID to the app server, publishing a summary notification to the node,
 // with the registration's publish-options.
-func (l *legacy) BuildStanza(_ context.Context, in *engine.SendInput, r *engine.Registration, id string) (*engine.Element, error) {
+func (l *legacy) BuildStanza(_ context.Context, in *engine.SendInput, r *engine.Registration, id string) (*stanza.Element, error) {
 	f := in.Facts()
-	form := engine.NewElement(engine.NSDataForm, "x", "type", "submit")
+	form := stanza.NewElement(stanza.NSDataForm, "x", "type", "submit")
 	field := func(name, value string) {
-		fe := engine.NewElement(engine.NSDataForm, "field", "var", name)
-		fe.Append(engine.NewElement(engine.NSDataForm, "value").WithText(value))
+		fe := stanza.NewElement(stanza.NSDataForm, "field", "var", name)
+		fe.Append(stanza.NewElement(stanza.NSDataForm, "value").WithText(value))
 		form.Append(fe)
 	}
-	field("FORM_TYPE", formSummary)
+	field("FORM_TYPE", stanza.NSPushSummary)
 	field("message-count", "1")
 	if l.opts.WithSender && f.From.String() != "" {
 		field("last-message-sender", f.From.String())
@@ -102,18 +101,18 @@ func (l *legacy) BuildStanza(_ context.Context, in *engine.SendInput, r *engine.
 	if in.Decision.Priority == engine.PriorityHigh {
 		field("last-message-priority", "high")
 	}
-	notif := engine.NewElement(engine.NSLegacy, "notification")
+	notif := stanza.NewElement(stanza.NSXEP0357, "notification")
 	notif.Append(form)
-	publish := engine.NewElement(nsPubSub, "publish", "node", r.Client)
-	publish.Append(engine.NewElement(nsPubSub, "item").Append(notif))
-	pubsub := engine.NewElement(nsPubSub, "pubsub")
+	publish := stanza.NewElement(stanza.NSPubSub, "publish", "node", r.Client)
+	publish.Append(stanza.NewElement(stanza.NSPubSub, "item").Append(notif))
+	pubsub := stanza.NewElement(stanza.NSPubSub, "pubsub")
 	pubsub.Append(publish)
-	if opts := in.Send.Child(engine.NSDataForm, "x"); opts != nil {
-		po := engine.NewElement(nsPubSub, "publish-options")
+	if opts := in.Send.Child(stanza.NSDataForm, "x"); opts != nil {
+		po := stanza.NewElement(stanza.NSPubSub, "publish-options")
 		po.Append(opts.Clone())
 		pubsub.Append(po)
 	}
-	iq := engine.NewElement(engine.NSClient, "iq", "type", "set", "to", r.Service, "from", r.Account, "id", id)
+	iq := stanza.NewElement(stanza.NSClient, "iq", "type", "set", "to", r.Service, "from", r.Account, "id", id)
 	iq.Append(pubsub)
 	return iq, nil
 }

@@ -7,16 +7,17 @@ import (
 	"context"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Built-in match profile URIs (push2.md "Match profiles").
 const (
-	MatchAll              = engine.MatchPrefix + "all"
-	MatchImportant        = engine.MatchPrefix + "important"
-	MatchArchived         = engine.MatchPrefix + "archived"
-	MatchArchivedWithBody = engine.MatchPrefix + "archived-with-body"
-	SendNotifyOnly        = engine.SendPrefix + "notify-only:0"
-	SendEncrypted         = engine.SendPrefix + "sce+rfc8291+rfc8292:0"
+	MatchAll              = stanza.MatchPrefix + "all"
+	MatchImportant        = stanza.MatchPrefix + "important"
+	MatchArchived         = stanza.MatchPrefix + "archived"
+	MatchArchivedWithBody = stanza.MatchPrefix + "archived-with-body"
+	SendNotifyOnly        = stanza.SendPrefix + "notify-only:0"
+	SendEncrypted         = stanza.SendPrefix + "sce+rfc8291+rfc8292:0"
 	reasonNotImportant    = "not important"
 	reasonNotArchived     = "not in the user's archive"
 	reasonArchivedNoBody  = "archived, but without a body"
@@ -35,7 +36,7 @@ func (m *match) URI() string { return m.uri }
 
 // Validate accepts any <match/>: the built-in profiles define no children of
 // their own, and children in other namespaces are ignored as XMPP expects.
-func (m *match) Validate(*engine.Element) error { return nil }
+func (m *match) Validate(*stanza.Element) error { return nil }
 
 func (m *match) Match(_ context.Context, in *engine.MatchInput) (engine.Decision, error) {
 	f := in.Facts()

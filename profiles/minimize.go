@@ -5,7 +5,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Stanza minimization (push2.md "Send profiles", the NOTE on the 4096-byte
@@ -79,56 +79,6 @@ var ErrCannotMinimize = errors.New("the stanza does not fit even when minimized"
 // Ellipsis is appended to a truncated body.
 const Ellipsis = "…"
 
-// Namespaces the minimizer classifies children by; the ones engine/facts.go
-// already knows are repeated here, as engine does not export them.
-const (
-	nsSCE          = "urn:xmpp:sce:1"
-	nsCarbons      = "urn:xmpp:carbons:2"
-	nsServer       = "jabber:server"
-	nsXHTMLIM      = "http://jabber.org/protocol/xhtml-im"
-	nsMarkup       = "urn:xmpp:markup:0"
-	nsReference    = "urn:xmpp:reference:0"
-	nsFallback     = "urn:xmpp:fallback:0"
-	nsFallbackOld  = "urn:xmpp:feature-fallback:0"
-	nsReply        = "urn:xmpp:reply:0"
-	nsOOB          = "jabber:x:oob"
-	nsSIMS         = "urn:xmpp:sims:1"
-	nsSFS          = "urn:xmpp:sfs:0"
-	nsThumbs       = "urn:xmpp:thumbs:1"
-	nsFileMeta     = "urn:xmpp:file:metadata:0"
-	nsChatStates   = "http://jabber.org/protocol/chatstates"
-	nsReceipts     = "urn:xmpp:receipts"
-	nsMarkers      = "urn:xmpp:chat-markers:0"
-	nsHints        = "urn:xmpp:hints"
-	nsMsgEvents    = "jabber:x:event"
-	nsCaps         = "http://jabber.org/protocol/caps"
-	nsIdle         = "urn:xmpp:idle:1"
-	nsVCardUpdate  = "vcard-temp:x:update"
-	nsStyling      = "urn:xmpp:styling:0"
-	nsNick         = "http://jabber.org/protocol/nick"
-	nsAddress      = "http://jabber.org/protocol/address"
-	nsEME          = "urn:xmpp:eme:0"
-	nsCorrection   = "urn:xmpp:message-correct:0"
-	nsSpoiler      = "urn:xmpp:spoiler:0"
-	nsOccupantID   = "urn:xmpp:occupant-id:0"
-	nsMUC          = "http://jabber.org/protocol/muc"
-	nsMUCUser      = "http://jabber.org/protocol/muc#user"
-	nsMUCInvite    = "jabber:x:conference"
-	nsOMEMOLegacy  = "eu.siacs.conversations.axolotl"
-	nsOMEMO2       = "urn:xmpp:omemo:2"
-	nsOX           = "urn:xmpp:openpgp:0"
-	nsLegacyPGP    = "jabber:x:encrypted"
-	nsJMI          = "urn:xmpp:jingle-message:0"
-	nsReactions    = "urn:xmpp:reactions:0"
-	nsRetract      = "urn:xmpp:message-retract:1"
-	nsRetract0     = "urn:xmpp:message-retract:0"
-	nsModerate     = "urn:xmpp:message-moderate:1"
-	nsModerate0    = "urn:xmpp:message-moderate:0"
-	nsPubSubEvent  = "http://jabber.org/protocol/pubsub#event"
-	nsAttention    = "urn:xmpp:attention:0"
-	xmlNamespaceNS = "http://www.w3.org/XML/1998/namespace"
-)
-
 // class is what a child of a stanza is to the minimizer: the stage that
 // drops it, or one of the kinds that are never dropped.
 type class int
@@ -147,62 +97,62 @@ const (
 
 // namespaceClass classifies a child by namespace alone.
 var namespaceClass = map[string]class{
-	nsChatStates:  classSignals,
-	nsReceipts:    classSignals,
-	nsMarkers:     classSignals,
-	nsHints:       classSignals,
-	nsMsgEvents:   classSignals,
-	nsCaps:        classSignals,
-	nsIdle:        classSignals,
-	nsVCardUpdate: classSignals,
-	nsStyling:     classSignals,
+	stanza.NSChatStates:  classSignals,
+	stanza.NSReceipts:    classSignals,
+	stanza.NSMarkers:     classSignals,
+	stanza.NSHints:       classSignals,
+	stanza.NSMsgEvents:   classSignals,
+	stanza.NSCaps:        classSignals,
+	stanza.NSIdle:        classSignals,
+	stanza.NSVCardUpdate: classSignals,
+	stanza.NSStyling:     classSignals,
 
-	nsXHTMLIM: classFormatting,
-	nsMarkup:  classFormatting,
+	stanza.NSXHTMLIM: classFormatting,
+	stanza.NSMarkup:  classFormatting,
 
-	nsReference:   classReferences,
-	nsFallback:    classReferences,
-	nsFallbackOld: classReferences,
-	nsReply:       classReferences,
+	stanza.NSReference:   classReferences,
+	stanza.NSFallback:    classReferences,
+	stanza.NSFallbackOld: classReferences,
+	stanza.NSReply:       classReferences,
 
-	nsOOB:      classMedia,
-	nsSIMS:     classMedia,
-	nsSFS:      classMedia,
-	nsThumbs:   classMedia,
-	nsFileMeta: classMedia,
+	stanza.NSOOB:      classMedia,
+	stanza.NSSIMS:     classMedia,
+	stanza.NSSFS:      classMedia,
+	stanza.NSThumbs:   classMedia,
+	stanza.NSFileMeta: classMedia,
 
-	engine.NSDelay: classContext,
-	nsNick:         classContext,
-	nsAddress:      classContext,
-	nsEME:          classContext,
-	nsCorrection:   classContext,
-	nsSpoiler:      classContext,
-	nsOccupantID:   classContext,
-	nsMUC:          classContext,
+	stanza.NSDelay:      classContext,
+	stanza.NSNick:       classContext,
+	stanza.NSAddress:    classContext,
+	stanza.NSEME:        classContext,
+	stanza.NSCorrection: classContext,
+	stanza.NSSpoiler:    classContext,
+	stanza.NSOccupantID: classContext,
+	stanza.NSMUC:        classContext,
 
-	nsOMEMOLegacy: classPayloads,
-	nsOMEMO2:      classPayloads,
-	nsOX:          classPayloads,
-	nsLegacyPGP:   classPayloads,
-	nsJMI:         classPayloads,
-	nsMUCInvite:   classPayloads,
-	nsReactions:   classPayloads,
-	nsRetract:     classPayloads,
-	nsRetract0:    classPayloads,
-	nsModerate:    classPayloads,
-	nsModerate0:   classPayloads,
-	nsPubSubEvent: classPayloads,
-	nsAttention:   classPayloads,
-	nsSCE:         classPayloads, // an SCE envelope inside a stanza is its content
+	stanza.NSOMEMOLegacy: classPayloads,
+	stanza.NSOMEMO2:      classPayloads,
+	stanza.NSOX:          classPayloads,
+	stanza.NSLegacyPGP:   classPayloads,
+	stanza.NSJMI:         classPayloads,
+	stanza.NSMUCInvite:   classPayloads,
+	stanza.NSReactions:   classPayloads,
+	stanza.NSRetract:     classPayloads,
+	stanza.NSRetract0:    classPayloads,
+	stanza.NSModerate:    classPayloads,
+	stanza.NSModerate0:   classPayloads,
+	stanza.NSPubSubEvent: classPayloads,
+	stanza.NSAttention:   classPayloads,
+	stanza.NSSCE:         classPayloads, // an SCE envelope inside a stanza is its content
 }
 
 // isStanzaNS reports whether ns is a stanza namespace (or none, for a
 // stanza parsed without a declaration).
 func isStanzaNS(ns string) bool {
-	return ns == engine.NSClient || ns == nsServer || ns == ""
+	return ns == stanza.NSClient || ns == stanza.NSServer || ns == ""
 }
 
-func isStanza(e *engine.Element) bool {
+func isStanza(e *stanza.Element) bool {
 	if !isStanzaNS(e.Name.Space) {
 		return false
 	}
@@ -215,7 +165,7 @@ func isStanza(e *engine.Element) bool {
 
 // classify says what child is to the minimizer, given that its parent is a
 // stanza (inStanza) or a wrapper.
-func classify(child *engine.Element, inStanza bool) class {
+func classify(child *stanza.Element, inStanza bool) class {
 	ns, local := child.Name.Space, child.Name.Local
 	if !inStanza {
 		// Inside a wrapper: the stanza it carries, the wrapper's own
@@ -223,9 +173,9 @@ func classify(child *engine.Element, inStanza bool) class {
 		switch {
 		case isStanza(child):
 			return classStructural
-		case ns == engine.NSForward && local == "forwarded", ns == nsSCE && (local == "envelope" || local == "content"):
+		case ns == stanza.NSForward && local == "forwarded", ns == stanza.NSSCE && (local == "envelope" || local == "content"):
 			return classStructural
-		case ns == engine.NSDelay:
+		case ns == stanza.NSDelay:
 			return classContext
 		}
 		return classUnknown
@@ -241,17 +191,17 @@ func classify(child *engine.Element, inStanza bool) class {
 			return classPayloads
 		}
 		return classUnknown
-	case ns == nsCarbons && (local == "received" || local == "sent"):
+	case ns == stanza.NSCarbons && (local == "received" || local == "sent"):
 		return classStructural
-	case ns == engine.NSForward && local == "forwarded":
+	case ns == stanza.NSForward && local == "forwarded":
 		return classStructural
-	case ns == engine.NSStanzaID:
+	case ns == stanza.NSStanzaID:
 		if local == "origin-id" {
 			return classSignals
 		}
 		return classContext // a stanza-id the caller keeps is never classified
-	case ns == nsMUCUser:
-		if child.Child(nsMUCUser, "invite") != nil {
+	case ns == stanza.NSMUCUser:
+		if child.Child(stanza.NSMUCUser, "invite") != nil {
 			return classPayloads
 		}
 		return classContext
@@ -264,14 +214,14 @@ func classify(child *engine.Element, inStanza bool) class {
 
 // minimizer holds one Minimize run.
 type minimizer struct {
-	root   *engine.Element
-	keep   func(*engine.Element) bool
+	root   *stanza.Element
+	keep   func(*stanza.Element) bool
 	fits   func() bool
 	bodies []*bodyText // the body of each stanza, in document order
 }
 
 type bodyText struct {
-	el   *engine.Element
+	el   *stanza.Element
 	full string
 }
 
@@ -285,12 +235,12 @@ type bodyText struct {
 //
 // root must be owned by the caller (a clone), since Minimize edits it. On
 // ErrCannotMinimize root is left minimized as far as it went.
-func Minimize(root *engine.Element, keep func(*engine.Element) bool, fits func() bool) ([]string, error) {
+func Minimize(root *stanza.Element, keep func(*stanza.Element) bool, fits func() bool) ([]string, error) {
 	if fits() {
 		return nil, nil
 	}
 	if keep == nil {
-		keep = func(*engine.Element) bool { return false }
+		keep = func(*stanza.Element) bool { return false }
 	}
 	m := &minimizer{root: root, keep: keep, fits: fits}
 	var applied []string
@@ -333,7 +283,7 @@ func Minimize(root *engine.Element, keep func(*engine.Element) bool, fits func()
 // drop removes the children of class c below e (a stanza if inStanza) and
 // reports whether it removed anything. It descends into structural
 // children.
-func (m *minimizer) drop(e *engine.Element, inStanza bool, c class) bool {
+func (m *minimizer) drop(e *stanza.Element, inStanza bool, c class) bool {
 	removed := false
 	kept := e.Children[:0]
 	for _, ch := range e.Children {
@@ -370,7 +320,7 @@ func (m *minimizer) dropFormatting(applied *[]string) bool {
 	return m.fits()
 }
 
-func (m *minimizer) dropExtraBodies(e *engine.Element, inStanza bool) bool {
+func (m *minimizer) dropExtraBodies(e *stanza.Element, inStanza bool) bool {
 	removed, seen := false, false
 	kept := e.Children[:0]
 	for _, ch := range e.Children {
@@ -403,12 +353,12 @@ func (m *minimizer) dropAttributes(applied *[]string) bool {
 
 // stripAttrs removes the non-essential attributes of e (a stanza if
 // isSt) and of the children that survive the earlier stages.
-func (m *minimizer) stripAttrs(e *engine.Element, isSt bool) bool {
+func (m *minimizer) stripAttrs(e *stanza.Element, isSt bool) bool {
 	removed := false
 	if !m.keep(e) && len(e.Attr) > 0 {
 		kept := e.Attr[:0]
 		for _, a := range e.Attr {
-			essential := a.Name.Space != xmlNamespaceNS
+			essential := a.Name.Space != stanza.NSXML
 			if isSt {
 				essential = a.Name.Space == "" && (a.Name.Local == "from" || a.Name.Local == "to" || a.Name.Local == "type" || a.Name.Local == "id")
 			}
@@ -429,7 +379,7 @@ func (m *minimizer) stripAttrs(e *engine.Element, isSt bool) bool {
 }
 
 // collectBodies records the first body of every stanza below e.
-func (m *minimizer) collectBodies(e *engine.Element, inStanza bool) {
+func (m *minimizer) collectBodies(e *stanza.Element, inStanza bool) {
 	seen := false
 	for _, ch := range e.Children {
 		switch classify(ch, inStanza) {

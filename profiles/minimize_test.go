@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -33,7 +33,7 @@ const kitchenSink = `<message xmlns="jabber:client" from="romeo@montague.lit/orc
 	`</message>`
 
 // present lists the children of a stanza as "local@namespace-tail".
-func present(st *engine.Element) []string {
+func present(st *stanza.Element) []string {
 	var out []string
 	for _, c := range st.Children {
 		ns := c.Name.Space
@@ -48,9 +48,9 @@ func present(st *engine.Element) []string {
 // TestMinimizeOrder lowers the size limit step by step and checks that each
 // stage removes its class of children, and only after the previous stages.
 func TestMinimizeOrder(t *testing.T) {
-	full := engine.MustParse(kitchenSink)
-	isMAM := func(e *engine.Element) bool {
-		return e.Is(engine.NSStanzaID, "stanza-id") && e.AttrValue("by") == "juliet@capulet.lit"
+	full := stanza.MustParse(kitchenSink)
+	isMAM := func(e *stanza.Element) bool {
+		return e.Is(stanza.NSStanzaID, "stanza-id") && e.AttrValue("by") == "juliet@capulet.lit"
 	}
 	type want struct {
 		stages []string
@@ -97,7 +97,7 @@ func TestMinimizeOrder(t *testing.T) {
 				if _, ok := st.LookupAttr("extra"); ok {
 					t.Error("non-essential attribute kept after the attributes stage")
 				}
-				if b := st.Child(engine.NSClient, "body"); len(b.Attr) != 0 {
+				if b := st.Child(stanza.NSClient, "body"); len(b.Attr) != 0 {
 					t.Errorf("xml:lang kept after the attributes stage: %s", b)
 				}
 			}
@@ -114,7 +114,7 @@ func TestMinimizeOrder(t *testing.T) {
 		if err != nil || stages[len(stages)-1] != profiles.StageBody {
 			t.Fatalf("stages %v, err %v", stages, err)
 		}
-		if b := st.ChildText(engine.NSClient, "body"); !strings.HasSuffix(b, profiles.Ellipsis) {
+		if b := st.ChildText(stanza.NSClient, "body"); !strings.HasSuffix(b, profiles.Ellipsis) {
 			t.Errorf("body %q not truncated", b)
 		}
 		if st.Child("", "encrypted") == nil {
@@ -128,7 +128,7 @@ func TestMinimizeOrder(t *testing.T) {
 		if err != nil || stages[len(stages)-1] != profiles.StagePayloads {
 			t.Fatalf("stages %v, err %v", stages, err)
 		}
-		if b := st.ChildText(engine.NSClient, "body"); strings.HasSuffix(b, profiles.Ellipsis) {
+		if b := st.ChildText(stanza.NSClient, "body"); strings.HasSuffix(b, profiles.Ellipsis) {
 			t.Errorf("body %q truncated although it fits once the payloads are gone", b)
 		}
 		if got := present(st); !slices.Equal(got, []string{"body@client", "stanza-id@0"}) {
@@ -150,7 +150,7 @@ func TestMinimizeOrder(t *testing.T) {
 // sizeAfter returns the size of full once every stage up to and including
 // stage has been applied: Minimize with a size test that passes only after
 // that stage ran.
-func sizeAfter(t *testing.T, full *engine.Element, keep func(*engine.Element) bool, stage string) int {
+func sizeAfter(t *testing.T, full *stanza.Element, keep func(*stanza.Element) bool, stage string) int {
 	t.Helper()
 	st := full.Clone()
 	n := slices.Index(profiles.MinimizeOrder, stage) + 1
@@ -159,23 +159,23 @@ func sizeAfter(t *testing.T, full *engine.Element, keep func(*engine.Element) bo
 	// stage is skipped here (its test fails), so count only the others.
 	_, _ = profiles.Minimize(st, keep, func() bool {
 		calls++
-		return calls > n && !strings.HasSuffix(st.ChildText(engine.NSClient, "body"), profiles.Ellipsis)
+		return calls > n && !strings.HasSuffix(st.ChildText(stanza.NSClient, "body"), profiles.Ellipsis)
 	})
 	return st.Size()
 }
 
-func assertEssentials(t *testing.T, st *engine.Element) {
+func assertEssentials(t *testing.T, st *stanza.Element) {
 	t.Helper()
 	for _, a := range []string{"from", "to", "type", "id"} {
 		if _, ok := st.LookupAttr(a); !ok {
 			t.Errorf("attribute %s removed", a)
 		}
 	}
-	sid := st.Child(engine.NSStanzaID, "stanza-id")
+	sid := st.Child(stanza.NSStanzaID, "stanza-id")
 	if sid == nil || sid.AttrValue("id") != "mam-1" || sid.AttrValue("by") != "juliet@capulet.lit" {
 		t.Errorf("MAM stanza-id lost: %s", st)
 	}
-	if st.Child(engine.NSClient, "body") == nil {
+	if st.Child(stanza.NSClient, "body") == nil {
 		t.Error("body removed")
 	}
 }
@@ -226,14 +226,14 @@ func FuzzMinimize(f *testing.F) {
 	f.Add(`<message xmlns="jabber:client" from="a@b/c" id="1"><body>héllo wörld 👩‍👩‍👧</body><stanza-id xmlns="urn:xmpp:sid:0" by="juliet@capulet.lit" id="mam-1"/></message>`, 120)
 	f.Add(`<message xmlns="jabber:client"><received xmlns="urn:xmpp:carbons:2"><forwarded xmlns="urn:xmpp:forward:0"><message xmlns="jabber:client" id="x"><body>inner body</body><x xmlns="urn:a"/></message></forwarded></received></message>`, 150)
 	f.Fuzz(func(t *testing.T, doc string, limit int) {
-		st, err := engine.Parse([]byte(doc))
+		st, err := stanza.Parse([]byte(doc))
 		if err != nil {
 			return
 		}
-		keep := func(e *engine.Element) bool {
-			return e.Is(engine.NSStanzaID, "stanza-id") && e.AttrValue("id") == "mam-1"
+		keep := func(e *stanza.Element) bool {
+			return e.Is(stanza.NSStanzaID, "stanza-id") && e.AttrValue("id") == "mam-1"
 		}
-		hadMAM := st.Child(engine.NSStanzaID, "stanza-id") != nil && keep(st.Child(engine.NSStanzaID, "stanza-id"))
+		hadMAM := st.Child(stanza.NSStanzaID, "stanza-id") != nil && keep(st.Child(stanza.NSStanzaID, "stanza-id"))
 		attrs := map[string]string{}
 		for _, a := range []string{"from", "to", "type", "id"} {
 			if v, ok := st.LookupAttr(a); ok {
@@ -252,13 +252,13 @@ func FuzzMinimize(f *testing.F) {
 				t.Fatalf("attribute %s changed to %q", a, got)
 			}
 		}
-		if hadMAM && st.Child(engine.NSStanzaID, "stanza-id") == nil {
+		if hadMAM && st.Child(stanza.NSStanzaID, "stanza-id") == nil {
 			t.Fatal("kept stanza-id removed")
 		}
 		if !utf8.ValidString(st.String()) {
 			t.Fatal("invalid UTF-8 after minimizing")
 		}
-		if _, err := engine.Parse(st.Marshal()); err != nil {
+		if _, err := stanza.Parse(st.Marshal()); err != nil {
 			t.Fatalf("minimized stanza does not parse: %v", err)
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // notifyOnly is urn:xmpp:push2:send:notify-only:0: an empty notification
@@ -19,9 +20,9 @@ func NotifyOnly() engine.SendProfile { return notifyOnly{} }
 func (notifyOnly) Namespace() string { return SendNotifyOnly }
 
 // Prepare accepts <send/> with no required content.
-func (notifyOnly) Prepare(*engine.Element) (any, error) { return nil, nil }
+func (notifyOnly) Prepare(*stanza.Element) (any, error) { return nil, nil }
 
-func (notifyOnly) Send(context.Context, *engine.SendInput) ([]*engine.Element, error) {
+func (notifyOnly) Send(context.Context, *engine.SendInput) ([]*stanza.Element, error) {
 	return nil, nil
 }
 

@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -62,7 +62,7 @@ func runDecrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var raw []byte
 	if file == "-" {
-		raw, err = io.ReadAll(io.LimitReader(stdin, engine.MaxStanzaBytes+1))
+		raw, err = io.ReadAll(io.LimitReader(stdin, stanza.MaxStanzaBytes+1))
 	} else {
 		raw, err = os.ReadFile(file)
 	}
@@ -70,7 +70,7 @@ func runDecrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "push2 decrypt:", err)
 		return 1
 	}
-	el, err := engine.Parse(raw)
+	el, err := stanza.Parse(raw)
 	if err != nil {
 		fmt.Fprintf(stderr, "push2 decrypt: %s: %v\n", file, err)
 		return 1
@@ -96,8 +96,8 @@ func runDecrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "push2 decrypt: the payload cannot be decrypted with these keys: %v\n", err)
 		return 1
 	}
-	env, err := engine.Parse(plain)
-	if err != nil || !env.Is("urn:xmpp:sce:1", "envelope") {
+	env, err := stanza.Parse(plain)
+	if err != nil || !env.Is(stanza.NSSCE, "envelope") {
 		fmt.Fprintf(stderr, "push2 decrypt: decrypted, but the plaintext is not an <envelope xmlns='urn:xmpp:sce:1'/>:\n%s\n", plain)
 		return 1
 	}

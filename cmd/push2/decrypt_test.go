@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 const exampleMessage = "../../examples/simulate/message.xml"
@@ -62,9 +62,9 @@ func TestSimulateEncrypted(t *testing.T) {
 		t.Fatalf("push2 decrypt: exit %d: %s", code, errb.String())
 	}
 	xmlLine, jsonPart, _ := strings.Cut(out.String(), "\n")
-	env := engine.MustParse(xmlLine)
-	msg := env.Child("urn:xmpp:sce:1", "content").Child(engine.NSForward, "forwarded").Child(engine.NSClient, "message")
-	if msg.ChildText(engine.NSClient, "body") != "Art thou not Romeo, and a Montague?" || msg.Child(engine.NSStanzaID, "stanza-id").AttrValue("id") != "mam-123" {
+	env := stanza.MustParse(xmlLine)
+	msg := env.Child("urn:xmpp:sce:1", "content").Child(stanza.NSForward, "forwarded").Child(stanza.NSClient, "message")
+	if msg.ChildText(stanza.NSClient, "body") != "Art thou not Romeo, and a Montague?" || msg.Child(stanza.NSStanzaID, "stanza-id").AttrValue("id") != "mam-123" {
 		t.Errorf("decrypted stanza %s", msg)
 	}
 	var claims map[string]any
@@ -98,8 +98,8 @@ func TestDecrypt(t *testing.T) {
 	wrongVAPID := writeFile(t, "wrong-vapid.json", string(b))
 
 	// A payload with one character changed, well inside the ciphertext.
-	el := engine.MustParse(string(raw))
-	payload := el.Child(engine.NS, "notification").Child("urn:xmpp:sce:rfc8291:0", "encrypted").Child("urn:xmpp:sce:rfc8291:0", "payload")
+	el := stanza.MustParse(string(raw))
+	payload := el.Child(stanza.NSPush2, "notification").Child("urn:xmpp:sce:rfc8291:0", "encrypted").Child("urn:xmpp:sce:rfc8291:0", "payload")
 	flipped := []byte(payload.Text)
 	if flipped[200] == 'A' {
 		flipped[200] = 'B'
@@ -107,7 +107,7 @@ func TestDecrypt(t *testing.T) {
 		flipped[200] = 'A'
 	}
 	tampered := strings.Replace(string(raw), payload.Text, string(flipped), 1)
-	bare := el.Child(engine.NS, "notification").String()
+	bare := el.Child(stanza.NSPush2, "notification").String()
 
 	cases := []struct {
 		name      string

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -119,7 +120,7 @@ func enableFor(id webpush.Identity, o enableOptions) (string, error) {
 		return "", err
 	}
 	var b strings.Builder
-	b.WriteString(`<enable xmlns="` + engine.NS + `">` + "\n")
+	b.WriteString(`<enable xmlns="` + stanza.NSPush2 + `">` + "\n")
 	fmt.Fprintf(&b, "  <service>%s</service>\n", escape(o.service))
 	fmt.Fprintf(&b, "  <client>%s</client>\n", escape(o.client))
 	fmt.Fprintf(&b, "  <match profile=\"%s\">\n", escape(o.match))
@@ -140,7 +141,7 @@ func enableFor(id webpush.Identity, o enableOptions) (string, error) {
 	}
 	b.WriteString("    </send>\n  </match>\n</enable>\n")
 
-	el, err := engine.Parse([]byte(b.String()))
+	el, err := stanza.Parse([]byte(b.String()))
 	if err != nil {
 		return "", err
 	}

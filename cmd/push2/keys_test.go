@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -17,7 +18,7 @@ import (
 // built-in profiles, as the server would.
 func acceptEnable(t *testing.T, enable string) *engine.Registration {
 	t.Helper()
-	el, err := engine.Parse([]byte(enable))
+	el, err := stanza.Parse([]byte(enable))
 	if err != nil {
 		t.Fatalf("enable does not parse: %v\n%s", err, enable)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
 
@@ -131,24 +132,24 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	for _, n := range res.Notifications {
-		fmt.Fprintf(stdout, "%s\n", n.Stanza.MarshalIn(engine.NSClient))
+		fmt.Fprintf(stdout, "%s\n", n.Stanza.MarshalIn(stanza.NSClient))
 	}
 	return 0
 }
 
 // readElement reads one XML element from a file, or stdin for "-".
-func readElement(file string) (*engine.Element, error) {
+func readElement(file string) (*stanza.Element, error) {
 	var b []byte
 	var err error
 	if file == "-" {
-		b, err = io.ReadAll(io.LimitReader(os.Stdin, engine.MaxStanzaBytes+1))
+		b, err = io.ReadAll(io.LimitReader(os.Stdin, stanza.MaxStanzaBytes+1))
 	} else {
 		b, err = os.ReadFile(file)
 	}
 	if err != nil {
 		return nil, err
 	}
-	el, err := engine.Parse(b)
+	el, err := stanza.Parse(b)
 	if err != nil {
 		return nil, err
 	}

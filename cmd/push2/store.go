@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 )
 
 // runStore is `push2 store -dir DIR registrations|outbox|disabled
@@ -110,17 +111,17 @@ type regSummary struct {
 // any of its <send/> content, which holds keys.
 func summarize(r engine.StoredRegistration) regSummary {
 	s := regSummary{Account: r.Account, ID: r.ID, Created: r.Created, Profiles: []string{}}
-	el, err := engine.Parse([]byte(r.Enable))
+	el, err := stanza.Parse([]byte(r.Enable))
 	if err != nil {
 		return s
 	}
-	if el.Is(engine.NSLegacy, "enable") {
+	if el.Is(stanza.NSXEP0357, "enable") {
 		s.Service = el.AttrValue("jid")
-		s.Profiles = append(s.Profiles, engine.NSLegacy)
+		s.Profiles = append(s.Profiles, stanza.NSXEP0357)
 		return s
 	}
-	s.Service = strings.TrimSpace(el.ChildText(engine.NS, "service"))
-	for _, m := range el.ChildrenNamed(engine.NS, "match") {
+	s.Service = strings.TrimSpace(el.ChildText(stanza.NSPush2, "service"))
+	for _, m := range el.ChildrenNamed(stanza.NSPush2, "match") {
 		send := ""
 		if sd := m.Child("", "send"); sd != nil {
 			send = sd.Name.Space

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -22,10 +23,10 @@ func TestStore(t *testing.T) {
 	e := engine.New(st, reg, engine.Config{})
 	id, _ := webpush.GenerateIdentity()
 	enc := `<enable xmlns="urn:xmpp:push2:0"><service>pusher@push.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:sce+rfc8291+rfc8292:0"><ua-public>` + id.UAPublic + `</ua-public><auth-secret>` + id.AuthSecret + `</auth-secret></send></match></enable>`
-	if _, _, err := e.Enable(context.Background(), "juliet@capulet.lit", "phone", engine.MustParse(enc)); err != nil {
+	if _, _, err := e.Enable(context.Background(), "juliet@capulet.lit", "phone", stanza.MustParse(enc)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Evaluate(context.Background(), &engine.Event{Stanza: engine.MustParse(`<message xmlns="jabber:client" from="romeo@montague.lit/o" id="m1" type="chat"><body>hi</body></message>`), Context: engine.Context{Account: "juliet@capulet.lit"}}); err != nil {
+	if _, err := e.Evaluate(context.Background(), &engine.Event{Stanza: stanza.MustParse(`<message xmlns="jabber:client" from="romeo@montague.lit/o" id="m1" type="chat"><body>hi</body></message>`), Context: engine.Context{Account: "juliet@capulet.lit"}}); err != nil {
 		t.Fatal(err)
 	}
 

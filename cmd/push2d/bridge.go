@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/push2/push2/engine/stanza"
+
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
@@ -67,7 +69,7 @@ func (d *daemon) setSession(s *xmpp.Session) {
 var errNotConnected = errors.New("not connected to the XMPP server")
 
 // send writes one stanza to the server.
-func (d *daemon) send(ctx context.Context, el *engine.Element) error {
+func (d *daemon) send(ctx context.Context, el *stanza.Element) error {
 	s := d.session()
 	if s == nil {
 		return errNotConnected
@@ -83,7 +85,7 @@ func (d *daemon) send(ctx context.Context, el *engine.Element) error {
 // stanza, checks who sent it and dispatches; slow work runs in a goroutine
 // so the stream keeps being read.
 func (d *daemon) handle(t xml.TokenReader, start *xml.StartElement) error {
-	st, err := engine.ReadElement(*start, t)
+	st, err := stanza.ReadElement(*start, t)
 	if err != nil {
 		d.log.Warn("unreadable stanza from the server", "err", err)
 		return nil // the stream stays up; the stanza is dropped
@@ -106,7 +108,7 @@ func (d *daemon) handle(t xml.TokenReader, start *xml.StartElement) error {
 	return nil
 }
 
-func (d *daemon) handleIQ(iq *engine.Element) {
+func (d *daemon) handleIQ(iq *stanza.Element) {
 	typ := iq.AttrValue("type")
 	if typ != "get" && typ != "set" {
 		return // results and errors: we send no IQs that need them
@@ -126,11 +128,11 @@ func (d *daemon) handleIQ(iq *engine.Element) {
 		d.reply(iq, nil, d.disable(ctx, req))
 	case req.Is(NSBridge, "features") && typ == "get":
 		d.reply(iq, d.featuresElement(), nil)
-	case req.Name.Space == engine.NSDiscoInfo && typ == "get":
-		q := engine.NewElement(engine.NSDiscoInfo, "query")
-		q.Append(engine.NewElement(engine.NSDiscoInfo, "identity", "category", "component", "type", "generic", "name", "push2"))
-		q.Append(engine.NewElement(engine.NSDiscoInfo, "feature", "var", engine.NSDiscoInfo))
-		q.Append(engine.NewElement(engine.NSDiscoInfo, "feature", "var", NSBridge))
+	case req.Name.Space == stanza.NSDiscoInfo && typ == "get":
+		q := stanza.NewElement(stanza.NSDiscoInfo, "query")
+		q.Append(stanza.NewElement(stanza.NSDiscoInfo, "identity", "category", "component", "type", "generic", "name", "push2"))
+		q.Append(stanza.NewElement(stanza.NSDiscoInfo, "feature", "var", stanza.NSDiscoInfo))
+		q.Append(stanza.NewElement(stanza.NSDiscoInfo, "feature", "var", NSBridge))
 		d.reply(iq, q, nil)
 	case strings.HasPrefix(req.Name.Space, "urn:push2:bridge:"):
 		d.reply(iq, nil, &engine.StanzaError{Type: "cancel", Condition: engine.CondFeatureNotImplemented, Text: "this push2d speaks " + NSBridge + "; upgrade the bridge module"})
@@ -143,11 +145,11 @@ func (d *daemon) handleIQ(iq *engine.Element) {
 // wrapping the client's <enable xmlns='urn:xmpp:push2:0'/> (or XEP-0357's
 // <enable xmlns='urn:xmpp:push:0'/>). The result carries the registration
 // id, which the bridge remembers on the session.
-func (d *daemon) enable(ctx context.Context, req *engine.Element) (*engine.Element, error) {
+func (d *daemon) enable(ctx context.Context, req *stanza.Element) (*stanza.Element, error) {
 	account, id := req.AttrValue("account"), req.AttrValue("registration")
-	inner := req.Child(engine.NS, "enable")
+	inner := req.Child(stanza.NSPush2, "enable")
 	if inner == nil {
-		inner = req.Child(engine.NSLegacy, "enable")
+		inner = req.Child(stanza.NSXEP0357, "enable")
 	}
 	if inner == nil {
 		return nil, &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "missing <enable xmlns='urn:xmpp:push2:0'/>"}
@@ -164,15 +166,15 @@ func (d *daemon) enable(ctx context.Context, req *engine.Element) (*engine.Eleme
 	}
 	d.metrics.enables.WithLabelValues("ok").Inc()
 	d.log.Info("enabled", "account", r.Account, "registration", r.ID, "service", r.Service, "matches", len(r.Matches), "evicted", len(evicted))
-	return engine.NewElement(NSBridge, "registered", "id", r.ID), nil
+	return stanza.NewElement(NSBridge, "registered", "id", r.ID), nil
 }
 
-func (d *daemon) disable(ctx context.Context, req *engine.Element) error {
+func (d *daemon) disable(ctx context.Context, req *stanza.Element) error {
 	account, id := req.AttrValue("account"), req.AttrValue("registration")
 	if err := d.checkDomain(account); err != nil {
 		return err
 	}
-	if legacy := req.Child(engine.NSLegacy, "disable"); legacy != nil {
+	if legacy := req.Child(stanza.NSXEP0357, "disable"); legacy != nil {
 		n, err := d.eng.DisableLegacy(ctx, account, legacy)
 		if err != nil {
 			return err
@@ -203,8 +205,8 @@ func (d *daemon) checkDomain(account string) error {
 	return nil
 }
 
-func (d *daemon) reply(iq *engine.Element, payload *engine.Element, err error) {
-	res := engine.NewElement(engine.NSClient, "iq", "to", iq.AttrValue("from"), "from", iq.AttrValue("to"), "id", iq.AttrValue("id"), "type", "result")
+func (d *daemon) reply(iq *stanza.Element, payload *stanza.Element, err error) {
+	res := stanza.NewElement(stanza.NSClient, "iq", "to", iq.AttrValue("from"), "from", iq.AttrValue("to"), "id", iq.AttrValue("id"), "type", "result")
 	if err != nil {
 		res.SetAttr("type", "error")
 		res.Append(engine.AsStanzaError(err).Element())
@@ -218,10 +220,10 @@ func (d *daemon) reply(iq *engine.Element, payload *engine.Element, err error) {
 	}
 }
 
-func (d *daemon) featuresElement() *engine.Element {
-	f := engine.NewElement(NSBridge, "features")
+func (d *daemon) featuresElement() *stanza.Element {
+	f := stanza.NewElement(NSBridge, "features")
 	for _, v := range d.eng.Registry().Features() {
-		f.Append(engine.NewElement(NSBridge, "feature", "var", v))
+		f.Append(stanza.NewElement(NSBridge, "feature", "var", v))
 	}
 	return f
 }
@@ -230,7 +232,7 @@ func (d *daemon) featuresElement() *engine.Element {
 // called on connect and whenever the profiles change.
 func (d *daemon) announceFeatures(ctx context.Context) {
 	for _, domain := range d.cfg.Component.Domains {
-		msg := engine.NewElement(engine.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
+		msg := stanza.NewElement(stanza.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
 		msg.Append(d.featuresElement())
 		if err := d.send(ctx, msg); err != nil && !errors.Is(err, errNotConnected) {
 			d.log.Warn("could not announce features", "domain", domain, "err", err)
@@ -238,7 +240,7 @@ func (d *daemon) announceFeatures(ctx context.Context) {
 	}
 }
 
-func (d *daemon) handleMessage(msg *engine.Element) {
+func (d *daemon) handleMessage(msg *stanza.Element) {
 	if msg.AttrValue("type") == "error" {
 		d.log.Warn("the server bounced a message of ours", "id", msg.AttrValue("id"))
 		return
@@ -247,7 +249,7 @@ func (d *daemon) handleMessage(msg *engine.Element) {
 		switch {
 		case c.Is(NSBridge, "event"):
 			d.work <- struct{}{} // back-pressure: the stream is read no faster than evaluations finish
-			go func(ev *engine.Element) {
+			go func(ev *stanza.Element) {
 				defer func() { <-d.work }()
 				d.handleEvent(msg.AttrValue("from"), ev)
 			}(c)
@@ -263,7 +265,7 @@ func (d *daemon) handleMessage(msg *engine.Element) {
 
 // handleEvent evaluates one stanza event, sends the notifications through
 // the bridge and acknowledges the event.
-func (d *daemon) handleEvent(domain string, ev *engine.Element) {
+func (d *daemon) handleEvent(domain string, ev *stanza.Element) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	begin := time.Now()
@@ -273,7 +275,7 @@ func (d *daemon) handleEvent(domain string, ev *engine.Element) {
 		d.ack(ctx, domain, ev.AttrValue("id"), err)
 		return
 	}
-	var stanza *engine.Element
+	var st *stanza.Element
 	var only, live []string
 	for _, c := range ev.Children {
 		switch {
@@ -281,12 +283,12 @@ func (d *daemon) handleEvent(domain string, ev *engine.Element) {
 			only = append(only, c.AttrValue("id"))
 		case c.Is(NSBridge, "live"):
 			live = append(live, c.AttrValue("id"))
-		case c.Name.Space == engine.NSClient && stanza == nil:
-			stanza = c
+		case c.Name.Space == stanza.NSClient && st == nil:
+			st = c
 		}
 	}
 	trigger, ok := engine.ParseTrigger(ev.AttrValue("trigger"))
-	if stanza == nil || !ok {
+	if st == nil || !ok {
 		d.log.Warn("malformed event from the bridge", "account", account, "trigger", ev.AttrValue("trigger"))
 		d.ack(ctx, domain, ev.AttrValue("id"), &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "an event needs a known trigger and a stanza"})
 		return
@@ -297,7 +299,7 @@ func (d *daemon) handleEvent(domain string, ev *engine.Element) {
 		return // no ack: the bridge replays it
 	}
 	res, err := d.eng.Evaluate(ctx, &engine.Event{
-		Stanza:        stanza,
+		Stanza:        st,
 		Registrations: regs,
 		Context: engine.Context{
 			Account:   account,
@@ -357,12 +359,12 @@ func (d *daemon) deliver(ctx context.Context, e engine.OutboxEntry) error {
 	if err != nil {
 		return err
 	}
-	n, err := engine.Parse([]byte(e.Stanza))
+	n, err := stanza.Parse([]byte(e.Stanza))
 	if err != nil {
 		return err
 	}
-	wrap := engine.NewElement(engine.NSClient, "message", "to", j.Domainpart(), "from", d.cfg.Component.JID, "id", newID())
-	push := engine.NewElement(NSBridge, "push", "account", e.Account, "registration", e.Reg)
+	wrap := stanza.NewElement(stanza.NSClient, "message", "to", j.Domainpart(), "from", d.cfg.Component.JID, "id", newID())
+	push := stanza.NewElement(NSBridge, "push", "account", e.Account, "registration", e.Reg)
 	push.Append(n)
 	wrap.Append(push)
 	return d.send(ctx, wrap)
@@ -385,8 +387,8 @@ func (d *daemon) ack(ctx context.Context, domain, id string, err error) {
 	if id == "" {
 		return
 	}
-	msg := engine.NewElement(engine.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
-	a := engine.NewElement(NSBridge, "ack", "id", id)
+	msg := stanza.NewElement(stanza.NSClient, "message", "to", domain, "from", d.cfg.Component.JID, "id", newID())
+	a := stanza.NewElement(NSBridge, "ack", "id", id)
 	if err != nil {
 		se := engine.AsStanzaError(err)
 		a.SetAttr("error", se.Condition)
@@ -398,7 +400,7 @@ func (d *daemon) ack(ctx context.Context, domain, id string, err error) {
 }
 
 // deliveryError records a push service's error reply to a notification.
-func (d *daemon) deliveryError(c *engine.Element) {
+func (d *daemon) deliveryError(c *stanza.Element) {
 	typ, cond := c.AttrValue("type"), c.AttrValue("condition")
 	if typ == "" {
 		typ = "cancel"

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/push2/push2/engine/stanza"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/push2/push2/engine"
@@ -114,7 +116,7 @@ func testDaemon(t *testing.T) *daemon {
 func TestOnlyConfiguredDomains(t *testing.T) {
 	d := testDaemon(t)
 	for _, from := range []string{"evil.example", "user@example.org", "example.org/res", ""} {
-		st := engine.MustParse(`<iq xmlns="jabber:client" type="set" id="1" from="` + from + `"><enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable></iq>`)
+		st := stanza.MustParse(`<iq xmlns="jabber:client" type="set" id="1" from="` + from + `"><enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable></iq>`)
 		start, r := tokens(st)
 		d.handle(r, &start)
 	}
@@ -125,7 +127,7 @@ func TestOnlyConfiguredDomains(t *testing.T) {
 		t.Errorf("a refused stanza registered something")
 	}
 	// From the right domain, but for an account elsewhere.
-	req := engine.MustParse(`<enable xmlns="urn:push2:bridge:1" account="mallory@evil.example" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable>`)
+	req := stanza.MustParse(`<enable xmlns="urn:push2:bridge:1" account="mallory@evil.example" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable>`)
 	if _, err := d.enable(t.Context(), req); err == nil || !strings.Contains(err.Error(), "not-allowed") {
 		t.Errorf("enable for another domain: %v", err)
 	}
@@ -135,7 +137,7 @@ func TestOnlyConfiguredDomains(t *testing.T) {
 	}
 }
 
-func tokens(el *engine.Element) (xml.StartElement, xml.TokenReader) {
+func tokens(el *stanza.Element) (xml.StartElement, xml.TokenReader) {
 	r := el.TokenReader()
 	tok, _ := r.Token()
 	return tok.(xml.StartElement), r
@@ -145,7 +147,7 @@ func TestTargets(t *testing.T) {
 	d := testDaemon(t)
 	ctx := t.Context()
 	for _, id := range []string{"phone", "laptop", "tablet"} {
-		if _, _, err := d.eng.Enable(ctx, "juliet@example.org", id, engine.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)); err != nil {
+		if _, _, err := d.eng.Enable(ctx, "juliet@example.org", id, stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)); err != nil {
 			t.Fatal(err)
 		}
 	}

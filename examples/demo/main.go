@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/stack"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -102,8 +102,8 @@ func run(keep, verbose, plain bool) error {
 		shown = strings.ReplaceAll(shown, secret, secret[:8]+"…")
 	}
 	fmt.Println(shown)
-	iq := engine.NewElement(engine.NSClient, "iq", "type", "set")
-	iq.Append(engine.MustParse(enable))
+	iq := stanza.NewElement(stanza.NSClient, "iq", "type", "set")
+	iq.Append(stanza.MustParse(enable))
 	resp, err := juliet.IQ(lctx, iq)
 	if err != nil {
 		return err
@@ -116,19 +116,19 @@ func run(keep, verbose, plain bool) error {
 	step("juliet goes offline; romeo writes to her")
 	juliet.Close()
 	time.Sleep(300 * time.Millisecond)
-	msg := engine.NewElement(engine.NSClient, "message", "to", "juliet@"+domain, "type", "chat", "id", "demo-1")
-	msg.Append(engine.NewElement(engine.NSClient, "body").WithText("Wherefore art thou, Juliet?"))
+	msg := stanza.NewElement(stanza.NSClient, "message", "to", "juliet@"+domain, "type", "chat", "id", "demo-1")
+	msg.Append(stanza.NewElement(stanza.NSClient, "body").WithText("Wherefore art thou, Juliet?"))
 	if err := romeo.Send(lctx, msg); err != nil {
 		return err
 	}
 
 	step("the push service (pusher@%s) receives:", domain)
-	var n *engine.Element
+	var n *stanza.Element
 	deadline := time.After(20 * time.Second)
 	for n == nil {
 		select {
 		case m := <-pusher.Messages:
-			if m.Child(engine.NS, "notification") != nil {
+			if m.Child(stanza.NSPush2, "notification") != nil {
 				n = m
 			}
 		case <-deadline:
@@ -154,9 +154,9 @@ func run(keep, verbose, plain bool) error {
 // showDecrypted is what a push service (or the app, on the device) does
 // with an encrypted notification: decrypt the RFC 8291 payload with the
 // device's private key and auth secret, and verify the RFC 8292 JWT.
-func showDecrypted(n *engine.Element, id webpush.Identity) error {
-	notif := n.Child(engine.NS, "notification")
-	payload := notif.Child("urn:xmpp:sce:rfc8291:0", "encrypted").ChildText("", "payload")
+func showDecrypted(n *stanza.Element, id webpush.Identity) error {
+	notif := n.Child(stanza.NSPush2, "notification")
+	payload := notif.Child(stanza.NSRFC8291, "encrypted").ChildText("", "payload")
 	body, err := webpush.DecodeBase64(payload)
 	if err != nil {
 		return err
@@ -172,7 +172,7 @@ func showDecrypted(n *engine.Element, id webpush.Identity) error {
 	}
 	step("decrypted with juliet's keys (%d bytes of ciphertext):", len(body))
 	fmt.Println(string(plain))
-	if jwt := notif.Child(engine.NS, "jwt"); jwt != nil {
+	if jwt := notif.Child(stanza.NSPush2, "jwt"); jwt != nil {
 		pub, _ := webpush.DecodeBase64(jwt.AttrValue("key"))
 		claims, err := webpush.Verify(jwt.Text, pub)
 		if err != nil {

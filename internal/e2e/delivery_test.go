@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -24,11 +24,11 @@ max_errors = 3
 
 // answerError makes the push service reply to a notification with an error,
 // as a push service refusing or deferring it would.
-func answerError(t *testing.T, c *stack.Client, n *engine.Element, typ, cond string) {
+func answerError(t *testing.T, c *stack.Client, n *stanza.Element, typ, cond string) {
 	t.Helper()
-	e := engine.NewElement(engine.NSClient, "message", "to", n.AttrValue("from"), "id", n.AttrValue("id"), "type", "error")
-	er := engine.NewElement(engine.NSClient, "error", "type", typ)
-	er.Append(engine.NewElement(engine.NSStanzaError, cond))
+	e := stanza.NewElement(stanza.NSClient, "message", "to", n.AttrValue("from"), "id", n.AttrValue("id"), "type", "error")
+	er := stanza.NewElement(stanza.NSClient, "error", "type", typ)
+	er.Append(stanza.NewElement(stanza.NSStanzaError, cond))
 	e.Append(er)
 	send(t, c, e)
 }
@@ -121,7 +121,7 @@ func TestKillDuringBurst(t *testing.T) {
 		for {
 			select {
 			case m := <-pusher.Messages:
-				if m.Child(engine.NS, "notification") != nil {
+				if m.Child(stanza.NSPush2, "notification") != nil {
 					seen[m.AttrValue("id")]++
 				}
 			case <-deadline:

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -55,13 +55,13 @@ func login(t *testing.T, s *stack.Stack, local, resource string, available bool)
 	return c
 }
 
-func mustIQ(typ, payload string) *engine.Element {
-	el := engine.NewElement(engine.NSClient, "iq", "type", typ)
-	el.Append(engine.MustParse(payload))
+func mustIQ(typ, payload string) *stanza.Element {
+	el := stanza.NewElement(stanza.NSClient, "iq", "type", typ)
+	el.Append(stanza.MustParse(payload))
 	return el
 }
 
-func iq(t *testing.T, c *stack.Client, typ string, payload string) *engine.Element {
+func iq(t *testing.T, c *stack.Client, typ string, payload string) *stanza.Element {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -76,20 +76,20 @@ func enableFor(service, client string) string {
 	return enableWith(service, client, "urn:xmpp:push2:match:important", "")
 }
 
-func chat(to, id, body string) *engine.Element {
-	m := engine.NewElement(engine.NSClient, "message", "to", to, "type", "chat", "id", id)
-	m.Append(engine.NewElement(engine.NSClient, "body").WithText(body))
+func chat(to, id, body string) *stanza.Element {
+	m := stanza.NewElement(stanza.NSClient, "message", "to", to, "type", "chat", "id", id)
+	m.Append(stanza.NewElement(stanza.NSClient, "body").WithText(body))
 	return m
 }
 
 // waitNotification returns the next message carrying a push2 notification.
-func waitNotification(t *testing.T, c *stack.Client, within time.Duration) *engine.Element {
+func waitNotification(t *testing.T, c *stack.Client, within time.Duration) *stanza.Element {
 	t.Helper()
 	deadline := time.After(within)
 	for {
 		select {
 		case m := <-c.Messages:
-			if m.Child(engine.NS, "notification") != nil {
+			if m.Child(stanza.NSPush2, "notification") != nil {
 				return m
 			}
 		case <-deadline:
@@ -105,7 +105,7 @@ func noNotification(t *testing.T, c *stack.Client, within time.Duration) {
 	for {
 		select {
 		case m := <-c.Messages:
-			if m.Child(engine.NS, "notification") != nil {
+			if m.Child(stanza.NSPush2, "notification") != nil {
 				t.Fatalf("unexpected notification: %s", m)
 			}
 		case <-deadline:
@@ -118,7 +118,7 @@ func noNotification(t *testing.T, c *stack.Client, within time.Duration) {
 // one: mellium v0.22 applies a context deadline to the connection from a
 // goroutine, and cancelling a per-call context can race with (and time
 // out) the next write.
-func send(t *testing.T, c *stack.Client, el *engine.Element) {
+func send(t *testing.T, c *stack.Client, el *stanza.Element) {
 	t.Helper()
 	if err := c.Send(t.Context(), el); err != nil {
 		t.Fatal(err)
@@ -168,8 +168,8 @@ func TestOfflinePush(t *testing.T) {
 	if n.AttrValue("from") != domain {
 		t.Errorf("notification from %q, want the user's domain %q", n.AttrValue("from"), domain)
 	}
-	notif := n.Child(engine.NS, "notification")
-	if notif.ChildText(engine.NS, "client") != "device-token-B" || notif.ChildText(engine.NS, "priority") != "normal" {
+	notif := n.Child(stanza.NSPush2, "notification")
+	if notif.ChildText(stanza.NSPush2, "client") != "device-token-B" || notif.ChildText(stanza.NSPush2, "priority") != "normal" {
 		t.Errorf("notification: %s", n)
 	}
 	noNotification(t, pusher, time.Second) // exactly one
@@ -216,8 +216,8 @@ func TestDiscoAndErrors(t *testing.T) {
 	domain := s.Prosody.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 
-	disco := engine.NewElement(engine.NSClient, "iq", "type", "get", "to", "juliet@"+domain)
-	disco.Append(engine.NewElement(engine.NSDiscoInfo, "query"))
+	disco := stanza.NewElement(stanza.NSClient, "iq", "type", "get", "to", "juliet@"+domain)
+	disco.Append(stanza.NewElement(stanza.NSDiscoInfo, "query"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := juliet.IQ(ctx, disco)
@@ -225,7 +225,7 @@ func TestDiscoAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var vars []string
-	for _, f := range resp.Child(engine.NSDiscoInfo, "query").ChildrenNamed(engine.NSDiscoInfo, "feature") {
+	for _, f := range resp.Child(stanza.NSDiscoInfo, "query").ChildrenNamed(stanza.NSDiscoInfo, "feature") {
 		vars = append(vars, f.AttrValue("var"))
 	}
 	for _, want := range []string{"urn:xmpp:push2:0", "urn:xmpp:push2:match:all", "urn:xmpp:push2:match:important", "urn:xmpp:push2:match:archived", "urn:xmpp:push2:match:archived-with-body", "urn:xmpp:push2:send:notify-only:0"} {
@@ -245,7 +245,7 @@ func TestDiscoAndErrors(t *testing.T) {
 	} {
 		resp := iq(t, juliet, "set", tc.payload)
 		e := resp.Child("", "error")
-		if resp.AttrValue("type") != "error" || e == nil || e.Child(engine.NSStanzaError, tc.cond) == nil || !strings.Contains(e.ChildText(engine.NSStanzaError, "text"), tc.text) {
+		if resp.AttrValue("type") != "error" || e == nil || e.Child(stanza.NSStanzaError, tc.cond) == nil || !strings.Contains(e.ChildText(stanza.NSStanzaError, "text"), tc.text) {
 			t.Errorf("enable %s answered %s, want %s mentioning %q", tc.payload, resp, tc.cond, tc.text)
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -190,7 +190,7 @@ func (c *jsClient) do(cmd map[string]string) {
 }
 
 // send sends a stanza.
-func (c *jsClient) send(el *engine.Element) {
+func (c *jsClient) send(el *stanza.Element) {
 	c.t.Helper()
 	c.do(map[string]string{"cmd": "send", "xml": string(el.Marshal())})
 }
@@ -228,11 +228,11 @@ func (c *jsClient) wait(name string, within time.Duration, match func(jsEvent) b
 }
 
 // waitStanza returns the next received stanza that satisfies match.
-func (c *jsClient) waitStanza(within time.Duration, match func(*engine.Element) bool) *engine.Element {
+func (c *jsClient) waitStanza(within time.Duration, match func(*stanza.Element) bool) *stanza.Element {
 	c.t.Helper()
-	var found *engine.Element
+	var found *stanza.Element
 	c.wait("stanza", within, func(ev jsEvent) bool {
-		el, err := engine.Parse([]byte(ev.XML))
+		el, err := stanza.Parse([]byte(ev.XML))
 		if err != nil || !match(el) {
 			return false
 		}
@@ -243,21 +243,21 @@ func (c *jsClient) waitStanza(within time.Duration, match func(*engine.Element) 
 }
 
 // iq sends an IQ (its payload given as XML) and returns the answer.
-func (c *jsClient) iq(typ, payload string) *engine.Element {
+func (c *jsClient) iq(typ, payload string) *stanza.Element {
 	c.t.Helper()
 	el := mustIQ(typ, payload)
 	id := fmt.Sprintf("js-%d", time.Now().UnixNano())
 	el.SetAttr("id", id)
 	c.send(el)
-	return c.waitStanza(20*time.Second, func(el *engine.Element) bool {
+	return c.waitStanza(20*time.Second, func(el *stanza.Element) bool {
 		return el.Name.Local == "iq" && el.AttrValue("id") == id
 	})
 }
 
 // waitBody waits until a message with body arrives.
-func (c *jsClient) waitBody(body string, within time.Duration) *engine.Element {
+func (c *jsClient) waitBody(body string, within time.Duration) *stanza.Element {
 	c.t.Helper()
-	return c.waitStanza(within, func(el *engine.Element) bool {
+	return c.waitStanza(within, func(el *stanza.Element) bool {
 		return el.Name.Local == "message" && el.ChildText("", "body") == body
 	})
 }

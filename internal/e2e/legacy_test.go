@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -21,24 +21,24 @@ const legacyEnableXML = `<enable xmlns="urn:xmpp:push:0" jid="%s" node="node-1">
 
 // appServer makes c answer pubsub publishes like an XEP-0357 app server:
 // with a result, or with the error answer returns.
-func appServer(c *stack.Client, answer func(iq *engine.Element) *engine.Element) {
-	fn := func(iq *engine.Element) *engine.Element {
+func appServer(c *stack.Client, answer func(iq *stanza.Element) *stanza.Element) {
+	fn := func(iq *stanza.Element) *stanza.Element {
 		if r := answer(iq); r != nil {
 			return r
 		}
-		return engine.NewElement(engine.NSClient, "iq", "type", "result", "id", iq.AttrValue("id"), "to", iq.AttrValue("from"))
+		return stanza.NewElement(stanza.NSClient, "iq", "type", "result", "id", iq.AttrValue("id"), "to", iq.AttrValue("from"))
 	}
 	c.OnIQ.Store(&fn)
 }
 
-func iqError(iq *engine.Element, typ, cond string) *engine.Element {
-	r := engine.NewElement(engine.NSClient, "iq", "type", "error", "id", iq.AttrValue("id"), "to", iq.AttrValue("from"))
-	e := engine.NewElement(engine.NSClient, "error", "type", typ)
-	e.Append(engine.NewElement(engine.NSStanzaError, cond))
+func iqError(iq *stanza.Element, typ, cond string) *stanza.Element {
+	r := stanza.NewElement(stanza.NSClient, "iq", "type", "error", "id", iq.AttrValue("id"), "to", iq.AttrValue("from"))
+	e := stanza.NewElement(stanza.NSClient, "error", "type", typ)
+	e.Append(stanza.NewElement(stanza.NSStanzaError, cond))
 	return r.Append(e)
 }
 
-func waitPublish(t *testing.T, c *stack.Client, within time.Duration) *engine.Element {
+func waitPublish(t *testing.T, c *stack.Client, within time.Duration) *stanza.Element {
 	t.Helper()
 	select {
 	case iq := <-c.IQs:
@@ -78,7 +78,7 @@ func legacySetup(t *testing.T, opts stack.Options) (s *stack.Stack, pusher, rome
 func TestLegacyClient(t *testing.T) {
 	s, pusher, romeo := legacySetup(t, stack.Options{})
 	domain := s.Prosody.Domain()
-	appServer(pusher, func(*engine.Element) *engine.Element { return nil })
+	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l1", "Secret words"))
 	pub := waitPublish(t, pusher, 15*time.Second)
 	x := pub.String()
@@ -93,7 +93,7 @@ func TestLegacyClient(t *testing.T) {
 		}
 	}
 	n := waitNotification(t, pusher, 15*time.Second)
-	if n.Child(engine.NS, "notification").ChildText(engine.NS, "client") != "push2-device" {
+	if n.Child(stanza.NSPush2, "notification").ChildText(stanza.NSPush2, "client") != "push2-device" {
 		t.Errorf("push2 notification: %s", n)
 	}
 	// The app server's result counts as delivered at once.
@@ -119,7 +119,7 @@ func TestLegacyClient(t *testing.T) {
 func TestLegacyWithBodyAndSender(t *testing.T) {
 	s, pusher, romeo := legacySetup(t, stack.Options{Push2dConfig: "\n[legacy]\nwith_body = true\nwith_sender = true\n"})
 	domain := s.Prosody.Domain()
-	appServer(pusher, func(*engine.Element) *engine.Element { return nil })
+	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l2", "Wherefore art thou?"))
 	x := waitPublish(t, pusher, 15*time.Second).String()
 	for _, want := range []string{`<field var="last-message-body"><value>Wherefore art thou?</value></field>`, `<field var="last-message-sender"><value>` + romeo.Session.LocalAddr().String() + `</value></field>`} {
@@ -135,7 +135,7 @@ func TestLegacyWithBodyAndSender(t *testing.T) {
 func TestLegacyCancelDisables(t *testing.T) {
 	s, pusher, romeo := legacySetup(t, stack.Options{Push2dConfig: "\n[delivery]\nmax_errors = 2\n"})
 	domain := s.Prosody.Domain()
-	appServer(pusher, func(iq *engine.Element) *engine.Element { return iqError(iq, "cancel", "item-not-found") })
+	appServer(pusher, func(iq *stanza.Element) *stanza.Element { return iqError(iq, "cancel", "item-not-found") })
 	for i, body := range []string{"one", "two"} {
 		send(t, romeo, chat("juliet@"+domain, "lc"+body, body))
 		waitPublish(t, pusher, 15*time.Second)

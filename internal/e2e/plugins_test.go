@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/stack"
 )
 
 func accountFeatures(t *testing.T, c *stack.Client, account string) []string {
 	t.Helper()
-	disco := engine.NewElement(engine.NSClient, "iq", "type", "get", "to", account)
-	disco.Append(engine.NewElement(engine.NSDiscoInfo, "query"))
+	disco := stanza.NewElement(stanza.NSClient, "iq", "type", "get", "to", account)
+	disco.Append(stanza.NewElement(stanza.NSDiscoInfo, "query"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := c.IQ(ctx, disco)
@@ -25,7 +25,7 @@ func accountFeatures(t *testing.T, c *stack.Client, account string) []string {
 		t.Fatal(err)
 	}
 	var vars []string
-	for _, f := range resp.Child(engine.NSDiscoInfo, "query").ChildrenNamed(engine.NSDiscoInfo, "feature") {
+	for _, f := range resp.Child(stanza.NSDiscoInfo, "query").ChildrenNamed(stanza.NSDiscoInfo, "feature") {
 		vars = append(vars, f.AttrValue("var"))
 	}
 	return vars
@@ -72,7 +72,7 @@ func TestPluginHotLoad(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	send(t, romeo, chat("juliet@"+domain, "vip1", "Lunch?"))
 	n := waitNotification(t, pusher, 15*time.Second)
-	if p := n.Child(engine.NS, "notification").ChildText(engine.NS, "priority"); p != "high" {
+	if p := n.Child(stanza.NSPush2, "notification").ChildText(stanza.NSPush2, "priority"); p != "high" {
 		t.Errorf("VIP push priority %q, want high (the plugin's decision): %s", p, n)
 	}
 	profiles, _ := s.Admin("/profiles")

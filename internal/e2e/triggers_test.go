@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -20,7 +20,7 @@ import (
 // management or SASL2 is needed.
 
 // presence is an initial presence stanza.
-func presence() *engine.Element { return engine.NewElement(engine.NSClient, "presence") }
+func presence() *stanza.Element { return stanza.NewElement(stanza.NSClient, "presence") }
 
 // enableWith is an <enable/> for service/client with the given match
 // children (grace, filters) and notify-only.
@@ -30,13 +30,13 @@ func enableWith(service, client, profile, matchChildren string) string {
 }
 
 // notifications collects the notifications that arrive within d.
-func notifications(c *stack.Client, d time.Duration) []*engine.Element {
-	var got []*engine.Element
+func notifications(c *stack.Client, d time.Duration) []*stanza.Element {
+	var got []*stanza.Element
 	deadline := time.After(d)
 	for {
 		select {
 		case m := <-c.Messages:
-			if m.Child(engine.NS, "notification") != nil {
+			if m.Child(stanza.NSPush2, "notification") != nil {
 				got = append(got, m)
 			}
 		case <-deadline:
@@ -45,13 +45,13 @@ func notifications(c *stack.Client, d time.Duration) []*engine.Element {
 	}
 }
 
-func clientOf(n *engine.Element) string {
-	return n.Child(engine.NS, "notification").ChildText(engine.NS, "client")
+func clientOf(n *stanza.Element) string {
+	return n.Child(stanza.NSPush2, "notification").ChildText(stanza.NSPush2, "client")
 }
 
 // expectOnePush waits for a notification to client and checks that no
 // other one follows within quiet.
-func expectOnePush(t *testing.T, pusher *stack.Client, client string, quiet time.Duration) *engine.Element {
+func expectOnePush(t *testing.T, pusher *stack.Client, client string, quiet time.Duration) *stanza.Element {
 	t.Helper()
 	n := waitNotification(t, pusher, 15*time.Second)
 	if got := clientOf(n); got != client {
@@ -169,9 +169,9 @@ func TestSASL2InlineEnable(t *testing.T) {
 
 	const clientID = "d4c0ffee-juliet-phone"
 	juliet := startJS(t, s, "juliet", jsOptions{Resource: "Phone", ClientID: clientID, InlinePush: enableFor("pusher@"+domain, "token-sasl2")})
-	answer, err := engine.Parse([]byte(juliet.wait("push2-inline", 5*time.Second, nil).XML))
-	if err != nil || !answer.Is(engine.NS, "enabled") {
-		t.Fatalf("inline answer %v (%v), want <enabled xmlns=%q/>", answer, err, engine.NS)
+	answer, err := stanza.Parse([]byte(juliet.wait("push2-inline", 5*time.Second, nil).XML))
+	if err != nil || !answer.Is(stanza.NSPush2, "enabled") {
+		t.Fatalf("inline answer %v (%v), want <enabled xmlns=%q/>", answer, err, stanza.NSPush2)
 	}
 	if strings.HasSuffix(juliet.jid, "/"+clientID) {
 		t.Fatalf("bound to %s: the test needs a resource other than the client id", juliet.jid)
@@ -190,8 +190,8 @@ func TestSASL2InlineEnable(t *testing.T) {
 	bad := `<enable xmlns="urn:xmpp:push2:0"><service>pusher@` + domain + `</service><client>x</client>` +
 		`<match profile="urn:example:nope"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`
 	nurse := startJS(t, s, "nurse", jsOptions{Resource: "Pager", ClientID: "nurse-pager", InlinePush: bad})
-	answer, err = engine.Parse([]byte(nurse.wait("push2-inline", 5*time.Second, nil).XML))
-	if err != nil || !answer.Is(engine.NS, "failed") || answer.Child("", "error").Child(engine.NSStanzaError, "feature-not-implemented") == nil {
+	answer, err = stanza.Parse([]byte(nurse.wait("push2-inline", 5*time.Second, nil).XML))
+	if err != nil || !answer.Is(stanza.NSPush2, "failed") || answer.Child("", "error").Child(stanza.NSStanzaError, "feature-not-implemented") == nil {
 		t.Fatalf("inline answer %v (%v), want <failed/> with feature-not-implemented", answer, err)
 	}
 	if regs, _ := s.Admin("/registrations?account=nurse@" + domain); strings.TrimSpace(regs) != "[]" {
@@ -247,13 +247,13 @@ func TestMUCMentionWithNick(t *testing.T) {
 	juliet.wait("sm-enabled", 10*time.Second, nil)
 	juliet.send(presence())
 
-	join := func(nick string) *engine.Element {
-		p := engine.NewElement(engine.NSClient, "presence", "to", room+"/"+nick)
-		p.Append(engine.NewElement("http://jabber.org/protocol/muc", "x"))
+	join := func(nick string) *stanza.Element {
+		p := stanza.NewElement(stanza.NSClient, "presence", "to", room+"/"+nick)
+		p.Append(stanza.NewElement("http://jabber.org/protocol/muc", "x"))
 		return p
 	}
-	fromRoom := func(nick string) func(*engine.Element) bool {
-		return func(el *engine.Element) bool {
+	fromRoom := func(nick string) func(*stanza.Element) bool {
+		return func(el *stanza.Element) bool {
 			return el.Name.Local == "presence" && el.AttrValue("from") == room+"/"+nick && el.AttrValue("type") == ""
 		}
 	}
@@ -268,9 +268,9 @@ func TestMUCMentionWithNick(t *testing.T) {
 
 	juliet.do(map[string]string{"cmd": "drop"})
 	time.Sleep(500 * time.Millisecond)
-	groupchat := func(id, body string) *engine.Element {
-		m := engine.NewElement(engine.NSClient, "message", "to", room, "type", "groupchat", "id", id)
-		m.Append(engine.NewElement(engine.NSClient, "body").WithText(body))
+	groupchat := func(id, body string) *stanza.Element {
+		m := stanza.NewElement(stanza.NSClient, "message", "to", room, "type", "groupchat", "id", id)
+		m.Append(stanza.NewElement(stanza.NSClient, "body").WithText(body))
 		return m
 	}
 	send(t, romeo, groupchat("r1", "Good morning, juliet and all"))
@@ -346,7 +346,7 @@ func TestPush2dDownEventsReplayed(t *testing.T) {
 	if err := s.StartPush2d(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var got []*engine.Element
+	var got []*stanza.Element
 	for len(got) < messages {
 		got = append(got, waitNotification(t, pusher, 20*time.Second))
 	}

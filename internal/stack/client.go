@@ -7,25 +7,25 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/push2/push2/engine/stanza"
+
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
-	"mellium.im/xmpp/stanza"
-
-	"github.com/push2/push2/engine"
+	xstanza "mellium.im/xmpp/stanza"
 )
 
 // Client is a real XMPP client (mellium) logged in to the stack's Prosody,
 // with every message it receives delivered on Messages.
 type Client struct {
 	Session  *xmpp.Session
-	Messages chan *engine.Element
+	Messages chan *stanza.Element
 	// IQs receives every IQ get or set addressed to the client, after it
 	// was answered: by OnIQ if set, else with service-unavailable (mellium's
 	// default).
-	IQs chan *engine.Element
+	IQs chan *stanza.Element
 	// OnIQ, if set, answers IQ gets and sets: it returns the response
 	// stanza (result or error). Set it before anything sends the IQs.
-	OnIQ atomic.Pointer[func(iq *engine.Element) *engine.Element]
+	OnIQ atomic.Pointer[func(iq *stanza.Element) *stanza.Element]
 	done chan error
 	once sync.Once
 }
@@ -45,7 +45,7 @@ func (s *Stack) Login(ctx context.Context, localpart, resource, password string,
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{Session: sess, Messages: make(chan *engine.Element, 4096), IQs: make(chan *engine.Element, 1024), done: make(chan error, 1)}
+	c := &Client{Session: sess, Messages: make(chan *stanza.Element, 4096), IQs: make(chan *stanza.Element, 1024), done: make(chan error, 1)}
 	go func() {
 		c.done <- sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 			switch start.Name.Local {
@@ -53,7 +53,7 @@ func (s *Stack) Login(ctx context.Context, localpart, resource, password string,
 			default:
 				return nil
 			}
-			el, err := engine.ReadElement(*start, t)
+			el, err := stanza.ReadElement(*start, t)
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ func (s *Stack) Login(ctx context.Context, localpart, resource, password string,
 		}))
 	}()
 	if available {
-		if err := sess.Send(context.WithoutCancel(ctx), stanza.Presence{}.Wrap(nil)); err != nil {
+		if err := sess.Send(context.WithoutCancel(ctx), xstanza.Presence{}.Wrap(nil)); err != nil {
 			sess.Close()
 			return nil, err
 		}
@@ -91,19 +91,19 @@ func (s *Stack) Login(ctx context.Context, localpart, resource, password string,
 	return c, nil
 }
 
-// IQ sends an IQ (built as an engine.Element, to/from as given) and returns
+// IQ sends an IQ (built as a stanza.Element, to/from as given) and returns
 // the response stanza, or an error when ctx ends first.
 //
 // mellium v0.22 turns a context's end into a write deadline from a
 // goroutine that can fire after the call returned and break a concurrent
 // write, so the session only ever sees a context that never ends; ctx
 // bounds the wait here instead.
-func (c *Client) IQ(ctx context.Context, iq *engine.Element) (*engine.Element, error) {
+func (c *Client) IQ(ctx context.Context, iq *stanza.Element) (*stanza.Element, error) {
 	if iq.AttrValue("id") == "" {
 		iq.SetAttr("id", fmt.Sprintf("iq-%p", iq))
 	}
 	type answer struct {
-		el  *engine.Element
+		el  *stanza.Element
 		err error
 	}
 	ch := make(chan answer, 1)
@@ -119,7 +119,7 @@ func (c *Client) IQ(ctx context.Context, iq *engine.Element) (*engine.Element, e
 	}
 }
 
-func (c *Client) iq(iq *engine.Element) (*engine.Element, error) {
+func (c *Client) iq(iq *stanza.Element) (*stanza.Element, error) {
 	resp, err := c.Session.SendIQ(context.Background(), iq.TokenReader())
 	if err != nil {
 		return nil, err
@@ -133,11 +133,11 @@ func (c *Client) iq(iq *engine.Element) (*engine.Element, error) {
 	if !ok {
 		return nil, fmt.Errorf("unexpected token %T in IQ response", tok)
 	}
-	return engine.ReadElement(start, resp)
+	return stanza.ReadElement(start, resp)
 }
 
 // Send sends a stanza (see IQ for why ctx's end is not passed on).
-func (c *Client) Send(ctx context.Context, el *engine.Element) error {
+func (c *Client) Send(ctx context.Context, el *stanza.Element) error {
 	return c.Session.Send(context.WithoutCancel(ctx), el.TokenReader())
 }
 

@@ -1,4 +1,11 @@
-package engine
+// Package stanza is the XML element model every part of push2 shares: the
+// parser with its limits (a stanza larger or deeper than MaxStanzaBytes,
+// MaxDepth or MaxElements is refused before anything reads it), the
+// deterministic serialization the 4096-byte notification limit of push2.md
+// "Push service interactions" is measured against, the conversion from and
+// to XMPP token streams, and the namespace table (each namespace written
+// once for the whole repository).
+package stanza
 
 import (
 	"bytes"
@@ -40,8 +47,6 @@ const (
 // ErrTooLarge is returned by Parse for input beyond the parse limits.
 var ErrTooLarge = errors.New("xml: stanza exceeds the size, depth or element limits")
 
-const xmlNamespace = "http://www.w3.org/XML/1998/namespace"
-
 // Parse reads exactly one XML element from b. Leading and trailing
 // whitespace is allowed; anything else around the element is an error.
 func Parse(b []byte) (*Element, error) {
@@ -61,7 +66,7 @@ func Parse(b []byte) (*Element, error) {
 	)
 	lookup := func(prefix string) (string, bool) {
 		if prefix == "xml" {
-			return xmlNamespace, true
+			return NSXML, true
 		}
 		for i := len(scope) - 1; i >= 0; i-- {
 			if u, ok := scope[i][prefix]; ok {
@@ -360,7 +365,7 @@ func (e *Element) write(w writer, parentNS string) {
 		switch a.Name.Space {
 		case "":
 			w.WriteString(a.Name.Local)
-		case xmlNamespace:
+		case NSXML:
 			w.WriteString("xml:")
 			w.WriteString(a.Name.Local)
 		default:

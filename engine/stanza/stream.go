@@ -1,18 +1,10 @@
-package engine
+package stanza
 
 import (
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-)
-
-// Stream namespaces whose stanzas are the same as jabber:client ones. A
-// stanza read from a component or server stream is normalized to
-// jabber:client so profiles see one namespace.
-const (
-	NSComponentAccept = "jabber:component:accept"
-	NSServer          = "jabber:server"
 )
 
 func streamNS(ns string) bool {
@@ -75,7 +67,7 @@ func startToElement(t xml.StartElement) *Element {
 			continue
 		}
 		if a.Name.Space == "xml" {
-			a.Name.Space = xmlNamespace
+			a.Name.Space = NSXML
 		}
 		el.Attr = append(el.Attr, a)
 	}
