@@ -311,3 +311,12 @@ func containsWord(text, word string) bool {
 func isWordRune(r rune) bool {
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_'
 }
+
+// Facts returns the stanza's facts, computed once per event and shared by
+// every profile that asks.
+func (in *MatchInput) Facts() *Facts {
+	if in.facts == nil {
+		in.facts = Inspect(in.Stanza, in.Context)
+	}
+	return in.facts
+}

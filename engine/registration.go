@@ -50,18 +50,6 @@ type Match struct {
 	Prepared any
 }
 
-// Filter is a <filter jid=…/>: pushes from that chat happen only on a
-// mention or a reply as its children say; no child means muted (push2.md
-// line 33).
-type Filter struct {
-	JID     string // normalized bare JID
-	Mention bool
-	Reply   bool
-}
-
-// Muted reports whether the filter lets nothing through.
-func (f Filter) Muted() bool { return !f.Mention && !f.Reply }
-
 // Limits bounds what one registration may contain. The zero value is not
 // useful; DefaultLimits holds the defaults.
 type Limits struct {
@@ -250,29 +238,6 @@ func parseMatch(reg *Registry, lim Limits, el *stanza.Element, acct jid.JID) (*M
 	}
 	m.Prepared = prep
 	return m, nil
-}
-
-func parseFilter(el *stanza.Element) (Filter, error) {
-	raw, ok := el.LookupAttr("jid")
-	if !ok {
-		return Filter{}, badRequest("<filter/> needs a 'jid' attribute")
-	}
-	j, err := NormalizeJID(raw)
-	if err != nil || strings.TrimSpace(raw) == "" {
-		return Filter{}, badRequest("<filter jid=…/> is not a valid JID")
-	}
-	f := Filter{JID: j.Bare().String()}
-	for _, c := range el.Children {
-		switch {
-		case c.Is(stanza.NSPush2, "mention"):
-			f.Mention = true
-		case c.Is(stanza.NSPush2, "reply"):
-			f.Reply = true
-		case c.Name.Space == stanza.NSPush2:
-			return Filter{}, badRequest("unexpected element <%s/> in <filter/>", c.Name.Local)
-		}
-	}
-	return f, nil
 }
 
 func asBadRequest(err error, where string) *StanzaError {

@@ -1,12 +1,13 @@
 package engine
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
 
 // Activity remembers when each session of an account last did something a
-// user does, for <grace/> (push2.md line 35): activity on another session of
+// user does, for <grace/> (push2.md "Client registers to receive push notifications", <grace/>): activity on another session of
 // the same user pauses pushes for the grace period. It is kept in memory
 // only: after a restart the worst case is one push that grace would have
 // suppressed.
@@ -65,4 +66,25 @@ func (a *Activity) prune(before time.Time) {
 			delete(a.last, acct)
 		}
 	}
+}
+
+// NoteActivity records that session id of account did something a user does
+// (sent a message, a chat state…), for <grace/>.
+func (e *Engine) NoteActivity(account, id string, at time.Time) {
+	if j, err := NormalizeJID(account); err == nil {
+		e.activity.Note(j.Bare().String(), id, at)
+	}
+}
+
+// inGrace reports whether m's <grace/> holds the push back: another session
+// of the user was active within the grace period. Calls are never held
+// back: a call that waits for a grace period is a missed call.
+func (e *Engine) inGrace(r *Registration, m *Match, c *Context, facts *Facts) (string, bool) {
+	if m.Grace <= 0 || facts.Call == CallPropose || facts.Call == CallRetract {
+		return "", false
+	}
+	if !e.activity.ActiveElsewhere(r.Account, r.ID, c.Now.Add(-m.Grace)) {
+		return "", false
+	}
+	return fmt.Sprintf("grace: another session was active in the last %s", m.Grace), true
 }

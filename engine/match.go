@@ -1,0 +1,56 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/push2/push2/engine/stanza"
+)
+
+// match runs the registration's <match/> elements in document order
+// (push2.md "Match profiles"): the first whose match profile pushes and
+// whose filters and grace let the stanza through decides, so a
+// registration gets at most one notification per stanza. out says why
+// nothing was chosen when chosen is nil; the decision's priority defaults
+// to normal.
+func (e *Engine) match(ctx context.Context, r *Registration, st *stanza.Element, c *Context, facts *Facts) (out Outcome, chosen *Match, decision Decision) {
+	out = Outcome{Reg: r.Key(), Code: OutcomeNoMatch, Reason: "no match profile pushes this stanza"}
+	for _, m := range r.Matches {
+		mp, ok := e.registry.Match(m.Profile)
+		if !ok {
+			out.Profile, out.Code, out.Reason = m.Profile, OutcomeNotLoaded, "match profile not loaded"
+			continue
+		}
+		in := &MatchInput{Stanza: st, Match: m.Element, Context: c, facts: facts}
+		d, err := mp.Match(ctx, in)
+		if err != nil {
+			e.cfg.Logger.Warn("match profile failed", "profile", m.Profile, "account", r.Account, "id", r.ID, "err", err)
+			out.Profile, out.Code, out.Reason = m.Profile, OutcomeProfileError, "match profile error: "+err.Error()
+			continue
+		}
+		out.Profile = m.Profile
+		if !d.Push {
+			out.Code, out.Reason = OutcomeNoMatch, orDefault(d.Reason, "not matched")
+			continue
+		}
+		if reason, ok := applyFilters(m.Filters, facts); !ok {
+			out.Code, out.Reason = OutcomeFilter, reason
+			continue
+		}
+		if reason, ok := e.inGrace(r, m, c, facts); ok {
+			out.Code, out.Reason = OutcomeGrace, reason
+			continue
+		}
+		if d.Priority == 0 {
+			d.Priority = PriorityNormal
+		}
+		return out, m, d
+	}
+	return out, nil, Decision{}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
