@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -16,16 +18,21 @@ import (
 	"github.com/push2/push2/engine"
 )
 
-// adminHandler serves the admin interface:
+// adminHandler serves the admin interface of the listener at addr:
 //
 //	GET /healthz                     200 "ok" while connected to the server, else 503
 //	GET /metrics                     Prometheus metrics
 //	GET /profiles                    the loaded profiles (JSON)
-//	GET /registrations?account=JID   an account's registrations (JSON)
-//	GET /disabled?account=JID        registrations disabled for failing, and why
-//	GET /outbox                      the number of notifications not yet known delivered
-//	POST /ping?account=JID[&id=ID…]  push to all (or the given) registrations now
-func (d *daemon) adminHandler() http.Handler {
+//	GET /registrations?account=JID   an account's registrations (JSON)           token
+//	GET /disabled?account=JID        registrations disabled for failing, and why  token
+//	GET /outbox                      the number of notifications not yet known delivered  token
+//	POST /ping?account=JID[&id=ID…]  push to all (or the given) registrations now  token, JSON, rate-limited
+//
+// The open three carry nothing per account (profile URIs are in every
+// account's disco#info already), so monitoring can use them without the
+// token; adminguard.go says what guards the rest.
+func (d *daemon) adminHandler(addr net.Addr) http.Handler {
+	g := newAdminGuard(d.cfg.Admin, addr, d.metrics, d.log)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if d.session() == nil {
@@ -38,7 +45,7 @@ func (d *daemon) adminHandler() http.Handler {
 	mux.HandleFunc("GET /profiles", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.eng.Registry().Profiles())
 	})
-	mux.HandleFunc("GET /disabled", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /disabled", g.needToken(func(w http.ResponseWriter, r *http.Request) {
 		recs, err := d.eng.Disabled(r.URL.Query().Get("account"))
 		if err != nil {
 			http.Error(w, "account: "+err.Error(), http.StatusBadRequest)
@@ -48,24 +55,36 @@ func (d *daemon) adminHandler() http.Handler {
 			recs = []engine.DisabledRecord{}
 		}
 		writeJSON(w, recs)
-	})
-	mux.HandleFunc("POST /ping", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		ns, err := d.eng.Ping(r.Context(), q.Get("account"), q["id"])
+	}))
+	mux.HandleFunc("POST /ping", g.needToken(g.jsonBody(func(w http.ResponseWriter, r *http.Request) {
+		account, ids, err := pingParams(r)
 		if err != nil {
 			http.Error(w, "ping: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		ids := []string{}
+		acct, err := engine.NormalizeJID(account)
+		if err != nil {
+			http.Error(w, "ping: the account is not a valid JID", http.StatusBadRequest)
+			return
+		}
+		if !g.limitPing(w, r, acct.Bare().String()) {
+			return
+		}
+		ns, err := d.eng.Ping(r.Context(), account, ids)
+		if err != nil {
+			http.Error(w, "ping: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		ids = []string{}
 		for _, n := range ns {
 			ids = append(ids, n.Reg.ID)
 		}
 		writeJSON(w, map[string]any{"pushed": ids})
-	})
-	mux.HandleFunc("GET /outbox", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.HandleFunc("GET /outbox", g.needToken(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]int{"entries": d.eng.Outbox().Len()})
-	})
-	mux.HandleFunc("GET /registrations", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /registrations", g.needToken(func(w http.ResponseWriter, r *http.Request) {
 		account := r.URL.Query().Get("account")
 		regs, err := d.eng.Registrations(account)
 		if err != nil {
@@ -102,8 +121,42 @@ func (d *daemon) adminHandler() http.Handler {
 			out = append(out, x)
 		}
 		writeJSON(w, out)
-	})
-	return mux
+	}))
+	return g.checkHost(mux)
+}
+
+// errBothPingForms: the ping's parameters come from the query or from the
+// JSON body, never a mix, so that what runs is what one of them says.
+var errBothPingForms = errors.New("give account and id in the query or in the JSON body, not both")
+
+// pingParams reads a ping's account and registration ids, from the query
+// (?account=JID&id=ID…) or from a JSON body {"account": JID, "id": [ID…]}.
+// No id means every registration of the account.
+func pingParams(r *http.Request) (string, []string, error) {
+	q := r.URL.Query()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the body: %w", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return q.Get("account"), q["id"], nil
+	}
+	if q.Has("account") || q.Has("id") {
+		return "", nil, errBothPingForms
+	}
+	var p struct {
+		Account string   `json:"account"`
+		ID      []string `json:"id"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil || dec.More() {
+		return "", nil, errors.New(`the body is not a JSON object {"account": JID, "id": [ID, …]}`)
+	}
+	if len(p.ID) == 0 {
+		p.ID = nil
+	}
+	return p.Account, p.ID, nil
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -115,7 +168,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // serveAdmin listens on the configured loopback address until ctx ends.
 func (d *daemon) serveAdmin(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: d.adminHandler(ln.Addr()), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -128,16 +181,11 @@ func (d *daemon) serveAdmin(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// listenAdmin refuses non-loopback addresses: the admin interface has no
-// authentication.
+// listenAdmin listens on addr, which must be a loopback address
+// (checkAdminListen).
 func listenAdmin(addr string) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin.listen %q: %w", addr, err)
-	}
-	ip := net.ParseIP(host)
-	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("admin.listen %q: must be a loopback address (127.0.0.1, [::1] or localhost)", addr)
+	if err := checkAdminListen(addr); err != nil {
+		return nil, err
 	}
 	return net.Listen("tcp", addr)
 }

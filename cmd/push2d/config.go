@@ -93,9 +93,23 @@ type PluginsConfig struct {
 }
 
 // AdminConfig is the admin HTTP interface: health, metrics, profiles,
-// registrations. It must listen on a loopback address.
+// registrations, ping (docs/push2d.md "Admin interface"). It must listen on a
+// loopback address; everything but /healthz, /metrics and /profiles needs
+// the bearer token of TokenFile.
 type AdminConfig struct {
 	Listen string `toml:"listen"`
+	// TokenFile holds the bearer token (mode 0600 or stricter). Empty: the
+	// endpoints that need the token answer 403.
+	TokenFile string `toml:"token_file"`
+	// PingBurst pings of one account may follow each other at once; after
+	// that one more is allowed every PingInterval (a token bucket).
+	PingBurst    int      `toml:"ping_burst"`
+	PingInterval duration `toml:"ping_interval"`
+
+	// Token is read from TokenFile by loadConfig; it is not a setting of
+	// its own (a token inline in the file would sit in a file often kept
+	// readable, so there is none).
+	Token adminToken `toml:"-"`
 }
 
 // LogConfig sets the log level and format.
@@ -130,7 +144,7 @@ func defaultConfig() Config {
 		},
 		Legacy:  LegacyConfig{Enabled: true, ImportantBody: "New Message!"},
 		Plugins: PluginsConfig{MemoryLimitMiB: 64, CallTimeout: duration{100 * time.Millisecond}, QuarantineAfter: 5, VerifyCases: true, ScanEvery: duration{time.Second}},
-		Admin:   AdminConfig{Listen: "127.0.0.1:5380"},
+		Admin:   AdminConfig{Listen: "127.0.0.1:5380", PingBurst: 3, PingInterval: duration{20 * time.Second}},
 		Log:     LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -154,6 +168,13 @@ func loadConfig(path string) (Config, error) {
 			return cfg, fmt.Errorf("config %s: component.secret_file: %w", path, err)
 		}
 		cfg.Component.Secret = strings.TrimSpace(string(b))
+	}
+	if cfg.Admin.TokenFile != "" {
+		tok, err := readAdminToken(cfg.Admin.TokenFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+		cfg.Admin.Token = tok
 	}
 	return cfg, cfg.validate()
 }
@@ -198,6 +219,12 @@ func (c *Config) validate() error {
 	}
 	if p := c.Plugins; p.MemoryLimitMiB < 1 || p.MemoryLimitMiB > 4096 || p.CallTimeout.Duration <= 0 || p.QuarantineAfter < 1 || p.ScanEvery.Duration <= 0 {
 		errs = append(errs, errors.New("plugins: memory_limit_mib must be 1–4096, call_timeout and scan_every positive, quarantine_after at least 1"))
+	}
+	if err := checkAdminListen(c.Admin.Listen); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Admin.PingBurst < 1 || c.Admin.PingInterval.Duration <= 0 {
+		errs = append(errs, errors.New("admin.ping_burst must be at least 1 and admin.ping_interval positive"))
 	}
 	if c.Engine.Workers < 1 {
 		errs = append(errs, errors.New("engine.workers must be at least 1"))

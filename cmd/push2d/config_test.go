@@ -96,7 +96,14 @@ func TestAdminListenLoopbackOnly(t *testing.T) {
 
 func testDaemon(t *testing.T) *daemon {
 	t.Helper()
-	cfg, err := loadConfig(writeConfig(t, validConfig))
+	return testDaemonConfig(t, validConfig)
+}
+
+// testDaemonConfig is a daemon on a fresh store, configured by text, not
+// connected to any server.
+func testDaemonConfig(t *testing.T, text string) *daemon {
+	t.Helper()
+	cfg, err := loadConfig(writeConfig(t, text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,9 +210,13 @@ func TestExampleConfig(t *testing.T) {
 	secret := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secret, []byte("x"), 0o600)
 	text := strings.Replace(string(b), "/etc/push2d/component.secret", secret, 1)
+	text = strings.ReplaceAll(text, "/etc/push2d/admin.token", writeToken(t, testToken, 0o600))
 	cfg, err := loadConfig(writeConfig(t, text))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !cfg.Admin.Token.configured() || cfg.Admin.PingBurst != 3 {
+		t.Errorf("example config's admin: %+v", cfg.Admin)
 	}
 	if cfg.Delivery.MaxErrors != 16 || cfg.Component.JID != "push2.example.org" {
 		t.Errorf("example config: %+v", cfg)

@@ -31,6 +31,9 @@ func main() {
 	}
 	if *check {
 		fmt.Println("push2d: configuration ok")
+		if !cfg.Admin.Token.configured() {
+			fmt.Println("push2d: note: " + noAdminToken)
+		}
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -40,6 +43,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// noAdminToken is what start-up and -check say without admin.token_file.
+const noAdminToken = "admin.token_file is not set: the admin interface refuses /registrations, /disabled, /outbox and POST /ping (403) until it is; see docs/push2d.md, Admin interface"
 
 func newLogger(cfg LogConfig) *slog.Logger {
 	var level slog.Level
@@ -113,7 +119,10 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	log.Info("push2d starting", "component", cfg.Component.JID, "server", cfg.Component.Address, "admin", ln.Addr().String(), "store", cfg.Store.Dir, "profiles", len(reg.Profiles()))
+	if !cfg.Admin.Token.configured() {
+		log.Warn(noAdminToken)
+	}
+	log.Info("push2d starting", "component", cfg.Component.JID, "server", cfg.Component.Address, "admin", ln.Addr().String(), "admin_token", cfg.Admin.Token.configured(), "store", cfg.Store.Dir, "profiles", len(reg.Profiles()))
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {

@@ -15,6 +15,7 @@ type metrics struct {
 	disables       prometheus.Counter
 	refused        prometheus.Counter
 	evaluation     prometheus.Histogram
+	adminRefused   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -45,7 +46,10 @@ func newMetrics() *metrics {
 			Name: "push2_evaluation_seconds", Help: "Time to evaluate one stanza event against the account's registrations.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}),
+		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_admin_refused_total", Help: "Admin requests refused, by reason: host (DNS rebinding), no-token (none configured), token (missing or wrong), content-type, rate-limit.",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.enables, m.disables, m.refused, m.evaluation)
+	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.enables, m.disables, m.refused, m.evaluation, m.adminRefused)
 	return m
 }

@@ -143,8 +143,8 @@ func run(keep, verbose, plain bool) error {
 	}
 
 	if keep {
-		step("the stack keeps running. Connect a client to %s (plain, no TLS) as juliet@%s / juliet-password, romeo@%s / romeo-password; push2d admin at http://%s/registrations?account=juliet@%s. Ctrl-C stops.",
-			s.Prosody.C2SAddr(), domain, domain, s.AdminAddr, domain)
+		step("the stack keeps running. Connect a client to %s (plain, no TLS) as juliet@%s / juliet-password, romeo@%s / romeo-password; push2d admin: curl -H \"Authorization: Bearer $(cat %s)\" 'http://%s/registrations?account=juliet@%s'. Ctrl-C stops.",
+			s.Prosody.C2SAddr(), domain, domain, s.AdminTokenFile, s.AdminAddr, domain)
 		<-ctx.Done()
 	}
 	step("shutting down")
