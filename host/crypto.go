@@ -17,11 +17,3 @@ type Crypto interface {
 	// absent). It returns the compact token and the raw public key.
 	SignJWT(alg, pkcs8b64 string, claims map[string]string) (token string, pubRaw []byte, err error)
 }
-
-// Decrypter is implemented by a Crypto that can also open what Encrypt
-// sealed, given the user agent's private key (the 32-byte P-256 scalar).
-// RunCases uses it for <decrypt/> expectations (see cases.go); the host
-// functions never do.
-type Decrypter interface {
-	Decrypt(uaPrivate, authSecret, body []byte) ([]byte, error)
-}

@@ -22,8 +22,10 @@
 //   - matchProfile and sendProfile (profiles.go) are the engine interfaces on
 //     top of push2_match, push2_validate, push2_send and push2_prepare (§4).
 //   - Watcher (watcher.go) hot-loads a directory of *.wasm files (§10).
-//   - RunCases (cases.go) runs a module's test cases through a real engine
-//     (§13); push2 profile test is a thin wrapper around it.
+//
+// The test cases of §13 are run by package internal/casetest, not here: it
+// needs the built-in profiles, and host imports only engine and wazero. The
+// Watcher calls it through WatcherConfig.Verify.
 //
 // Crypto host functions call the Crypto the Config holds; push2d wires the
 // implementation of package profiles/webpush.

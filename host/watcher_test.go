@@ -209,16 +209,30 @@ func TestWatcherConflictsAndQuarantine(t *testing.T) {
 	}
 }
 
-// TestWatcherVerifyCases: with VerifyCases, a version whose shipped cases
-// fail does not go live.
-func TestWatcherVerifyCases(t *testing.T) {
+// TestWatcherVerify: with a Verify hook, a version it refuses does not go
+// live and the previous one stays; the hook sees the NAME.cases/ directory
+// next to the module, and modules without one are not verified. (The real
+// case runner is tested as a hook in internal/casetest.)
+func TestWatcherVerify(t *testing.T) {
 	ctx := context.Background()
 	h := newHost(t, testConfig(t))
 	reg := builtinRegistry(t)
 	dir := t.TempDir()
-	w := NewWatcher(h, reg, dir, WatcherConfig{VerifyCases: true})
+	var seen []string
+	refuse := ""
+	w := NewWatcher(h, reg, dir, WatcherConfig{Verify: func(_ context.Context, vh *Host, m *Module, casesDir string) error {
+		if vh != h {
+			t.Error("Verify got another host")
+		}
+		seen = append(seen, m.Hash()+" "+casesDir)
+		if m.Hash() == refuse {
+			return fmt.Errorf("refused")
+		}
+		return nil
+	}})
 	defer w.Close()
-	if err := os.Symlink(filepath.Join(repoRoot, "plugins", "vip-go", "cases"), filepath.Join(dir, "vip.cases")); err != nil {
+	install(t, dir, "lone.wasm", readPlugin(t, "quiet-hours-rust"))
+	if err := os.Mkdir(filepath.Join(dir, "vip.cases"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	install(t, dir, "vip.wasm", readPlugin(t, "vip-c"))
@@ -226,15 +240,20 @@ func TestWatcherVerifyCases(t *testing.T) {
 		t.Fatal(err)
 	}
 	live := w.Modules()["vip.wasm"]
-	if live == nil {
-		t.Fatal("vip-c failed its own cases")
+	if live == nil || w.Modules()["lone.wasm"] == nil {
+		t.Fatal("modules accepted by Verify (or without cases) did not go live")
 	}
-	install(t, dir, "vip.wasm", readPlugin(t, "quiet-hours-rust")) // passes none of vip's cases
+	if want := []string{live.Hash() + " " + filepath.Join(dir, "vip.cases")}; !slices.Equal(seen, want) {
+		t.Fatalf("Verify calls %q, want %q", seen, want)
+	}
+	next := readPlugin(t, "vip-go")
+	refuse = Hash(next)
+	install(t, dir, "vip.wasm", next)
 	if err := w.Scan(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if w.Modules()["vip.wasm"] != live || !slices.Contains(reg.Features(), vipURI) {
-		t.Fatal("a version failing its cases went live")
+		t.Fatal("a version refused by Verify went live")
 	}
 }
 

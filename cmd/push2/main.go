@@ -24,7 +24,7 @@ func commands() []command {
 		{"simulate", "run a stanza through the pipeline against registrations and print the notifications", runSimulate},
 		{"keys", "make a test identity (keys JSON) and an <enable/> for the encrypted send profile", runKeys},
 		{"store", "store -dir DIR registrations|outbox|disabled: inspect a stopped push2d's store", runStore},
-		{"profile", "profile test PLUGIN.wasm [CASES_DIR]: run a WebAssembly profile's test cases", runProfile},
+		{"profile", "profile test [-json] PLUGIN.wasm [CASES_DIR]: run a WebAssembly profile's test cases", runProfile},
 		{"decrypt", "decrypt an encrypted notification with a keys file and verify its JWT", runDecrypt},
 	}
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/push2/push2/internal/casetest"
 )
 
 // buildPlugin builds one sample plugin from source into a directory of the
@@ -44,6 +47,44 @@ func TestProfileTest(t *testing.T) {
 	}
 	if code := run([]string{"profile", "test", "/nonexistent.wasm", bad}, nil, &out, &errb); code != 1 {
 		t.Errorf("missing module: exit %d", code)
+	}
+}
+
+// TestProfileTestJSON: -json prints the structured report, for a passing
+// run, a failing case (with its diff) and a module that does not load.
+func TestProfileTestJSON(t *testing.T) {
+	wasm := buildPlugin(t, "vip-c")
+	var out, errb bytes.Buffer
+	if code := run([]string{"profile", "test", "-json", wasm, "../../plugins/vip-c/cases"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	var rep casetest.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Module != "vip-c.wasm" || rep.Passed != 16 || rep.Failed != 0 || len(rep.Results) != 16 {
+		t.Fatalf("report %+v, %v\n%s", rep, err, out.String())
+	}
+	bad := t.TempDir()
+	b, _ := os.ReadFile("../../plugins/vip-c/cases/vip.xml")
+	os.WriteFile(filepath.Join(bad, "vip.xml"), bytes.Replace(b, []byte(`<expect push="true" priority="high" voip="false"/>`), []byte(`<expect push="false"/>`), 1), 0o600)
+	out.Reset()
+	if code := run([]string{"profile", "test", "-json", wasm, bad}, nil, &out, &errb); code != 1 {
+		t.Errorf("a failing case: exit %d", code)
+	}
+	rep = casetest.Report{}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Failed != 1 {
+		t.Fatalf("failing report %+v, %v", rep, err)
+	}
+	for _, r := range rep.Results {
+		if !r.Pass && r.Diff != "push: got true, want false" {
+			t.Errorf("failing case %q: diff %q", r.Name, r.Diff)
+		}
+	}
+	out.Reset()
+	if code := run([]string{"profile", "test", "-json", "/nonexistent.wasm", bad}, nil, &out, &errb); code != 1 {
+		t.Errorf("missing module: exit %d", code)
+	}
+	rep = casetest.Report{}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || !strings.Contains(rep.Error, "nonexistent.wasm") {
+		t.Errorf("missing module: report %+v, %v", rep, err)
 	}
 }
 

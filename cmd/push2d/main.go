@@ -16,6 +16,7 @@ import (
 
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/host"
+	"github.com/push2/push2/internal/casetest"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -109,7 +110,11 @@ func run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("plugins: %w", err)
 		}
-		watcher = host.NewWatcher(wasmHost, reg, cfg.Plugins.Dir, host.WatcherConfig{Interval: cfg.Plugins.ScanEvery.Duration, VerifyCases: cfg.Plugins.VerifyCases})
+		wcfg := host.WatcherConfig{Interval: cfg.Plugins.ScanEvery.Duration}
+		if cfg.Plugins.VerifyCases {
+			wcfg.Verify = casetest.Verify
+		}
+		watcher = host.NewWatcher(wasmHost, reg, cfg.Plugins.Dir, wcfg)
 		if err := watcher.Scan(ctx); err != nil {
 			log.Warn("plugins: first scan", "dir", cfg.Plugins.Dir, "err", err)
 		}

@@ -4,7 +4,7 @@ import "time"
 
 // HostCrypto offers this package's RFC 8291 encryption and RFC 8292 signing
 // in the shape the WebAssembly host's crypto host functions take
-// (host.Crypto and host.Decrypter, sdk/ABI.md), so guests do not
+// (host.Crypto, and casetest.Decrypter for the case runner; sdk/ABI.md), so guests do not
 // reimplement them. It is safe for concurrent use.
 type HostCrypto struct {
 	signer *Signer
