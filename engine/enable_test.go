@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
@@ -20,9 +21,9 @@ const (
 
 // newEngine returns an engine on a fresh Pebble store with the built-in
 // profiles, and a settable clock.
-func newEngine(t testing.TB, cfg engine.Config) (*engine.Engine, *engine.PebbleStore, *time.Time) {
+func newEngine(t testing.TB, cfg engine.Config) (*engine.Engine, *pebblestore.Store, *time.Time) {
 	t.Helper()
-	store, err := engine.OpenPebble(t.TempDir())
+	store, err := pebblestore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +252,8 @@ func TestDisable(t *testing.T) {
 // returns; a new engine on the same directory sees it.
 func TestRegistrationsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	open := func() (*engine.Engine, *engine.PebbleStore) {
-		s, err := engine.OpenPebble(dir)
+	open := func() (*engine.Engine, *pebblestore.Store) {
+		s, err := pebblestore.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
@@ -239,8 +240,8 @@ func TestOutboxDeliveryResetsErrors(t *testing.T) {
 // engine on the same directory sends it.
 func TestOutboxSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	open := func() (*engine.Engine, *engine.PebbleStore) {
-		st, err := engine.OpenPebble(dir)
+	open := func() (*engine.Engine, *pebblestore.Store) {
+		st, err := pebblestore.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
@@ -327,10 +328,7 @@ func TestEngineContainsFailures(t *testing.T) {
 	if err := m.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	store, err := engine.OpenPebble(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := memstore.New()
 	defer store.Close()
 	eng := engine.New(store, reg, engine.Config{Logger: testLogger(t)})
 	enable := func(id, match string) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
@@ -63,10 +64,7 @@ func TestHotLoad(t *testing.T) {
 		t.Fatalf("features %v lack %s", reg.Features(), vipURI)
 	}
 
-	store, err := engine.OpenPebble(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := memstore.New()
 	defer store.Close()
 	eng := engine.New(store, reg, engine.Config{Logger: cfg.Logger})
 	enable := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c</client>

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
@@ -69,10 +70,7 @@ func newIdentity(t testing.TB) webpush.Identity {
 // newEngine is a real engine on a Pebble store with the built-in profiles.
 func newEngine(t testing.TB, limit int, opts profiles.Options) *engine.Engine {
 	t.Helper()
-	store, err := engine.OpenPebble(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
 	reg := engine.NewRegistry()
 	if err := reg.Register(profiles.BuiltinWith(opts)...); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 )
@@ -53,17 +54,7 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	dir, err := os.MkdirTemp("", "push2-simulate-")
-	if err != nil {
-		fmt.Fprintln(stderr, "push2 simulate:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	store, err := engine.OpenPebble(dir)
-	if err != nil {
-		fmt.Fprintln(stderr, "push2 simulate:", err)
-		return 1
-	}
+	store := memstore.New()
 	defer store.Close()
 	reg := engine.NewRegistry()
 	if err := reg.Register(profiles.Builtin()...); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
 )
 
@@ -41,7 +42,7 @@ func runStore(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "push2 store: disabled needs -account")
 		return 2
 	}
-	st, err := engine.OpenPebbleReadOnly(*dir)
+	st, err := pebblestore.OpenReadOnly(*dir)
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			fmt.Fprintf(stderr, "push2 store: %s is in use (is push2d running?); stop it or use its admin interface (GET /registrations?account=…)\n", *dir)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
@@ -14,7 +15,7 @@ import (
 
 func TestStore(t *testing.T) {
 	dir := t.TempDir()
-	st, err := engine.OpenPebble(dir)
+	st, err := pebblestore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/profiles"
 )
 
@@ -107,7 +108,7 @@ func testDaemonConfig(t *testing.T, text string) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := engine.OpenPebble(t.TempDir())
+	store, err := pebblestore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/host"
 	"github.com/push2/push2/internal/casetest"
 	"github.com/push2/push2/profiles"
@@ -63,7 +64,7 @@ func newLogger(cfg LogConfig) *slog.Logger {
 // order (connection, admin, store).
 func run(ctx context.Context, cfg Config) error {
 	log := newLogger(cfg.Log)
-	store, err := engine.OpenPebble(cfg.Store.Dir)
+	store, err := pebblestore.Open(cfg.Store.Dir)
 	if err != nil {
 		return err
 	}

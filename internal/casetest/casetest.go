@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/host"
 	"github.com/push2/push2/profiles"
 )
@@ -164,15 +165,7 @@ func RunModule(ctx context.Context, h *host.Host, m *host.Module, casesDir strin
 	if len(cases) == 0 {
 		return fail(fmt.Errorf("no cases in %s", casesDir))
 	}
-	tmp, err := os.MkdirTemp("", "push2-cases-")
-	if err != nil {
-		return fail(err)
-	}
-	defer os.RemoveAll(tmp)
-	store, err := engine.OpenPebble(tmp)
-	if err != nil {
-		return fail(err)
-	}
+	store := memstore.New()
 	defer store.Close()
 	reg := engine.NewRegistry()
 	if err := reg.Register(profiles.Builtin()...); err != nil {

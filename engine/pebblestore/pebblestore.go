@@ -1,0 +1,456 @@
+// Package pebblestore is the engine.Store on a local Pebble database: the
+// embedded default, for one push2d serving one server (DESIGN.md "Scale").
+//
+// The store holds the registrations' secrets (Web Push auth secrets, JWT
+// signing keys, client tokens) in clear: Open creates its directory 0700 and
+// every file 0600 whatever the umask, and refuses a store other users can
+// read (ErrExposed).
+package pebblestore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/push2/push2/engine"
+)
+
+// Key layout. Account JIDs and registration ids cannot contain NUL (JIDs
+// forbid it; ids come from JIDs' resourceparts or SASL2 client ids, which the
+// bridge validates, and PutRegistration refuses them), so NUL separates the
+// parts.
+//
+//	r\x00<account>\x00<id>          → JSON StoredRegistration
+//	m\x00<account>\x00<id>\x00<key> → 8-byte big-endian unix nanoseconds
+//	o\x00<notification id>         → JSON OutboxEntry
+//	s\x00<account>\x00<id>          → JSON RegState
+//	x\x00<account>\x00<id>          → JSON DisabledRecord
+const (
+	prefixReg      = "r\x00"
+	prefixMark     = "m\x00"
+	prefixOutbox   = "o\x00"
+	prefixState    = "s\x00"
+	prefixDisabled = "x\x00"
+)
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Store is the engine.Store on a Pebble database.
+type Store struct {
+	db *pebble.DB
+	// mu serializes read-modify-write sequences (eviction, dedupe marks) so
+	// they are atomic with respect to each other within this process. Pebble
+	// batches make each sequence's writes atomic on disk.
+	mu     sync.Mutex
+	closed atomic.Bool
+}
+
+var _ engine.Store = (*Store)(nil)
+
+// Open opens (or creates) the store in dir. It refuses a directory that
+// other users can read (see ErrExposed).
+func Open(dir string) (*Store, error) {
+	if err := prepareDir(dir, true); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FS: privateFS{vfs.Default}, Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// OpenReadOnly opens an existing store for reading only (the push2 CLI's
+// inspection). Pebble locks the directory, so this fails while push2d has
+// the store open.
+func OpenReadOnly(dir string) (*Store, error) {
+	if err := prepareDir(dir, false); err != nil {
+		return nil, fmt.Errorf("store: open %s read-only: %w", dir, err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FS: privateFS{vfs.Default}, Logger: quietLogger{}, ReadOnly: true, ErrorIfNotExists: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s read-only: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// quietLogger drops Pebble's informational chatter; fatal errors still stop
+// the process, as Pebble requires.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)           {}
+func (quietLogger) Fatalf(format string, a ...any) { pebble.DefaultLogger.Fatalf(format, a...) }
+
+func regKey(k engine.RegKey) []byte      { return []byte(prefixReg + k.Account + "\x00" + k.ID) }
+func stateKey(k engine.RegKey) []byte    { return []byte(prefixState + k.Account + "\x00" + k.ID) }
+func disabledKey(k engine.RegKey) []byte { return []byte(prefixDisabled + k.Account + "\x00" + k.ID) }
+func markPrefix(k engine.RegKey) []byte {
+	return []byte(prefixMark + k.Account + "\x00" + k.ID + "\x00")
+}
+
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func (s *Store) scan(prefix []byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+func (s *Store) check() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+func validKey(k engine.RegKey) error {
+	if k.Account == "" || k.ID == "" || bytes.IndexByte([]byte(k.Account+k.ID), 0) >= 0 {
+		return errors.New("store: account and id must be non-empty and contain no NUL")
+	}
+	return nil
+}
+
+// forget adds to b the deletion of everything kept for registration k
+// except its disabled record: the registration, its dedupe marks and its
+// error state.
+func forget(b *pebble.Batch, k engine.RegKey) error {
+	return errors.Join(
+		b.Delete(regKey(k), nil),
+		b.DeleteRange(markPrefix(k), prefixEnd(markPrefix(k)), nil),
+		b.Delete(stateKey(k), nil),
+	)
+}
+
+// PutRegistration implements engine.Store.
+func (s *Store) PutRegistration(r engine.StoredRegistration, max int) ([]engine.RegKey, error) {
+	key := engine.RegKey{Account: r.Account, ID: r.ID}
+	if err := errors.Join(s.check(), validKey(key)); err != nil {
+		return nil, err
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	existing, err := s.registrations(r.Account)
+	if err != nil {
+		return nil, err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	// A fresh enable starts a fresh error account.
+	if err := errors.Join(
+		b.Set(regKey(key), v, nil),
+		b.Delete(disabledKey(key), nil),
+		b.Delete(stateKey(key), nil),
+	); err != nil {
+		return nil, err
+	}
+	var others []engine.StoredRegistration
+	for _, e := range existing {
+		if e.ID != r.ID {
+			others = append(others, e)
+		}
+	}
+	var evicted []engine.RegKey
+	for max > 0 && len(others)+1 > max {
+		old := engine.RegKey{Account: others[0].Account, ID: others[0].ID} // oldest first
+		others = others[1:]
+		if err := forget(b, old); err != nil {
+			return nil, err
+		}
+		evicted = append(evicted, old)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, fmt.Errorf("store: commit registration: %w", err)
+	}
+	return evicted, nil
+}
+
+// DeleteRegistration implements engine.Store.
+func (s *Store) DeleteRegistration(k engine.RegKey) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, closer, err := s.db.Get(regKey(k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	closer.Close()
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := forget(b, k); err != nil {
+		return false, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return false, fmt.Errorf("store: commit deletion: %w", err)
+	}
+	return true, nil
+}
+
+// Registrations implements engine.Store.
+func (s *Store) Registrations(account string) ([]engine.StoredRegistration, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return s.registrations(account)
+}
+
+func (s *Store) registrations(account string) ([]engine.StoredRegistration, error) {
+	var out []engine.StoredRegistration
+	err := s.scan([]byte(prefixReg+account+"\x00"), func(_, v []byte) error {
+		var r engine.StoredRegistration
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("store: corrupt registration record: %w", err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// ForEachRegistration implements engine.Store.
+func (s *Store) ForEachRegistration(fn func(engine.StoredRegistration) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.scan([]byte(prefixReg), func(_, v []byte) error {
+		var r engine.StoredRegistration
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("store: corrupt registration record: %w", err)
+		}
+		return fn(r)
+	})
+}
+
+// RecordPush implements engine.Store. Marks and the outbox entry go in one
+// synced batch: after a crash either both are there (the push will be
+// delivered) or neither (the stanza will be pushed when a trigger reports it
+// again).
+func (s *Store) RecordPush(k engine.RegKey, keys []string, at time.Time, entry engine.OutboxEntry) (bool, error) {
+	if err := errors.Join(s.check(), validKey(k)); err != nil {
+		return false, err
+	}
+	v, err := json.Marshal(entry)
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := markPrefix(k)
+	for _, key := range keys {
+		_, closer, err := s.db.Get(append(p[:len(p):len(p)], key...))
+		if err == nil {
+			closer.Close()
+			return false, nil
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return false, err
+		}
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(at.UnixNano()))
+	for _, key := range keys {
+		if err := b.Set(append(p[:len(p):len(p)], key...), ts[:], nil); err != nil {
+			return false, err
+		}
+	}
+	if err := b.Set([]byte(prefixOutbox+entry.ID), v, nil); err != nil {
+		return false, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return false, fmt.Errorf("store: commit push record: %w", err)
+	}
+	return true, nil
+}
+
+// PutOutbox implements engine.Store.
+func (s *Store) PutOutbox(e engine.OutboxEntry, sync bool) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
+	}
+	return s.db.Set([]byte(prefixOutbox+e.ID), v, opt)
+}
+
+// DeleteOutbox implements engine.Store.
+func (s *Store) DeleteOutbox(id string) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.db.Delete([]byte(prefixOutbox+id), pebble.NoSync)
+}
+
+// ForEachOutbox implements engine.Store.
+func (s *Store) ForEachOutbox(fn func(engine.OutboxEntry) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.scan([]byte(prefixOutbox), func(_, v []byte) error {
+		var e engine.OutboxEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("store: corrupt outbox record: %w", err)
+		}
+		return fn(e)
+	})
+}
+
+// RegState implements engine.Store.
+func (s *Store) RegState(k engine.RegKey) (engine.RegState, error) {
+	var st engine.RegState
+	if err := s.check(); err != nil {
+		return st, err
+	}
+	v, closer, err := s.db.Get(stateKey(k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(v, &st); err != nil {
+		return engine.RegState{}, fmt.Errorf("store: corrupt error state: %w", err)
+	}
+	return st, nil
+}
+
+// PutRegState implements engine.Store.
+func (s *Store) PutRegState(k engine.RegKey, st engine.RegState) error {
+	if err := errors.Join(s.check(), validKey(k)); err != nil {
+		return err
+	}
+	if st == (engine.RegState{}) {
+		return s.db.Delete(stateKey(k), pebble.Sync)
+	}
+	v, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.db.Set(stateKey(k), v, pebble.Sync)
+}
+
+// DisableRegistration implements engine.Store.
+func (s *Store) DisableRegistration(k engine.RegKey, rec engine.DisabledRecord) error {
+	if err := errors.Join(s.check(), validKey(k)); err != nil {
+		return err
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := errors.Join(forget(b, k), b.Set(disabledKey(k), v, nil)); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: commit disable: %w", err)
+	}
+	return nil
+}
+
+// Disabled implements engine.Store.
+func (s *Store) Disabled(account string) ([]engine.DisabledRecord, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	var out []engine.DisabledRecord
+	err := s.scan([]byte(prefixDisabled+account+"\x00"), func(_, v []byte) error {
+		var r engine.DisabledRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("store: corrupt disabled record: %w", err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PruneMarks implements engine.Store.
+func (s *Store) PruneMarks(before time.Time) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	n := 0
+	cut := uint64(before.UnixNano())
+	err := s.scan([]byte(prefixMark), func(k, v []byte) error {
+		if len(v) == 8 && binary.BigEndian.Uint64(v) < cut {
+			n++
+			return b.Delete(k, nil)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("store: commit pruning: %w", err)
+	}
+	return n, nil
+}
+
+// Close implements engine.Store. Calls after the first return ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return ErrClosed
+	}
+	s.mu.Lock() // let a read-modify-write in progress finish
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
