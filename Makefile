@@ -39,7 +39,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse$$ -fuzztime 30s ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzParseEnable -fuzztime 30s ./engine/
-	$(GO) test -run '^$$' -fuzz FuzzPrepareEncrypted -fuzztime 30s ./profiles/
+	$(GO) test -run '^$$' -fuzz FuzzProvisionEncrypted -fuzztime 30s ./profiles/
 	$(GO) test -run '^$$' -fuzz FuzzMinimize -fuzztime 30s ./profiles/
 
 # The main job: Prosody + bridge + push2d on 127.0.0.1, a push arriving.

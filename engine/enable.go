@@ -17,7 +17,7 @@ import (
 // the error is a *StanzaError. Re-enabling with the same id replaces the
 // registration. The registration is durable when Enable returns.
 func (e *Engine) Enable(ctx context.Context, account, id string, enable *stanza.Element) (*Registration, []RegKey, error) {
-	r, err := ParseEnable(e.registry, e.cfg.Limits, account, id, enable)
+	r, err := ParseEnable(ctx, e.registry, e.cfg.Limits, account, id, enable)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,7 +55,7 @@ func (e *Engine) checkFits(r *Registration) error {
 		// priority and <voip/>.
 		msg, _ := envelope(r, notificationID(r.Key(), []string{""}), PriorityNormal, true)
 		budget := e.cfg.NotificationLimit - msg.Size()
-		if err := fc.Fits(m.Prepared, r.Account, budget); err != nil {
+		if err := fc.Fits(m.SendProvisioned, r.Account, budget); err != nil {
 			return badRequest("<send xmlns='%s'/>: %s (notification limit %d bytes)", m.SendNS, err.Error(), e.cfg.NotificationLimit)
 		}
 	}

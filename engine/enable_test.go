@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func newEngine(t testing.TB, cfg engine.Config) (*engine.Engine, *pebblestore.St
 	}
 	t.Cleanup(func() { store.Close() })
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -77,7 +78,7 @@ func TestEnableSpecExample(t *testing.T) {
 	if len(m.Filters) != 1 || m.Filters[0] != (engine.Filter{JID: "somemuc@conference.example.com", Mention: true}) {
 		t.Errorf("filters = %+v", m.Filters)
 	}
-	regs, err := e.Registrations(account)
+	regs, err := e.Registrations(context.Background(), account)
 	if err != nil || len(regs) != 1 {
 		t.Fatalf("stored = %d, %v", len(regs), err)
 	}
@@ -184,7 +185,7 @@ func TestReEnableReplaces(t *testing.T) {
 	if _, _, err := e.Enable(ctx, account, "phone", stanza.MustParse(second)); err != nil {
 		t.Fatal(err)
 	}
-	regs, _ := e.Registrations(account)
+	regs, _ := e.Registrations(context.Background(), account)
 	if len(regs) != 1 || regs[0].Matches[0].Profile != profiles.MatchImportant || !strings.HasSuffix(regs[0].Client, "second") {
 		t.Fatalf("after re-enable: %d registrations, %+v", len(regs), regs)
 	}
@@ -203,7 +204,7 @@ func TestMaxRegistrationsEvictsOldest(t *testing.T) {
 			t.Errorf("enable %d evicted %v", i, evicted)
 		}
 	}
-	regs, _ := e.Registrations(account)
+	regs, _ := e.Registrations(context.Background(), account)
 	var ids []string
 	for _, r := range regs {
 		ids = append(ids, r.ID)
@@ -230,7 +231,7 @@ func TestDisable(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("Disable = %v, %v", ok, err)
 	}
-	regs, _ := e.Registrations(account)
+	regs, _ := e.Registrations(context.Background(), account)
 	if len(regs) != 1 || regs[0].ID != "laptop" {
 		t.Fatalf("after disable: %+v", regs)
 	}
@@ -258,7 +259,7 @@ func TestRegistrationsSurviveRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg := engine.NewRegistry()
-		reg.Register(profiles.Builtin()...)
+		reg.Register(profiles.Builtin())
 		return engine.New(s, reg, engine.Config{}), s
 	}
 	e, s := open()
@@ -268,7 +269,7 @@ func TestRegistrationsSurviveRestart(t *testing.T) {
 	s.Close()
 	e, s = open()
 	defer s.Close()
-	regs, err := e.Registrations(account)
+	regs, err := e.Registrations(context.Background(), account)
 	if err != nil || len(regs) != 1 {
 		t.Fatalf("after restart: %d, %v", len(regs), err)
 	}
@@ -289,5 +290,86 @@ func TestSendChildrenPassedToProfile(t *testing.T) {
 	}
 	if r.Matches[0].Send.ChildText("", "extra") != "x" {
 		t.Error("send element not kept")
+	}
+}
+
+// provisionProbe is a match profile whose Provision can be made to wait for
+// its context, as a WebAssembly guest stuck in push2_validate would, and
+// whose Match pushes only if it is handed what Provision returned.
+type provisionProbe struct {
+	block atomic.Bool
+	calls atomic.Int32
+}
+
+var _ engine.MatchProfile = (*provisionProbe)(nil)
+
+const probeURI = "urn:example:probe"
+
+func (p *provisionProbe) ID() string { return probeURI }
+
+func (p *provisionProbe) Provision(ctx context.Context, match *stanza.Element) (any, error) {
+	p.calls.Add(1)
+	if p.block.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return "token:" + match.AttrValue("profile"), nil
+}
+
+func (p *provisionProbe) Match(_ context.Context, in *engine.MatchInput) (engine.Decision, error) {
+	if in.Provisioned != "token:"+probeURI {
+		return engine.Decision{Reason: fmt.Sprintf("provisioned %v", in.Provisioned)}, nil
+	}
+	return engine.Decision{Push: true}, nil
+}
+
+// TestProvisionContext: Provision runs with the caller's context at enable
+// time and again when registrations are reloaded after a profile swap; a
+// context that ends refuses the <enable/> with internal-server-error
+// (nothing stored) and fails the reload without caching a list that lacks
+// the registration. Match gets what Provision returned.
+func TestProvisionContext(t *testing.T) {
+	e, store, _ := newEngine(t, engine.Config{})
+	probe := &provisionProbe{}
+	if err := e.Registry().Update("test", []engine.MatchProfile{probe}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	enable := stanza.MustParse(enableXML(`<match profile="` + probeURI + `">` + notify + `</match>`))
+	ctx := context.Background()
+	if _, _, err := e.Enable(ctx, account, "phone", enable); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Evaluate(ctx, &engine.Event{Stanza: stanza.MustParse(`<message xmlns="jabber:client" from="romeo@montague.lit/o" type="chat" id="p1"><body>hi</body></message>`), Context: engine.Context{Account: account, Trigger: engine.TriggerOffline}})
+	if err != nil || len(res.Notifications) != 1 {
+		t.Fatalf("evaluate: %v, outcomes %+v", err, res.Outcomes)
+	}
+
+	// A swap drops the parsed registrations; the next read provisions again.
+	before := probe.calls.Load()
+	if err := e.Registry().Update("test", []engine.MatchProfile{probe}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	probe.block.Store(true)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if regs, err := e.Registrations(cancelled, account); !errors.Is(err, context.Canceled) {
+		t.Fatalf("reload with a cancelled context: %d registrations, err %v", len(regs), err)
+	}
+	if probe.calls.Load() == before {
+		t.Fatal("the reload did not provision again")
+	}
+	probe.block.Store(false)
+	if regs, err := e.Registrations(ctx, account); err != nil || len(regs) != 1 {
+		t.Fatalf("after the cancelled reload: %d registrations, err %v (the failed reload was cached?)", len(regs), err)
+	}
+
+	probe.block.Store(true)
+	_, _, err = e.Enable(cancelled, account, "tablet", enable)
+	var se *engine.StanzaError
+	if !errors.As(err, &se) || se.Condition != engine.CondInternalServerError {
+		t.Fatalf("enable with a cancelled context: %v, want internal-server-error", err)
+	}
+	if stored, _ := store.Registrations(account); len(stored) != 1 {
+		t.Fatalf("%d registrations stored after a cancelled enable", len(stored))
 	}
 }

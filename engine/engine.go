@@ -106,7 +106,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		writing:  map[string]int{},
 	}
 	e.outbox = newOutbox(e, cfg.Retry)
-	// A profile swap can change validation and Prepare results: re-parse
+	// A profile swap can change what Provision accepts and returns: re-parse
 	// registrations lazily with the new profiles.
 	registry.Subscribe(func([]ProfileInfo) {
 		e.mu.Lock()

@@ -71,7 +71,7 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 	if c.Now.IsZero() {
 		c.Now = e.cfg.Clock()
 	}
-	regs, err := e.Registrations(c.Account)
+	regs, err := e.Registrations(ctx, c.Account)
 	if err != nil {
 		return nil, err
 	}

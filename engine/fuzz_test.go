@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"testing"
 
 	"github.com/push2/push2/engine/stanza"
@@ -37,7 +38,7 @@ func FuzzParseEnable(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_, err = ParseEnable(reg, DefaultLimits, "a@b", "r", el)
+		_, err = ParseEnable(context.Background(), reg, DefaultLimits, "a@b", "r", el)
 		if err != nil {
 			if _, ok := err.(*StanzaError); !ok {
 				t.Fatalf("non-stanza error %T: %v", err, err)

@@ -25,7 +25,7 @@ func IsLegacyID(id string) bool { return strings.HasPrefix(id, legacyIDTag) }
 
 // parseLegacyEnable turns <enable xmlns='urn:xmpp:push:0' jid=… node=…> with
 // its optional publish-options form into a Registration (XEP-0357 §5).
-func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *stanza.Element) (*Registration, error) {
+func parseLegacyEnable(ctx context.Context, reg *Registry, lim Limits, account string, enable *stanza.Element) (*Registration, error) {
 	acct, err := NormalizeJID(account)
 	if err != nil || acct.Localpart() == "" {
 		return nil, badRequest("the account is not a valid bare JID")
@@ -75,19 +75,20 @@ func parseLegacyEnable(reg *Registry, lim Limits, account string, enable *stanza
 	}
 	match := stanza.NewElement(stanza.NSPush2, "match", "profile", stanza.NSXEP0357)
 	match.Append(send)
-	if err := mp.Validate(match); err != nil {
-		return nil, asBadRequest(err, "<enable/>")
-	}
-	prep, err := sp.Prepare(send)
+	mprov, err := mp.Provision(ctx, match)
 	if err != nil {
-		return nil, asBadRequest(err, "<enable/>")
+		return nil, provisionError(ctx, err, "<enable/>")
+	}
+	sprov, err := sp.Provision(ctx, send)
+	if err != nil {
+		return nil, provisionError(ctx, err, "<enable/>")
 	}
 	return &Registration{
 		Account: acct.String(),
 		ID:      LegacyID(svc.String(), node),
 		Service: svc.String(),
 		Client:  node,
-		Matches: []*Match{{Profile: stanza.NSXEP0357, Element: match, Send: send, SendNS: stanza.NSXEP0357, Prepared: prep}},
+		Matches: []*Match{{Profile: stanza.NSXEP0357, Element: match, Send: send, SendNS: stanza.NSXEP0357, MatchProvisioned: mprov, SendProvisioned: sprov}},
 		Enable:  enable,
 	}, nil
 }
@@ -104,7 +105,7 @@ func (e *Engine) DisableLegacy(ctx context.Context, account string, disable *sta
 	if err != nil || strings.TrimSpace(raw) == "" {
 		return 0, badRequest("<disable/> needs a valid 'jid'")
 	}
-	regs, err := e.Registrations(account)
+	regs, err := e.Registrations(ctx, account)
 	if err != nil {
 		return 0, err
 	}

@@ -125,7 +125,7 @@ func TestLegacyAndPush2Together(t *testing.T) {
 	if n, _ := e.DisableLegacy(ctx, account, stanza.MustParse(`<disable xmlns="urn:xmpp:push:0" jid="push-5.client.example"/>`)); n != 1 {
 		t.Fatalf("disable jid removed %d", n)
 	}
-	regs, _ := e.Registrations(account)
+	regs, _ := e.Registrations(context.Background(), account)
 	if len(regs) != 1 || regs[0].ID != "phone" {
 		t.Errorf("left: %+v", regs)
 	}

@@ -20,7 +20,7 @@ func (e *Engine) match(ctx context.Context, r *Registration, st *stanza.Element,
 			out.Profile, out.Code, out.Reason = m.Profile, OutcomeNotLoaded, "match profile not loaded"
 			continue
 		}
-		in := &MatchInput{Stanza: st, Match: m.Element, Context: c, facts: facts}
+		in := &MatchInput{Stanza: st, Match: m.Element, Context: c, Provisioned: m.MatchProvisioned, facts: facts}
 		d, err := mp.Match(ctx, in)
 		if err != nil {
 			e.cfg.Logger.Warn("match profile failed", "profile", m.Profile, "account", r.Account, "id", r.ID, "err", err)

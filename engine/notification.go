@@ -35,7 +35,7 @@ func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *stanz
 	}
 	id := notificationID(r.Key(), keys)
 	if sb, ok := sp.(StanzaBuilder); ok {
-		st, err := sb.BuildStanza(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Prepared: m.Prepared, Budget: e.cfg.NotificationLimit, facts: facts}, r, id)
+		st, err := sb.BuildStanza(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Provisioned: m.SendProvisioned, Budget: e.cfg.NotificationLimit, facts: facts}, r, id)
 		if err != nil {
 			return nil, err
 		}
@@ -46,7 +46,7 @@ func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *stanz
 	}
 	msg, notif := envelope(r, id, d.Priority, d.VoIP)
 	budget := e.cfg.NotificationLimit - msg.Size()
-	children, err := sp.Send(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Prepared: m.Prepared, Budget: budget, facts: facts})
+	children, err := sp.Send(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Provisioned: m.SendProvisioned, Budget: budget, facts: facts})
 	if err != nil {
 		return nil, err
 	}

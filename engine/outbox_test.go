@@ -188,7 +188,7 @@ func TestOutboxDisablesAfterMaxErrors(t *testing.T) {
 	if len(disabled) != 1 || disabled[0] != "phone" {
 		t.Fatalf("disabled %v", disabled)
 	}
-	regs, _ := e.Registrations(account)
+	regs, _ := e.Registrations(context.Background(), account)
 	if len(regs) != 1 || regs[0].ID != "tablet" {
 		t.Errorf("registrations after disable: %+v", regs)
 	}
@@ -246,7 +246,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		reg := engine.NewRegistry()
-		reg.Register(profiles.Builtin()...)
+		reg.Register(profiles.Builtin())
 		return engine.New(st, reg, engine.Config{}), st
 	}
 	e, st := open()

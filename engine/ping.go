@@ -18,7 +18,7 @@ import (
 // normal priority; filters, grace and dedupe do not apply. The
 // notifications go through the outbox like any other.
 func (e *Engine) Ping(ctx context.Context, account string, ids []string) ([]*Notification, error) {
-	regs, err := e.Registrations(account)
+	regs, err := e.Registrations(ctx, account)
 	if err != nil {
 		return nil, err
 	}

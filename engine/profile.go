@@ -86,6 +86,8 @@ type MatchInput struct {
 	Stanza  *stanza.Element // the stanza, read-only
 	Match   *stanza.Element // the registration's <match/> element, read-only
 	Context *Context
+	// Provisioned is what the profile's Provision returned for Match.
+	Provisioned any
 
 	facts *Facts
 }
@@ -98,15 +100,55 @@ type Decision struct {
 	Reason   string   // short, for --explain and metrics; never secret
 }
 
-// MatchProfile decides whether a stanza is pushed. Implementations must be
-// safe for concurrent use and must not retain the input.
+// Profile is what match and send profiles (push2.md "Match and send
+// profiles") have in common: an identity and one enable-time step. Built-in
+// profiles (package profiles), the XEP-0357 pair and WebAssembly modules
+// (package host) all implement it; the engine cannot tell them apart.
+//
+// The engine calls a profile's methods at these times, and only then:
+//
+//   - ID when the profile is added to or withdrawn from a Registry. It must
+//     return the same value for the profile's whole life.
+//
+//   - Provision each time a registration is parsed, once per <match/>
+//     naming a match profile and once per <send/> in a send profile's
+//     namespace: when a client sends <enable/>, and again whenever
+//     registrations are reloaded from the store — after a restart, and
+//     after every profile swap (a Registry change), lazily, the next time an
+//     account's registrations are read. It must therefore be pure (the same
+//     element gives the same result; no I/O, no side effects) and cheap: it
+//     runs again for every stored registration. ctx is the client's request
+//     at enable time, or the request that caused the reload; when it is
+//     done Provision should return ctx.Err(). An error refuses the
+//     <enable/>: a *StanzaError for a specific condition, anything else
+//     becomes bad-request with the error's text (so it must not echo
+//     secrets). On reload an error leaves the registration stored but
+//     unused, until a profile accepts it again. The returned value (parsed
+//     keys, say) is not persisted; the engine hands it back, untouched, in
+//     MatchInput.Provisioned or SendInput.Provisioned.
+//
+//   - Match or Send for each event whose stanza reaches the profile (see
+//     the interfaces), with ctx bounding the event's evaluation.
+//
+// Implementations must be safe for concurrent use: one profile value serves
+// every registration and event at once.
+type Profile interface {
+	// ID identifies the profile: its URI, which for a match profile is the
+	// profile attribute of <match/> (e.g. "urn:xmpp:push2:match:all") and for
+	// a send profile the namespace of <send/>. One value may be both a match
+	// and a send profile under one ID (the XEP-0357 pair).
+	ID() string
+	// Provision checks the registration's element for this profile (<match/>
+	// or <send/>) at enable and reload time and returns what later calls need
+	// from it.
+	Provision(ctx context.Context, el *stanza.Element) (any, error)
+}
+
+// MatchProfile decides whether a stanza is pushed. Match runs once per
+// event for each <match/> naming the profile, in document order, until one
+// pushes and passes its filters and grace; it must not retain the input.
 type MatchProfile interface {
-	// URI identifies the profile, e.g. "urn:xmpp:push2:match:all".
-	URI() string
-	// Validate checks a registration's <match/> element at enable time; an
-	// error refuses the registration (return a *StanzaError for a specific
-	// condition, anything else becomes bad-request).
-	Validate(match *stanza.Element) error
+	Profile
 	Match(ctx context.Context, in *MatchInput) (Decision, error)
 }
 
@@ -117,8 +159,8 @@ type SendInput struct {
 	Decision Decision
 	// Send is the registration's <send/> element, read-only.
 	Send *stanza.Element
-	// Prepared is what the profile's Prepare returned for this <send/>.
-	Prepared any
+	// Provisioned is what the profile's Provision returned for Send.
+	Provisioned any
 	// Budget is the number of bytes the profile's children may take in the
 	// serialized notification stanza; the engine refuses a result that
 	// exceeds it.
@@ -137,16 +179,19 @@ func (in *SendInput) Facts() *Facts {
 }
 
 // SendProfile builds the profile-specific children of <notification/>. The
-// engine adds <client/>, <priority/> and <voip/> itself. Implementations
-// must be safe for concurrent use.
+// engine adds <client/>, <priority/> and <voip/> itself. Send runs once per
+// event for the registration whose match profile decided to push; it must
+// not retain the input.
 type SendProfile interface {
-	// Namespace identifies the profile: the xmlns of <send/>.
-	Namespace() string
-	// Prepare validates a <send/> element at enable time and returns a value
-	// (parsed keys, say) handed back in SendInput.Prepared. It must not echo
-	// secrets in its errors.
-	Prepare(send *stanza.Element) (any, error)
+	Profile
 	Send(ctx context.Context, in *SendInput) ([]*stanza.Element, error)
+}
+
+// ProfileSet is a set of profiles as one source (the built-in profiles, the
+// XEP-0357 pair, a WebAssembly module) hands them to a Registry.
+type ProfileSet struct {
+	Match []MatchProfile
+	Send  []SendProfile
 }
 
 // StanzaBuilder is implemented by send profiles that build the whole
@@ -160,13 +205,14 @@ type StanzaBuilder interface {
 
 // FitChecker is implemented by send profiles whose output has a fixed
 // part that may not fit every notification limit (a signed JWT, say). At
-// enable time the engine calls Fits with the registration's prepared value
+// enable time (not on reload) the engine calls Fits with what Provision
+// returned for the registration's <send/>
 // and the bytes the profile's children may take at most (the limit minus
 // the rest of the largest notification the registration can get); an
 // error refuses the registration with bad-request, rather than accepting
 // one whose every push would fail.
 type FitChecker interface {
-	Fits(prepared any, account string, budget int) error
+	Fits(provisioned any, account string, budget int) error
 }
 
 // ProfileInfo describes a registered profile for disco and the admin API.

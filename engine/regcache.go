@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"github.com/push2/push2/engine/stanza"
 )
 
@@ -36,8 +37,11 @@ func (e *Engine) changing(account string) (done func()) {
 // Registrations returns the account's registrations, oldest first, parsed
 // with the current profiles. A stored registration that no longer parses
 // (its profile was unloaded, say) is skipped and logged; it stays stored and
-// comes back when the profile does.
-func (e *Engine) Registrations(account string) ([]*Registration, error) {
+// comes back when the profile does. Parsing runs the profiles' Provision
+// with ctx; if ctx ends meanwhile, Registrations returns ctx.Err() and
+// caches nothing, so one abandoned request cannot hide registrations from
+// the next.
+func (e *Engine) Registrations(ctx context.Context, account string) ([]*Registration, error) {
 	acct, err := NormalizeJID(account)
 	if err != nil {
 		return nil, badRequest("the account is not a valid JID")
@@ -58,8 +62,11 @@ func (e *Engine) Registrations(account string) ([]*Registration, error) {
 	}
 	regs = make([]*Registration, 0, len(stored))
 	for _, s := range stored {
-		r, err := e.load(s)
+		r, err := e.load(ctx, s)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			e.cfg.Logger.Warn("stored registration not usable with the loaded profiles", "account", s.Account, "id", s.ID, "err", err)
 			continue
 		}
@@ -73,12 +80,12 @@ func (e *Engine) Registrations(account string) ([]*Registration, error) {
 	return regs, nil
 }
 
-func (e *Engine) load(s StoredRegistration) (*Registration, error) {
+func (e *Engine) load(ctx context.Context, s StoredRegistration) (*Registration, error) {
 	el, err := stanza.Parse([]byte(s.Enable))
 	if err != nil {
 		return nil, err
 	}
-	r, err := ParseEnable(e.registry, e.cfg.Limits, s.Account, s.ID, el)
+	r, err := ParseEnable(ctx, e.registry, e.cfg.Limits, s.Account, s.ID, el)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"time"
@@ -45,9 +46,11 @@ type Match struct {
 	Element *stanza.Element // the <match/> element, for profiles with their own children
 	Send    *stanza.Element // the <send/> element
 	SendNS  string
-	// Prepared is the send profile's Prepare result. It is not persisted: a
-	// registration loaded from the store is prepared again.
-	Prepared any
+	// MatchProvisioned and SendProvisioned are what the match and the send
+	// profile's Provision returned. They are not persisted: a registration
+	// loaded from the store is provisioned again (see Profile).
+	MatchProvisioned any
+	SendProvisioned  any
 }
 
 // Limits bounds what one registration may contain. The zero value is not
@@ -80,9 +83,9 @@ func NormalizeJID(s string) (jid.JID, error) {
 // returns the registration. Nothing is stored here; the caller stores the
 // result only if err is nil. Errors are *StanzaError with a text naming the
 // offending element.
-func ParseEnable(reg *Registry, lim Limits, account, id string, enable *stanza.Element) (*Registration, error) {
+func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id string, enable *stanza.Element) (*Registration, error) {
 	if enable.Is(stanza.NSXEP0357, "enable") {
-		return parseLegacyEnable(reg, lim, account, enable)
+		return parseLegacyEnable(ctx, reg, lim, account, enable)
 	}
 	if !enable.Is(stanza.NSPush2, "enable") {
 		return nil, badRequest("expected <enable xmlns='%s'/>", stanza.NSPush2)
@@ -111,7 +114,7 @@ func ParseEnable(reg *Registry, lim Limits, account, id string, enable *stanza.E
 			if len(r.Matches) >= lim.MaxMatches {
 				return nil, badRequest("too many <match/> elements (at most %d)", lim.MaxMatches)
 			}
-			m, err := parseMatch(reg, lim, c, acct)
+			m, err := parseMatch(ctx, reg, lim, c, acct)
 			if err != nil {
 				return nil, err
 			}
@@ -160,7 +163,7 @@ func ParseEnable(reg *Registry, lim Limits, account, id string, enable *stanza.E
 	return r, nil
 }
 
-func parseMatch(reg *Registry, lim Limits, el *stanza.Element, acct jid.JID) (*Match, error) {
+func parseMatch(ctx context.Context, reg *Registry, lim Limits, el *stanza.Element, acct jid.JID) (*Match, error) {
 	uri, ok := el.LookupAttr("profile")
 	if !ok || strings.TrimSpace(uri) == "" {
 		return nil, badRequest("<match/> needs a 'profile' attribute")
@@ -193,7 +196,7 @@ func parseMatch(reg *Registry, lim Limits, el *stanza.Element, acct jid.JID) (*M
 			sends = append(sends, c)
 		}
 		// Other children belong to the match profile (custom profiles may
-		// define their own); its Validate judges them.
+		// define their own); its Provision judges them.
 	}
 	if len(graces) > 1 {
 		return nil, badRequest("<grace/> must appear at most once in a <match/>")
@@ -229,15 +232,29 @@ func parseMatch(reg *Registry, lim Limits, el *stanza.Element, acct jid.JID) (*M
 	if !ok {
 		return nil, notImplemented("send profile %q is not supported", m.SendNS)
 	}
-	if err := mp.Validate(el); err != nil {
-		return nil, asBadRequest(err, "<match profile='"+uri+"'/>")
+	var err error
+	if m.MatchProvisioned, err = mp.Provision(ctx, el); err != nil {
+		return nil, provisionError(ctx, err, "<match profile='"+uri+"'/>")
 	}
-	prep, err := sp.Prepare(m.Send)
-	if err != nil {
-		return nil, asBadRequest(err, "<send/>")
+	if m.SendProvisioned, err = sp.Provision(ctx, m.Send); err != nil {
+		return nil, provisionError(ctx, err, "<send/>")
 	}
-	m.Prepared = prep
 	return m, nil
+}
+
+// provisionError is the stanza error for a Provision failure: the
+// profile's own *StanzaError, internal-server-error when the request's
+// context ended (the registration may well be valid), else bad-request.
+func provisionError(ctx context.Context, err error, where string) *StanzaError {
+	if ctx.Err() != nil && !isStanzaError(err) {
+		return &StanzaError{Type: "wait", Condition: CondInternalServerError, Text: where + ": " + ctx.Err().Error()}
+	}
+	return asBadRequest(err, where)
+}
+
+func isStanzaError(err error) bool {
+	_, ok := err.(*StanzaError)
+	return ok
 }
 
 func asBadRequest(err error, where string) *StanzaError {

@@ -82,17 +82,17 @@ func (r *Registry) Subscribe(fn func([]ProfileInfo)) {
 }
 
 // Update atomically applies a change: profiles in addMatch/addSend are added
-// or replace the ones with the same URI, then the URIs in remove (of either
+// or replace the ones with the same ID, then the URIs in remove (of either
 // kind) are removed. source describes where the added profiles come from.
 func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []SendProfile, remove []string) error {
 	for _, p := range addMatch {
-		if p.URI() == "" {
-			return fmt.Errorf("registry: match profile with an empty URI from %s", source)
+		if p.ID() == "" {
+			return fmt.Errorf("registry: match profile with an empty ID from %s", source)
 		}
 	}
 	for _, p := range addSend {
-		if p.Namespace() == "" {
-			return fmt.Errorf("registry: send profile with an empty namespace from %s", source)
+		if p.ID() == "" {
+			return fmt.Errorf("registry: send profile with an empty ID from %s", source)
 		}
 	}
 	r.apply(func(next *registrySnapshot) bool {
@@ -101,10 +101,10 @@ func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []Send
 			delete(next.send, u)
 		}
 		for _, p := range addMatch {
-			next.match[p.URI()] = registered[MatchProfile]{p, source}
+			next.match[p.ID()] = registered[MatchProfile]{p, source}
 		}
 		for _, p := range addSend {
-			next.send[p.Namespace()] = registered[SendProfile]{p, source}
+			next.send[p.ID()] = registered[SendProfile]{p, source}
 		}
 		return true
 	})
@@ -118,14 +118,14 @@ func (r *Registry) Withdraw(match []MatchProfile, send []SendProfile) bool {
 	removed := false
 	r.apply(func(next *registrySnapshot) bool {
 		for _, p := range match {
-			if cur, ok := next.match[p.URI()]; ok && cur.p == p {
-				delete(next.match, p.URI())
+			if cur, ok := next.match[p.ID()]; ok && cur.p == p {
+				delete(next.match, p.ID())
 				removed = true
 			}
 		}
 		for _, p := range send {
-			if cur, ok := next.send[p.Namespace()]; ok && cur.p == p {
-				delete(next.send, p.Namespace())
+			if cur, ok := next.send[p.ID()]; ok && cur.p == p {
+				delete(next.send, p.ID())
 				removed = true
 			}
 		}
@@ -178,23 +178,8 @@ func (r *Registry) apply(change func(next *registrySnapshot) bool) {
 	}
 }
 
-// Register adds built-in profiles.
-func (r *Registry) Register(profiles ...any) error {
-	var m []MatchProfile
-	var s []SendProfile
-	for _, p := range profiles {
-		ok := false
-		if mp, is := p.(MatchProfile); is {
-			m = append(m, mp)
-			ok = true
-		}
-		if sp, is := p.(SendProfile); is {
-			s = append(s, sp)
-			ok = true
-		}
-		if !ok {
-			return fmt.Errorf("registry: %T is neither a MatchProfile nor a SendProfile", p)
-		}
-	}
-	return r.Update("builtin", m, s, nil)
+// Register adds the built-in profiles of set (source "builtin"), replacing
+// profiles with the same IDs.
+func (r *Registry) Register(set ProfileSet) error {
+	return r.Update("builtin", set.Match, set.Send, nil)
 }

@@ -11,8 +11,12 @@ import (
 
 type fakeMatch struct{ uri string }
 
-func (f *fakeMatch) URI() string                    { return f.uri }
-func (f *fakeMatch) Validate(*stanza.Element) error { return nil }
+var _ engine.MatchProfile = (*fakeMatch)(nil)
+
+func (f *fakeMatch) ID() string { return f.uri }
+func (f *fakeMatch) Provision(context.Context, *stanza.Element) (any, error) {
+	return nil, nil
+}
 func (f *fakeMatch) Match(context.Context, *engine.MatchInput) (engine.Decision, error) {
 	return engine.Decision{}, nil
 }

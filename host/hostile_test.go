@@ -311,6 +311,37 @@ func TestCallerCancelIsNotHeldAgainstTheModule(t *testing.T) {
 	}
 }
 
+// TestProvisionCancel: a guest stuck in push2_validate for a client's
+// <enable/> stops when the request's context ends, long before the call
+// timeout; the enable-time error is internal-server-error, and the
+// cancellation is not held against the module.
+func TestProvisionCancel(t *testing.T) {
+	const callTimeout = time.Minute
+	h := newHost(t, Config{CacheDir: cacheDir, Logger: testLogger(t), CallTimeout: callTimeout, QuarantineAfter: 1})
+	m, err := h.Load(context.Background(), "hostile.wasm", hostile("hostile-v1.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := m.MatchProfiles()[0]
+	if _, err := mp.Provision(context.Background(), hostileMatch("ok")); err != nil {
+		t.Fatalf("a good <match/> refused: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = mp.Provision(ctx, hostileMatch("validate-loop"))
+	if took := time.Since(start); took >= callTimeout {
+		t.Fatalf("the call ran to its timeout (%s): the context did not cancel it", took)
+	}
+	var se *engine.StanzaError
+	if !errors.As(err, &se) || se.Condition != engine.CondInternalServerError {
+		t.Fatalf("error %v (%T), want internal-server-error", err, err)
+	}
+	if s := m.Stats(); s.Failures != 0 || s.Quarantined {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
 // TestEngineContainsFailures: through the real pipeline, a failing WASM
 // profile fails only its registration's evaluation; the same stanza still
 // reaches the registration that uses a built-in profile.
@@ -322,7 +353,7 @@ func TestEngineContainsFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Register(reg); err != nil {

@@ -21,21 +21,23 @@ type matchProfile struct {
 
 var _ engine.MatchProfile = (*matchProfile)(nil)
 
-func (p *matchProfile) URI() string { return p.uri }
+func (p *matchProfile) ID() string { return p.uri }
 
 // Module returns the module the profile runs in.
 func (p *matchProfile) Module() *Module { return p.m }
 
-// Validate runs push2_validate on the registration's <match/>, if the module
-// exports it; without it every <match/> is accepted. The guest's verdict
-// becomes bad-request with its reason; a host-side failure becomes
+// Provision runs push2_validate on the registration's <match/>, if the
+// module exports it; without it every <match/> is accepted. The guest's
+// verdict becomes bad-request with its reason; a host-side failure
+// (including ctx ending: the client gave up on its <enable/>) becomes
 // internal-server-error, so a broken module never lets a registration
-// through unchecked.
-func (p *matchProfile) Validate(match *stanza.Element) error {
-	return validate(p.m, kindValidate, p.uri, p.index, match)
+// through unchecked. WASM profiles keep no state between calls, so the
+// provisioned value is always nil.
+func (p *matchProfile) Provision(ctx context.Context, match *stanza.Element) (any, error) {
+	return nil, validate(ctx, p.m, kindValidate, p.uri, p.index, match)
 }
 
-func validate(m *Module, kind callKind, uri string, index int32, el *stanza.Element) error {
+func validate(ctx context.Context, m *Module, kind callKind, uri string, index int32, el *stanza.Element) error {
 	if q := m.Quarantined(); q != nil {
 		return unavailable(uri)
 	}
@@ -49,7 +51,7 @@ func validate(m *Module, kind callKind, uri string, index int32, el *stanza.Elem
 	} else {
 		c.send = el
 	}
-	err := m.invoke(context.Background(), c, index, func(res uint64) error {
+	err := m.invoke(ctx, c, index, func(res uint64) error {
 		if st := api.DecodeI32(res); st < 0 {
 			return &GuestError{Status: st, Reason: c.reason}
 		}
@@ -111,15 +113,15 @@ type sendProfile struct {
 
 var _ engine.SendProfile = (*sendProfile)(nil)
 
-func (p *sendProfile) Namespace() string { return p.uri }
+func (p *sendProfile) ID() string { return p.uri }
 
 // Module returns the module the profile runs in.
 func (p *sendProfile) Module() *Module { return p.m }
 
-// Prepare runs push2_prepare on <send/>, if exported. WASM profiles keep no
-// state between calls, so the prepared value is always nil.
-func (p *sendProfile) Prepare(send *stanza.Element) (any, error) {
-	return nil, validate(p.m, kindPrepare, p.uri, p.index, send)
+// Provision runs push2_prepare on <send/>, if exported, as matchProfile's
+// Provision runs push2_validate.
+func (p *sendProfile) Provision(ctx context.Context, send *stanza.Element) (any, error) {
+	return nil, validate(ctx, p.m, kindPrepare, p.uri, p.index, send)
 }
 
 // Send runs push2_send and parses what it wrote with push2.output as the

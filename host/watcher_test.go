@@ -32,7 +32,7 @@ func install(t testing.TB, dir, name string, b []byte) {
 
 func builtinRegistry(t testing.TB) *engine.Registry {
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		t.Fatal(err)
 	}
 	return reg

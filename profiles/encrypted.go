@@ -65,14 +65,11 @@ type Options struct {
 }
 
 // BuiltinWith is Builtin with the configurable profiles built from opts.
-func BuiltinWith(opts Options) []any {
-	out := Builtin()
-	for i, p := range out {
-		if _, ok := p.(*encrypted); ok {
-			out[i] = Encrypted(opts.Encrypted)
-		}
+func BuiltinWith(opts Options) engine.ProfileSet {
+	return engine.ProfileSet{
+		Match: []engine.MatchProfile{All(), Important(), Archived(), ArchivedWithBody()},
+		Send:  []engine.SendProfile{NotifyOnly(), Encrypted(opts.Encrypted)},
 	}
-	return out
 }
 
 // sharedSigner is the token cache of every encrypted profile built without
@@ -85,7 +82,10 @@ type encrypted struct {
 	signer  *webpush.Signer
 }
 
-var _ engine.SendProfile = (*encrypted)(nil)
+var (
+	_ engine.SendProfile = (*encrypted)(nil)
+	_ engine.FitChecker  = (*encrypted)(nil)
+)
 
 // Encrypted returns the urn:xmpp:push2:send:sce+rfc8291+rfc8292:0 send
 // profile.
@@ -100,9 +100,9 @@ func Encrypted(opts EncryptedOptions) engine.SendProfile {
 	return p
 }
 
-func (*encrypted) Namespace() string { return SendEncrypted }
+func (*encrypted) ID() string { return SendEncrypted }
 
-// EncryptedKeys is the Prepare result of the encrypted profile: a
+// EncryptedKeys is the Provision result of the encrypted profile: a
 // registration's subscription keys, parsed and checked at enable time. It
 // holds secrets (the authentication secret and the VAPID private key); its
 // String method redacts them and nothing in it is ever logged.
@@ -139,7 +139,7 @@ func reason(err error) string {
 	return strings.TrimPrefix(err.Error(), "webpush: ")
 }
 
-// Prepare validates the <send/> element at enable time:
+// Provision validates the <send/> element at enable and reload time:
 //
 //	<send xmlns='urn:xmpp:push2:send:sce+rfc8291+rfc8292:0'>
 //	  <ua-public>base64: uncompressed P-256 point, 65 bytes</ua-public>
@@ -158,7 +158,10 @@ func reason(err error) string {
 //
 // Errors are *engine.StanzaError bad-request naming the element at fault;
 // they never contain any part of the keys.
-func (p *encrypted) Prepare(send *stanza.Element) (any, error) {
+func (p *encrypted) Provision(ctx context.Context, send *stanza.Element) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	var uaPublic, authSecret, jwtAlg, jwtKey *stanza.Element
 	var claims []*stanza.Element
 	once := func(slot **stanza.Element, c *stanza.Element) error {
@@ -275,7 +278,7 @@ func truncateName(s string) string {
 // stanza-id, a body of one character) must fit in budget, or nearly every
 // push of this registration would fail. It signs (and caches) the JWT the
 // pushes will use.
-func (p *encrypted) Fits(prepared any, account string, budget int) error {
+func (p *encrypted) Fits(provisioned any, account string, budget int) error {
 	st := stanza.NewElement(stanza.NSClient, "message",
 		"from", "contact@"+domainPart(account)+"/device-0123456789",
 		"to", account, "type", "chat", "id", "01234567-89ab-cdef-0123-456789abcdef")
@@ -284,11 +287,11 @@ func (p *encrypted) Fits(prepared any, account string, budget int) error {
 		stanza.NewElement(stanza.NSStanzaID, "stanza-id", "by", account, "id", "0123456789abcdefghijklmn"),
 	)
 	_, err := p.Send(context.Background(), &engine.SendInput{
-		Stanza:   st,
-		Context:  &engine.Context{Account: account},
-		Decision: engine.Decision{Push: true, Priority: engine.PriorityNormal},
-		Prepared: prepared,
-		Budget:   budget,
+		Stanza:      st,
+		Context:     &engine.Context{Account: account},
+		Decision:    engine.Decision{Push: true, Priority: engine.PriorityNormal},
+		Provisioned: provisioned,
+		Budget:      budget,
 	})
 	if err != nil {
 		return errors.New("a typical message would not fit even minimized: the JWT and the encryption overhead take too much room")
@@ -309,11 +312,11 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.E
 	if in.Stanza == nil {
 		return nil, errors.New("encrypted: no stanza")
 	}
-	keys, ok := in.Prepared.(*EncryptedKeys)
+	keys, ok := in.Provisioned.(*EncryptedKeys)
 	if !ok || keys == nil {
-		// Not prepared by the engine (a caller outside the pipeline):
+		// Not provisioned by the engine (a caller outside the pipeline):
 		// validate now.
-		v, err := p.Prepare(in.Send)
+		v, err := p.Provision(ctx, in.Send)
 		if err != nil {
 			return nil, err
 		}

@@ -73,7 +73,7 @@ func newEngine(t testing.TB, limit int, opts profiles.Options) *engine.Engine {
 	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.BuiltinWith(opts)...); err != nil {
+	if err := reg.Register(profiles.BuiltinWith(opts)); err != nil {
 		t.Fatal(err)
 	}
 	return engine.New(store, reg, engine.Config{NotificationLimit: limit, MaxRegistrations: 8})
@@ -396,7 +396,7 @@ func TestEncryptedSizeLimit(t *testing.T) {
 			if se, ok := err.(*engine.StanzaError); !ok || se.Condition != engine.CondBadRequest || !strings.Contains(se.Text, "would not fit") {
 				t.Errorf("limit %d with a JWT: enable answered %v, want bad-request", l.limit, err)
 			}
-			if regs, _ := e.Registrations(account); len(regs) != 0 {
+			if regs, _ := e.Registrations(context.Background(), account); len(regs) != 0 {
 				t.Errorf("refused registration stored")
 			}
 			continue
@@ -465,7 +465,7 @@ func TestEncryptedBudgets(t *testing.T) {
 	for _, jwt := range []bool{false, true} {
 		p := profiles.Encrypted(profiles.EncryptedOptions{Signer: webpush.NewSigner(0)})
 		send := stanza.MustParse(sendXML(id, jwt, ""))
-		prep, err := p.Prepare(send)
+		prep, err := p.Provision(context.Background(), send)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,7 +473,7 @@ func TestEncryptedBudgets(t *testing.T) {
 		c := &engine.Context{Account: account, Now: time.Now()}
 		fitted := 0
 		for budget := 0; budget <= 4096; budget += 13 {
-			children, err := p.Send(context.Background(), &engine.SendInput{Stanza: st, Context: c, Send: send, Prepared: prep, Budget: budget})
+			children, err := p.Send(context.Background(), &engine.SendInput{Stanza: st, Context: c, Send: send, Provisioned: prep, Budget: budget})
 			if err != nil {
 				if !strings.Contains(err.Error(), "encrypted:") {
 					t.Fatalf("budget %d: error %v", budget, err)
@@ -548,13 +548,13 @@ func TestEncryptedJWTCache(t *testing.T) {
 	clock := func() time.Time { return now }
 	p := profiles.Encrypted(profiles.EncryptedOptions{Clock: clock, Signer: webpush.NewSigner(0)})
 	send := stanza.MustParse(sendXML(id, true, ""))
-	prep, err := p.Prepare(send)
+	prep, err := p.Provision(context.Background(), send)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := stanza.MustParse(archivedMessage)
 	token := func() string {
-		ch, err := p.Send(context.Background(), &engine.SendInput{Stanza: st, Context: &engine.Context{Account: account, Now: now}, Send: send, Prepared: prep, Budget: 3800})
+		ch, err := p.Send(context.Background(), &engine.SendInput{Stanza: st, Context: &engine.Context{Account: account, Now: now}, Send: send, Provisioned: prep, Budget: 3800})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -589,9 +589,9 @@ func mustDER(t testing.TB, key any) string {
 	return base64.StdEncoding.EncodeToString(der)
 }
 
-// TestPrepareEncryptedRejects: every malformed <send/> is a bad-request
+// TestProvisionEncryptedRejects: every malformed <send/> is a bad-request
 // naming the element, without any key material in the text.
-func TestPrepareEncryptedRejects(t *testing.T) {
+func TestProvisionEncryptedRejects(t *testing.T) {
 	id := newIdentity(t)
 	p := profiles.Encrypted(profiles.EncryptedOptions{})
 	notOnCurve := base64.StdEncoding.EncodeToString(append([]byte{4}, make([]byte, 64)...))
@@ -647,7 +647,7 @@ func TestPrepareEncryptedRejects(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			send := stanza.MustParse(`<send xmlns="` + profiles.SendEncrypted + `">` + tc.inner + `</send>`)
-			_, err := p.Prepare(send)
+			_, err := p.Provision(context.Background(), send)
 			var se *engine.StanzaError
 			if !errors.As(err, &se) {
 				t.Fatalf("error %v (%T), want a *engine.StanzaError", err, err)
@@ -677,8 +677,8 @@ func TestPrepareEncryptedRejects(t *testing.T) {
 	}
 }
 
-// TestPrepareEncryptedAccepts: the optional parts and the extensions.
-func TestPrepareEncryptedAccepts(t *testing.T) {
+// TestProvisionEncryptedAccepts: the optional parts and the extensions.
+func TestProvisionEncryptedAccepts(t *testing.T) {
 	id := newIdentity(t)
 	p := profiles.Encrypted(profiles.EncryptedOptions{})
 	var many strings.Builder
@@ -691,7 +691,7 @@ func TestPrepareEncryptedAccepts(t *testing.T) {
 		"claims at limits":  sendXML(id, true, many.String()),
 		"foreign extension": sendXML(id, true, `<x xmlns="urn:example:ext"><y/></x>`),
 	} {
-		v, err := p.Prepare(stanza.MustParse(send))
+		v, err := p.Provision(context.Background(), stanza.MustParse(send))
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -706,7 +706,7 @@ func TestPrepareEncryptedAccepts(t *testing.T) {
 	}
 }
 
-func FuzzPrepareEncrypted(f *testing.F) {
+func FuzzProvisionEncrypted(f *testing.F) {
 	keys := `<ua-public>` + fixedUAPublic + `</ua-public><auth-secret>` + fixedAuthSecret + `</auth-secret>`
 	jwt := `<jwt-alg>ES256</jwt-alg><jwt-key>` + fixedVAPIDKey + `</jwt-key><jwt-claim name="aud">` + aud + `</jwt-claim>`
 	for _, inner := range []string{
@@ -726,7 +726,7 @@ func FuzzPrepareEncrypted(f *testing.F) {
 		if err != nil {
 			return
 		}
-		v, err := p.Prepare(send)
+		v, err := p.Provision(context.Background(), send)
 		if err != nil {
 			var se *engine.StanzaError
 			if !errors.As(err, &se) || se.Condition != engine.CondBadRequest || se.Text == "" {
@@ -766,18 +766,18 @@ func benchSetup(b *testing.B) (engine.SendProfile, *engine.SendInput) {
 	b.Helper()
 	p := profiles.Encrypted(profiles.EncryptedOptions{Signer: webpush.NewSigner(0)})
 	send := stanza.MustParse(`<send xmlns="` + profiles.SendEncrypted + `"><ua-public>` + fixedUAPublic + `</ua-public><auth-secret>` + fixedAuthSecret + `</auth-secret><jwt-alg>ES256</jwt-alg><jwt-key>` + fixedVAPIDKey + `</jwt-key><jwt-claim name="aud">` + aud + `</jwt-claim></send>`)
-	prep, err := p.Prepare(send)
+	prep, err := p.Provision(context.Background(), send)
 	if err != nil {
 		b.Fatal(err)
 	}
 	// The engine's budget for this registration: 4096 minus the
 	// notification around the profile's children.
 	in := &engine.SendInput{
-		Stanza:   stanza.MustParse(archivedMessage),
-		Context:  &engine.Context{Account: account, Now: time.Now()},
-		Send:     send,
-		Prepared: prep,
-		Budget:   4096 - len(`<message xmlns="jabber:client" to="pusher@push.example.com" from="capulet.lit" id="push2-gaxz7tcmvpn5j7hxgtkhqjsh"><notification xmlns="urn:xmpp:push2:0"><client>https://push.example.com/adlfkjadafdasf</client><priority>normal</priority></notification></message>`),
+		Stanza:      stanza.MustParse(archivedMessage),
+		Context:     &engine.Context{Account: account, Now: time.Now()},
+		Send:        send,
+		Provisioned: prep,
+		Budget:      4096 - len(`<message xmlns="jabber:client" to="pusher@push.example.com" from="capulet.lit" id="push2-gaxz7tcmvpn5j7hxgtkhqjsh"><notification xmlns="urn:xmpp:push2:0"><client>https://push.example.com/adlfkjadafdasf</client><priority>normal</priority></notification></message>`),
 	}
 	if _, err := p.Send(context.Background(), in); err != nil { // signs and caches the JWT
 		b.Fatal(err)

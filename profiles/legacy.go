@@ -45,7 +45,10 @@ func (o LegacyOptions) importantBody() string {
 
 // Legacy returns the XEP-0357 profile pair: one value that is both the match
 // profile and the send profile for urn:xmpp:push:0.
-func Legacy(opts LegacyOptions) any { return &legacy{opts: opts} }
+func Legacy(opts LegacyOptions) engine.ProfileSet {
+	l := &legacy{opts: opts}
+	return engine.ProfileSet{Match: []engine.MatchProfile{l}, Send: []engine.SendProfile{l}}
+}
 
 type legacy struct{ opts LegacyOptions }
 
@@ -55,11 +58,11 @@ var (
 	_ engine.StanzaBuilder = (*legacy)(nil)
 )
 
-func (*legacy) URI() string       { return stanza.NSXEP0357 }
-func (*legacy) Namespace() string { return stanza.NSXEP0357 }
+func (*legacy) ID() string { return stanza.NSXEP0357 }
 
-func (*legacy) Validate(*stanza.Element) error       { return nil }
-func (*legacy) Prepare(*stanza.Element) (any, error) { return nil, nil }
+// Provision accepts every <match/> and <send/>: the engine built both from
+// the XEP-0357 <enable/>, which it has already checked.
+func (*legacy) Provision(context.Context, *stanza.Element) (any, error) { return nil, nil }
 
 // Match pushes important stanzas (see engine.Facts.Important), as
 // mod_cloud_notify does.

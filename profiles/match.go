@@ -32,11 +32,11 @@ type match struct {
 
 var _ engine.MatchProfile = (*match)(nil)
 
-func (m *match) URI() string { return m.uri }
+func (m *match) ID() string { return m.uri }
 
-// Validate accepts any <match/>: the built-in profiles define no children of
+// Provision accepts any <match/>: the built-in profiles define no children of
 // their own, and children in other namespaces are ignored as XMPP expects.
-func (m *match) Validate(*stanza.Element) error { return nil }
+func (m *match) Provision(context.Context, *stanza.Element) (any, error) { return nil, nil }
 
 func (m *match) Match(_ context.Context, in *engine.MatchInput) (engine.Decision, error) {
 	f := in.Facts()

@@ -17,10 +17,10 @@ var _ engine.SendProfile = notifyOnly{}
 // NotifyOnly returns the notify-only send profile.
 func NotifyOnly() engine.SendProfile { return notifyOnly{} }
 
-func (notifyOnly) Namespace() string { return SendNotifyOnly }
+func (notifyOnly) ID() string { return SendNotifyOnly }
 
-// Prepare accepts <send/> with no required content.
-func (notifyOnly) Prepare(*stanza.Element) (any, error) { return nil, nil }
+// Provision accepts <send/> with no required content.
+func (notifyOnly) Provision(context.Context, *stanza.Element) (any, error) { return nil, nil }
 
 func (notifyOnly) Send(context.Context, *engine.SendInput) ([]*stanza.Element, error) {
 	return nil, nil
@@ -28,6 +28,4 @@ func (notifyOnly) Send(context.Context, *engine.SendInput) ([]*stanza.Element, e
 
 // Builtin returns every built-in profile, ready for engine.Registry.Register,
 // with default options (see BuiltinWith to configure them).
-func Builtin() []any {
-	return []any{All(), Important(), Archived(), ArchivedWithBody(), NotifyOnly(), Encrypted(EncryptedOptions{})}
-}
+func Builtin() engine.ProfileSet { return BuiltinWith(Options{}) }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -146,10 +147,10 @@ func enableFor(id webpush.Identity, o enableOptions) (string, error) {
 		return "", err
 	}
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		return "", err
 	}
-	if _, err := engine.ParseEnable(reg, engine.DefaultLimits, "user@push2.invalid", "keys", el); err != nil {
+	if _, err := engine.ParseEnable(context.Background(), reg, engine.DefaultLimits, "user@push2.invalid", "keys", el); err != nil {
 		return "", fmt.Errorf("the <enable/> would be refused: %s", describe(err))
 	}
 	return b.String(), nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -23,10 +24,10 @@ func acceptEnable(t *testing.T, enable string) *engine.Registration {
 		t.Fatalf("enable does not parse: %v\n%s", err, enable)
 	}
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := engine.ParseEnable(reg, engine.DefaultLimits, "user@localhost", "phone", el)
+	r, err := engine.ParseEnable(context.Background(), reg, engine.DefaultLimits, "user@localhost", "phone", el)
 	if err != nil {
 		t.Fatalf("enable refused: %v\n%s", err, enable)
 	}
@@ -45,7 +46,7 @@ func TestKeys(t *testing.T) {
 			if r.Service != "pusher@push.example.com" || !strings.HasPrefix(r.Client, "https://push.example.com/") || r.Matches[0].Profile != profiles.MatchImportant {
 				t.Errorf("registration %+v", r)
 			}
-			keys := r.Matches[0].Prepared.(*profiles.EncryptedKeys)
+			keys := r.Matches[0].SendProvisioned.(*profiles.EncryptedKeys)
 			if keys.VAPID == nil || len(keys.Claims) != 1 || keys.Claims[0] != (webpush.Claim{Name: "aud", Value: "https://push.example.com"}) {
 				t.Errorf("prepared %v %v", keys, keys.Claims)
 			}
@@ -57,13 +58,13 @@ func TestKeys(t *testing.T) {
 			if r.Service != "push.example.net" || r.Client != "tok&en" || r.Matches[0].Profile != profiles.MatchAll {
 				t.Errorf("registration %+v", r)
 			}
-			claims := r.Matches[0].Prepared.(*profiles.EncryptedKeys).Claims
+			claims := r.Matches[0].SendProvisioned.(*profiles.EncryptedKeys).Claims
 			if len(claims) != 2 || claims[0].Value != "https://fcm.googleapis.com" || claims[1] != (webpush.Claim{Name: "sub", Value: "mailto:ops@example.net"}) {
 				t.Errorf("claims %v", claims)
 			}
 		}},
 		{"no jwt", []string{"--no-jwt"}, 0, "", func(t *testing.T, k keysFile, r *engine.Registration) {
-			if keys := r.Matches[0].Prepared.(*profiles.EncryptedKeys); keys.VAPID != nil || strings.Contains(k.Enable, "jwt") {
+			if keys := r.Matches[0].SendProvisioned.(*profiles.EncryptedKeys); keys.VAPID != nil || strings.Contains(k.Enable, "jwt") {
 				t.Errorf("JWT registered with --no-jwt: %s", k.Enable)
 			}
 		}},

@@ -57,7 +57,7 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	store := memstore.New()
 	defer store.Close()
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		fmt.Fprintln(stderr, "push2 simulate:", err)
 		return 1
 	}

@@ -20,7 +20,7 @@ func TestStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := engine.NewRegistry()
-	reg.Register(profiles.Builtin()...)
+	reg.Register(profiles.Builtin())
 	e := engine.New(st, reg, engine.Config{})
 	id, _ := webpush.GenerateIdentity()
 	enc := `<enable xmlns="urn:xmpp:push2:0"><service>pusher@push.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:sce+rfc8291+rfc8292:0"><ua-public>` + id.UAPublic + `</ua-public><auth-secret>` + id.AuthSecret + `</auth-secret></send></match></enable>`

@@ -86,7 +86,7 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 	}))
 	mux.HandleFunc("GET /registrations", g.needToken(func(w http.ResponseWriter, r *http.Request) {
 		account := r.URL.Query().Get("account")
-		regs, err := d.eng.Registrations(account)
+		regs, err := d.eng.Registrations(r.Context(), account)
 		if err != nil {
 			http.Error(w, "account: "+err.Error(), http.StatusBadRequest)
 			return

@@ -293,7 +293,7 @@ func (d *daemon) handleEvent(domain string, ev *stanza.Element) {
 		d.ack(ctx, domain, ev.AttrValue("id"), &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "an event needs a known trigger and a stanza"})
 		return
 	}
-	regs, err := d.targets(account, only, live)
+	regs, err := d.targets(ctx, account, only, live)
 	if err != nil {
 		d.log.Error("event: registrations", "account", account, "err", err)
 		return // no ack: the bridge replays it
@@ -326,7 +326,7 @@ func (d *daemon) handleEvent(domain string, ev *stanza.Element) {
 
 // targets turns the bridge's view of sessions into the registrations to
 // evaluate: the listed ones (or all), minus those whose session is live.
-func (d *daemon) targets(account string, only, live []string) ([]string, error) {
+func (d *daemon) targets(ctx context.Context, account string, only, live []string) ([]string, error) {
 	if len(only) == 0 && len(live) == 0 {
 		return nil, nil
 	}
@@ -334,7 +334,7 @@ func (d *daemon) targets(account string, only, live []string) ([]string, error) 
 	if len(only) > 0 {
 		ids = only
 	} else {
-		regs, err := d.eng.Registrations(account)
+		regs, err := d.eng.Registrations(ctx, account)
 		if err != nil {
 			return nil, err
 		}

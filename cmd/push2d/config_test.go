@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/xml"
 	"io"
 	"log/slog"
@@ -114,7 +115,7 @@ func testDaemonConfig(t *testing.T, text string) *daemon {
 	}
 	t.Cleanup(func() { store.Close() })
 	reg := engine.NewRegistry()
-	reg.Register(profiles.Builtin()...)
+	reg.Register(profiles.Builtin())
 	eng := engine.New(store, reg, engine.Config{})
 	return newDaemon(cfg, eng, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
 }
@@ -131,7 +132,7 @@ func TestOnlyConfiguredDomains(t *testing.T) {
 	if got := testutil.ToFloat64(d.metrics.refused); got != 4 {
 		t.Errorf("refused = %v, want 4", got)
 	}
-	if regs, _ := d.eng.Registrations("juliet@example.org"); len(regs) != 0 {
+	if regs, _ := d.eng.Registrations(context.Background(), "juliet@example.org"); len(regs) != 0 {
 		t.Errorf("a refused stanza registered something")
 	}
 	// From the right domain, but for an account elsewhere.
@@ -169,7 +170,7 @@ func TestTargets(t *testing.T) {
 		{[]string{"phone", "laptop"}, []string{"laptop"}, "phone"},
 		{nil, []string{"phone", "laptop", "tablet"}, ""},
 	} {
-		got, err := d.targets("juliet@example.org", tc.only, tc.live)
+		got, err := d.targets(ctx, "juliet@example.org", tc.only, tc.live)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer store.Close()
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		return err
 	}
 	if cfg.Legacy.Enabled {

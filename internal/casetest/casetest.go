@@ -168,7 +168,7 @@ func RunModule(ctx context.Context, h *host.Host, m *host.Module, casesDir strin
 	store := memstore.New()
 	defer store.Close()
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		return fail(err)
 	}
 	if err := m.Register(reg); err != nil {

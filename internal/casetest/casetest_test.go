@@ -180,7 +180,7 @@ func TestVerify(t *testing.T) {
 	ctx := context.Background()
 	h := newHost(t)
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()...); err != nil {
+	if err := reg.Register(profiles.Builtin()); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

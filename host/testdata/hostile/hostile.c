@@ -111,3 +111,15 @@ PUSH2_EXPORT("push2_send") int32_t push2_send(int32_t profile) {
 	}
 	return push2_puts("<ok xmlns='urn:test:hostile'/>");
 }
+
+/* push2_validate (sdk/ABI.md §3): "validate-loop" never returns, so that
+ * the tests can check that the context of a client's <enable/> cancels the
+ * call; every other <match/> is accepted. */
+PUSH2_EXPORT("push2_validate") int32_t push2_validate(int32_t profile) {
+	(void)profile;
+	read_mode(PUSH2_MATCH);
+	if (is("validate-loop")) {
+		for (;;) sink++;
+	}
+	return PUSH2_OK;
+}
