@@ -53,7 +53,7 @@ func (e *Engine) checkFits(r *Registration) error {
 		}
 		// The largest envelope this registration can get: the longest
 		// priority and <voip/>.
-		msg, _ := envelope(r, notificationID(r.Key(), []string{""}), PriorityNormal, true)
+		msg, _ := envelope(r, newNotificationID(), PriorityNormal, true)
 		budget := e.cfg.NotificationLimit - msg.Size()
 		if err := fc.Fits(m.SendProvisioned, r.Account, budget); err != nil {
 			return badRequest("<send xmlns='%s'/>: %s (notification limit %d bytes)", m.SendNS, err.Error(), e.cfg.NotificationLimit)

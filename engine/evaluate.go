@@ -109,7 +109,7 @@ func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *stanza.El
 		return out, nil
 	}
 	keys := lazyKeys()
-	n, err := e.build(ctx, r, chosen, st, c, facts, decision, keys)
+	n, err := e.build(ctx, r, chosen, st, c, facts, decision)
 	if err != nil {
 		e.cfg.Logger.Warn("send profile failed", "profile", chosen.SendNS, "account", r.Account, "id", r.ID, "err", err)
 		out.Code, out.Reason = OutcomeProfileError, "send profile error: "+err.Error()

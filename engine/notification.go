@@ -2,10 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
+	"crypto/rand"
 	"fmt"
-	"strings"
 
 	"github.com/push2/push2/engine/stanza"
 
@@ -22,18 +20,18 @@ import (
 type Notification struct {
 	Reg      RegKey
 	To       string
-	ID       string // the message id, stable for a registration and stanza
+	ID       string // the message id: a random UUID (newNotificationID)
 	Priority Priority
 	VoIP     bool
 	Stanza   *stanza.Element // <message to=… id=…><notification xmlns='urn:xmpp:push2:0'>…
 }
 
-func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *stanza.Element, c *Context, facts *Facts, d Decision, keys []string) (*Notification, error) {
+func (e *Engine) build(ctx context.Context, r *Registration, m *Match, st *stanza.Element, c *Context, facts *Facts, d Decision) (*Notification, error) {
 	sp, ok := e.registry.Send(m.SendNS)
 	if !ok {
 		return nil, fmt.Errorf("send profile %q not loaded", m.SendNS)
 	}
-	id := notificationID(r.Key(), keys)
+	id := newNotificationID()
 	if sb, ok := sp.(StanzaBuilder); ok {
 		st, err := sb.BuildStanza(ctx, &SendInput{Stanza: st, Context: c, Decision: d, Send: m.Send, Provisioned: m.SendProvisioned, Budget: e.cfg.NotificationLimit, facts: facts}, r, id)
 		if err != nil {
@@ -75,11 +73,23 @@ func envelope(r *Registration, id string, p Priority, voip bool) (msg, notif *st
 	return msg, notif
 }
 
-// notificationID is stable for a registration and a stanza, so a retried
-// notification keeps its id and a push service can drop duplicates.
-func notificationID(k RegKey, keys []string) string {
-	h := sha256.Sum256([]byte(k.Account + "\x00" + k.ID + "\x00" + keys[0]))
-	return "push2-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:15]))
+// newNotificationID returns a fresh notification id: a random (version 4)
+// UUID, 122 random bits from crypto/rand.
+//
+// The id is unguessable because it is what a push service's error reply
+// names: anyone who could predict it could forge delivery errors and get a
+// registration disabled. It is a UUID because push services pass it on as
+// the request id of their platform (APNs requires a UUID there). It is
+// random, not derived from the stanza: the dedupe keys (dedupeKeys) are the
+// content-based identity of a push, the id only names one notification. It
+// stays the same across retries because the outbox stores the notification
+// with its id (OutboxEntry.ID) and resends that stanza.
+func newNotificationID() string {
+	var b [16]byte
+	rand.Read(b[:])         // never fails (crypto/rand, Go 1.24+)
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 func domainOf(account string) string {

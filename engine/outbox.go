@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -279,14 +280,52 @@ func (o *Outbox) delivered(e OutboxEntry) {
 	o.observe(OutboxDelivered, e, "")
 }
 
-// DeliveryError handles a push service's error reply to notification id.
-// It reports whether the notification will be retried. An error for an
-// unknown id (delivered long ago, or not ours) is ignored.
-func (o *Outbox) DeliveryError(id, errType, condition string) (retry bool) {
+// Errors for delivery reports that do not count (DeliveryError, Confirm).
+var (
+	// ErrUnknownNotification: no notification with that id is waiting for
+	// a report (delivered long ago, given up, or never ours).
+	ErrUnknownNotification = errors.New("no pending notification has this id")
+	// ErrNotFromService: the report does not come from the push service
+	// the notification was sent to.
+	ErrNotFromService = errors.New("the report does not come from the notification's push service")
+)
+
+// fromService reports whether a report's sender is the service the
+// notification was addressed to, comparing bare JIDs: a push service may
+// answer from any resource, but only the service itself may speak for its
+// notifications (anyone who can send a stanza to the user's server can
+// send an error with a notification's id).
+func fromService(from, to string) bool {
+	f, err := NormalizeJID(from)
+	if err != nil {
+		return false
+	}
+	t, err := NormalizeJID(to)
+	return err == nil && f.Bare().Equal(t.Bare())
+}
+
+// report returns the entry a delivery report from sender from is about, or
+// why the report does not count.
+func (o *Outbox) report(id, from string) (OutboxEntry, error) {
 	e, ok := o.get(id)
 	if !ok {
-		o.eng.cfg.Logger.Info("outbox: error reply for an unknown notification", "id", id, "type", errType, "condition", condition)
-		return false
+		return e, ErrUnknownNotification
+	}
+	if !fromService(from, e.To) {
+		return e, ErrNotFromService
+	}
+	return e, nil
+}
+
+// DeliveryError handles a push service's error reply to notification id,
+// sent by from. It reports whether the notification will be retried. A
+// report that does not count (ErrUnknownNotification, ErrNotFromService)
+// changes nothing.
+func (o *Outbox) DeliveryError(id, from, errType, condition string) (retry bool, err error) {
+	e, err := o.report(id, from)
+	if err != nil {
+		o.eng.cfg.Logger.Info("outbox: error reply ignored", "id", id, "from", from, "type", errType, "condition", condition, "why", err)
+		return false, err
 	}
 	now := o.eng.cfg.Clock()
 	e.LastErr = errType + "/" + condition
@@ -310,12 +349,12 @@ func (o *Outbox) DeliveryError(id, errType, condition string) (retry bool) {
 		case o.wake <- struct{}{}:
 		default:
 		}
-		return true
+		return true, nil
 	}
 	o.remove(id)
 	o.observe(OutboxDropped, e, condition)
 	o.fail(e, condition, now)
-	return false
+	return false, nil
 }
 
 // fail counts a failed notification against its registration and disables
@@ -357,15 +396,18 @@ func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
 	o.observe(OutboxDisabled, e, condition)
 }
 
-// Confirm records a positive delivery report for notification id (the
-// XEP-0357 publish is an IQ, whose result says the app server took it): the
-// notification is delivered now rather than after the error window.
-func (o *Outbox) Confirm(id string) bool {
-	e, ok := o.get(id)
-	if ok {
-		o.delivered(e)
+// Confirm records a positive delivery report for notification id from its
+// service from (the XEP-0357 publish is an IQ, whose result says the app
+// server took it): the notification is delivered now rather than after the
+// error window. A report that does not count (ErrUnknownNotification,
+// ErrNotFromService) changes nothing.
+func (o *Outbox) Confirm(id, from string) error {
+	e, err := o.report(id, from)
+	if err != nil {
+		return err
 	}
-	return ok
+	o.delivered(e)
+	return nil
 }
 
 // get returns a copy of entry id.

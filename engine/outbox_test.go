@@ -3,6 +3,8 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +103,7 @@ func TestOutboxRetryThenDeliver(t *testing.T) {
 		t.Fatalf("sent %+v", s.sent[0])
 	}
 	// wait → rescheduled within [BaseDelay/2, BaseDelay].
-	if !o.DeliveryError(n.ID, "wait", "resource-constraint") {
+	if !serviceError(t, o, n, "wait", "resource-constraint") {
 		t.Fatal("wait error not retried")
 	}
 	*now = now.Add(time.Second)
@@ -134,7 +136,7 @@ func TestOutboxCancelNotRetried(t *testing.T) {
 	n := pushOne(t, e, "c1")
 	s := &sink{}
 	runUntil(t, e.Outbox(), s, 1)
-	if e.Outbox().DeliveryError(n.ID, "cancel", "item-not-found") {
+	if serviceError(t, e.Outbox(), n, "cancel", "item-not-found") {
 		t.Fatal("cancel error retried")
 	}
 	if e.Outbox().Len() != 0 {
@@ -150,7 +152,7 @@ func TestOutboxRetriesExhausted(t *testing.T) {
 	s := &sink{}
 	for i := 1; i <= 3; i++ {
 		runUntil(t, e.Outbox(), s, i)
-		retried := e.Outbox().DeliveryError(n.ID, "wait", "internal-server-error")
+		retried := serviceError(t, e.Outbox(), n, "wait", "internal-server-error")
 		if retried != (i < 3) {
 			t.Fatalf("attempt %d: retried = %v", i, retried)
 		}
@@ -181,7 +183,7 @@ func TestOutboxDisablesAfterMaxErrors(t *testing.T) {
 		runUntil(t, e.Outbox(), s, sent)
 		for _, n := range res.Notifications {
 			if n.Reg.ID == "phone" {
-				e.Outbox().DeliveryError(n.ID, "cancel", "item-not-found")
+				serviceError(t, e.Outbox(), n, "cancel", "item-not-found")
 			}
 		}
 	}
@@ -212,7 +214,7 @@ func TestOutboxDisablesAfterFailingFor72h(t *testing.T) {
 		*now = now.Add(step)
 		n := pushOne(t, e, "t"+string(rune('a'+i)))
 		runUntil(t, e.Outbox(), s, i+1)
-		e.Outbox().DeliveryError(n.ID, "cancel", "service-unavailable")
+		serviceError(t, e.Outbox(), n, "cancel", "service-unavailable")
 	}
 	if recs, _ := e.Disabled(account); len(recs) != 1 || !strings.Contains(recs[0].Reason, "failed for 73h") {
 		t.Errorf("disabled: %+v", recs)
@@ -226,7 +228,7 @@ func TestOutboxDeliveryResetsErrors(t *testing.T) {
 	s := &sink{}
 	n := pushOne(t, e, "e1")
 	runUntil(t, e.Outbox(), s, 1)
-	e.Outbox().DeliveryError(n.ID, "cancel", "item-not-found")
+	serviceError(t, e.Outbox(), n, "cancel", "item-not-found")
 	pushOne(t, e, "e2")
 	runUntil(t, e.Outbox(), s, 2)
 	*now = now.Add(2 * time.Minute)
@@ -263,5 +265,128 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	runUntil(t, e.Outbox(), s, 1)
 	if s.sent[0].ID != n.ID {
 		t.Errorf("sent %+v", s.sent[0])
+	}
+}
+
+// serviceError reports an error from the notification's own push service,
+// as the bridge passes it on, and returns whether it will be retried.
+func serviceError(t *testing.T, o *engine.Outbox, n *engine.Notification, typ, cond string) bool {
+	t.Helper()
+	retry, err := o.DeliveryError(n.ID, n.To+"/svc", typ, cond)
+	if err != nil {
+		t.Fatalf("DeliveryError(%s from %s): %v", n.ID, n.To, err)
+	}
+	return retry
+}
+
+// TestOutboxReportsOnlyFromTheService: a delivery error or a positive report
+// counts only when it comes from the service the notification was sent to
+// (bare JID). Forged errors from anyone else, as many as the limit that
+// would disable the registration and more, change nothing.
+func TestOutboxReportsOnlyFromTheService(t *testing.T) {
+	e, store, _ := newEngine(t, engine.Config{Retry: engine.RetryPolicy{MaxErrors: 3}})
+	ctx := context.Background()
+	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	n := pushOne(t, e, "f1")
+	s := &sink{}
+	runUntil(t, e.Outbox(), s, 1)
+	o := e.Outbox()
+	for _, from := range []string{
+		"mallory@evil.example",
+		"mallory@evil.example/pusher",
+		"push.example.com",             // the service's domain is not the service
+		"pusher@push.example.com.evil", // a lookalike
+		"other@push.example.com",       // another account at the service's server
+		"",                             // no sender
+		"not a jid@@",                  // unparseable
+		"capulet.lit",                  // the user's own server
+		"juliet@capulet.lit/balcony",   // the user
+	} {
+		for i := 0; i < 16; i++ {
+			if retry, err := o.DeliveryError(n.ID, from, "cancel", "item-not-found"); !errors.Is(err, engine.ErrNotFromService) || retry {
+				t.Fatalf("error from %q: retry=%v err=%v, want ErrNotFromService", from, retry, err)
+			}
+		}
+		if err := o.Confirm(n.ID, from); !errors.Is(err, engine.ErrNotFromService) {
+			t.Fatalf("confirm from %q: %v", from, err)
+		}
+	}
+	if st, _ := store.RegState(engine.RegKey{Account: account, ID: "phone"}); st.Errors != 0 {
+		t.Errorf("forged errors counted: %+v", st)
+	}
+	if regs, _ := e.Registrations(account); len(regs) != 1 {
+		t.Fatalf("registration gone after forged errors: %+v", regs)
+	}
+	if o.Len() != 1 {
+		t.Fatalf("outbox holds %d, want the notification still waiting", o.Len())
+	}
+	if _, err := o.DeliveryError("00000000-0000-4000-8000-000000000000", n.To, "cancel", "item-not-found"); !errors.Is(err, engine.ErrUnknownNotification) {
+		t.Errorf("error for an unknown id: %v", err)
+	}
+	if err := o.Confirm("00000000-0000-4000-8000-000000000000", n.To); !errors.Is(err, engine.ErrUnknownNotification) {
+		t.Errorf("confirm for an unknown id: %v", err)
+	}
+	// The service itself, from its bare JID or any resource, and with a
+	// differently cased domain, is heard.
+	if err := o.Confirm(n.ID, "pusher@PUSH.example.com/r1"); err != nil {
+		t.Fatalf("confirm from the service: %v", err)
+	}
+	if o.Len() != 0 {
+		t.Errorf("confirmed notification still in the outbox")
+	}
+}
+
+var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// TestNotificationIDs: every notification gets its own random UUID (v4),
+// also for the same stanza pushed to another registration, and pings; a
+// retry of a stored notification keeps it.
+func TestNotificationIDs(t *testing.T) {
+	e, _, now := newEngine(t, engine.Config{Retry: engine.RetryPolicy{BaseDelay: time.Second}})
+	ctx := context.Background()
+	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "tablet", engine.MustParse(strings.Replace(enableXML(matchXML("all")), "adlfkjadafdasf", "tablet", 1)))
+	seen := map[string]bool{}
+	var first *engine.Notification
+	for i := 0; i < 50; i++ {
+		res, err := e.Evaluate(ctx, &engine.Event{Stanza: engine.MustParse(strings.Replace(msgBody, `id="s1"`, fmt.Sprintf(`id="u%d"`, i), 1)), Context: engine.Context{Account: account}})
+		if err != nil || len(res.Notifications) != 2 {
+			t.Fatalf("evaluate: %v %+v", err, res)
+		}
+		for _, n := range res.Notifications {
+			if !uuidV4.MatchString(n.ID) {
+				t.Fatalf("id %q is not a version 4 UUID", n.ID)
+			}
+			if got := n.Stanza.AttrValue("id"); got != n.ID {
+				t.Fatalf("stanza id %q, notification id %q", got, n.ID)
+			}
+			if seen[n.ID] {
+				t.Fatalf("id %q used twice", n.ID)
+			}
+			seen[n.ID] = true
+			if first == nil {
+				first = n
+			}
+		}
+	}
+	pings, err := e.Ping(ctx, account, nil)
+	if err != nil || len(pings) != 2 {
+		t.Fatalf("ping: %v %+v", err, pings)
+	}
+	for _, n := range pings {
+		if !uuidV4.MatchString(n.ID) || seen[n.ID] {
+			t.Errorf("ping id %q", n.ID)
+		}
+	}
+	// A retry sends the stored notification again, with its id.
+	s := &sink{}
+	runUntil(t, e.Outbox(), s, 102)
+	if !serviceError(t, e.Outbox(), first, "wait", "resource-constraint") {
+		t.Fatal("not retried")
+	}
+	*now = now.Add(time.Second)
+	runUntil(t, e.Outbox(), s, 103)
+	if last := s.sent[102]; last.ID != first.ID || !strings.Contains(last.Stanza, `id="`+first.ID+`"`) {
+		t.Errorf("retry %+v, want id %s", last, first.ID)
 	}
 }

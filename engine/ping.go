@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/push2/push2/engine/stanza"
@@ -34,10 +32,7 @@ func (e *Engine) Ping(ctx context.Context, account string, ids []string) ([]*Not
 		if ids != nil && !want[r.ID] {
 			continue
 		}
-		var nonce [8]byte
-		rand.Read(nonce[:])
-		key := "ping:" + hex.EncodeToString(nonce[:])
-		n, err := e.build(ctx, r, r.Matches[0], st, c, nil, Decision{Push: true, Priority: PriorityNormal, Reason: "ping"}, []string{key})
+		n, err := e.build(ctx, r, r.Matches[0], st, c, nil, Decision{Push: true, Priority: PriorityNormal, Reason: "ping"})
 		if err != nil {
 			return out, fmt.Errorf("ping %s: %w", r.ID, err)
 		}

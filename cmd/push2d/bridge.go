@@ -258,7 +258,9 @@ func (d *daemon) handleMessage(msg *stanza.Element) {
 		case c.Is(NSBridge, "delivery-error"):
 			d.deliveryError(c)
 		case c.Is(NSBridge, "delivered"):
-			d.eng.Outbox().Confirm(c.AttrValue("id"))
+			if err := d.eng.Outbox().Confirm(c.AttrValue("id"), c.AttrValue("from")); err != nil {
+				d.log.Info("delivery report ignored", "id", c.AttrValue("id"), "from", c.AttrValue("from"), "why", err)
+			}
 		}
 	}
 }
@@ -405,9 +407,12 @@ func (d *daemon) deliveryError(c *stanza.Element) {
 	if typ == "" {
 		typ = "cancel"
 	}
+	if _, err := d.eng.Outbox().DeliveryError(c.AttrValue("id"), c.AttrValue("from"), typ, cond); err != nil {
+		// The outbox logged it: unknown, or not from the notification's service.
+		return
+	}
 	d.metrics.deliveryErrors.WithLabelValues(typ, cond).Inc()
 	d.log.Warn("push service answered with an error", "id", c.AttrValue("id"), "service", c.AttrValue("from"), "type", typ, "condition", cond)
-	d.eng.Outbox().DeliveryError(c.AttrValue("id"), typ, cond)
 }
 
 func newID() string {

@@ -11,6 +11,7 @@ type metrics struct {
 	outcomes       *prometheus.CounterVec
 	outbox         *prometheus.CounterVec
 	deliveryErrors *prometheus.CounterVec
+	ignoredReports *prometheus.CounterVec
 	enables        *prometheus.CounterVec
 	disables       prometheus.Counter
 	refused        prometheus.Counter
@@ -33,6 +34,9 @@ func newMetrics() *metrics {
 		deliveryErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "push2_delivery_errors_total", Help: "Error replies from push services, by error type and condition.",
 		}, []string{"type", "condition"}),
+		ignoredReports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_ignored_delivery_reports_total", Help: "Delivery reports (errors, confirmations) that did not count: for no pending notification (unknown), or not from the notification's push service (wrong-sender).",
+		}, []string{"reason"}),
 		enables: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "push2_enables_total", Help: "Enable requests, by result (ok or the stanza error condition).",
 		}, []string{"result"}),
@@ -50,6 +54,6 @@ func newMetrics() *metrics {
 			Name: "push2_admin_refused_total", Help: "Admin requests refused, by reason: host (DNS rebinding), no-token (none configured), token (missing or wrong), content-type, rate-limit.",
 		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.enables, m.disables, m.refused, m.evaluation, m.adminRefused)
+	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.ignoredReports, m.enables, m.disables, m.refused, m.evaluation, m.adminRefused)
 	return m
 }

@@ -34,6 +34,9 @@
 
 local st = require "util.stanza";
 local jid = require "util.jid";
+-- Every id the bridge makes (events, whose acks it matches; IQs to push2d,
+-- whose answers module:send_iq matches) is util.id.medium(): 18 bytes from
+-- util.random, unguessable, so no one but push2d can answer for them.
 local id = require "util.id";
 local async = require "util.async";
 local watchdog = require "util.watchdog";
@@ -55,6 +58,7 @@ local iq_timeout = module:get_option_number("push2_iq_timeout", 10);
 local max_pending = module:get_option_number("push2_max_pending_events", 10000);
 local max_hibernation = module:get_option_number("push2_max_hibernation_timeout", 72*3600);
 local activity_interval = module:get_option_number("push2_activity_interval", 5);
+local max_routed = module:get_option_number("push2_max_routed_notifications", 10000);
 
 local host_sessions = prosody.hosts[module.host].sessions;
 
@@ -68,6 +72,18 @@ local features = {};
 local pending = new_cache(max_pending, function(event_id)
 	module:log("warn", "push2 event buffer full (%d): dropping the oldest unacked event %s", max_pending, event_id);
 end);
+
+-- Notifications routed to push services, by notification id → the bare
+-- JID of the service it was sent to, bounded (the least recently sent is
+-- forgotten first). An error reply is passed to push2d only when its id is
+-- one of these and it comes from that service: anyone can send the server an
+-- error with a guessed or overheard id (docs/bridge-protocol.md "Delivery
+-- errors"). push2d checks the sender again against its outbox.
+local routed = new_cache(max_routed);
+
+local function bare_prepped(addr)
+	return addr and jid.prep(jid.bare(addr));
+end
 
 local function safely(name, f)
 	return function(...)
@@ -568,16 +584,22 @@ local function handle_push(push)
 			module:log("warn", "push2d sent a publish from %s; not sent", tostring(from));
 			return;
 		end
+		-- module:send_iq takes an answer only from out.attr.to with
+		-- out.attr.id (the notification id, random): the answer is the app
+		-- server's.
 		local nid = out.attr.id;
 		module:send_iq(out, nil, iq_timeout):next(function()
 			module:send(st.message({ from = module.host, to = component, id = id.medium() })
-				:tag("delivered", { xmlns = xmlns_bridge, id = nid }));
+				:tag("delivered", { xmlns = xmlns_bridge, id = nid, from = out.attr.to }));
 		end, function(err)
 			local e = err or {};
 			report_delivery_error(nid, out.attr.to, e.type or "wait", e.condition or "remote-server-timeout", e.text);
 		end);
 	else
 		out.attr.from = module.host;
+		if out.attr.id and out.attr.to then
+			routed:set(out.attr.id, bare_prepped(out.attr.to));
+		end
 		module:send(out);
 	end
 	-- The first push for a hibernated session: the device has been woken,
@@ -640,8 +662,15 @@ module:hook("message/host", safely("message", function(event)
 		end
 		return true;
 	end
-	-- An error reply from a push service to one of our notifications.
-	if stanza.attr.type == "error" and (stanza.attr.id or ""):match("^push2%-") then
+	-- An error reply from a push service to one of our notifications:
+	-- only from the service it went to (bare JID) counts.
+	local service = stanza.attr.type == "error" and stanza.attr.id and routed:get(stanza.attr.id);
+	if service then
+		if bare_prepped(stanza.attr.from) ~= service then
+			module:log("warn", "error reply to push2 notification %s from %s, not from its push service %s: ignored",
+				stanza.attr.id, tostring(stanza.attr.from), service);
+			return true;
+		end
 		local etype, condition, text = stanza:get_error();
 		report_delivery_error(stanza.attr.id, stanza.attr.from, etype, condition, text);
 		return true;
