@@ -286,7 +286,7 @@ func serviceError(t *testing.T, o *engine.Outbox, n *engine.Notification, typ, c
 func TestOutboxReportsOnlyFromTheService(t *testing.T) {
 	e, store, _ := newEngine(t, engine.Config{Retry: engine.RetryPolicy{MaxErrors: 3}})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
 	n := pushOne(t, e, "f1")
 	s := &sink{}
 	runUntil(t, e.Outbox(), s, 1)
@@ -314,7 +314,7 @@ func TestOutboxReportsOnlyFromTheService(t *testing.T) {
 	if st, _ := store.RegState(engine.RegKey{Account: account, ID: "phone"}); st.Errors != 0 {
 		t.Errorf("forged errors counted: %+v", st)
 	}
-	if regs, _ := e.Registrations(account); len(regs) != 1 {
+	if regs, _ := e.Registrations(ctx, account); len(regs) != 1 {
 		t.Fatalf("registration gone after forged errors: %+v", regs)
 	}
 	if o.Len() != 1 {
@@ -344,12 +344,12 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 func TestNotificationIDs(t *testing.T) {
 	e, _, now := newEngine(t, engine.Config{Retry: engine.RetryPolicy{BaseDelay: time.Second}})
 	ctx := context.Background()
-	e.Enable(ctx, account, "phone", engine.MustParse(enableXML(matchXML("all"))))
-	e.Enable(ctx, account, "tablet", engine.MustParse(strings.Replace(enableXML(matchXML("all")), "adlfkjadafdasf", "tablet", 1)))
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	e.Enable(ctx, account, "tablet", stanza.MustParse(strings.Replace(enableXML(matchXML("all")), "adlfkjadafdasf", "tablet", 1)))
 	seen := map[string]bool{}
 	var first *engine.Notification
 	for i := 0; i < 50; i++ {
-		res, err := e.Evaluate(ctx, &engine.Event{Stanza: engine.MustParse(strings.Replace(msgBody, `id="s1"`, fmt.Sprintf(`id="u%d"`, i), 1)), Context: engine.Context{Account: account}})
+		res, err := e.Evaluate(ctx, &engine.Event{Stanza: stanza.MustParse(strings.Replace(msgBody, `id="s1"`, fmt.Sprintf(`id="u%d"`, i), 1)), Context: engine.Context{Account: account}})
 		if err != nil || len(res.Notifications) != 2 {
 			t.Fatalf("evaluate: %v %+v", err, res)
 		}

@@ -777,7 +777,7 @@ func benchSetup(b *testing.B) (engine.SendProfile, *engine.SendInput) {
 		Context:     &engine.Context{Account: account, Now: time.Now()},
 		Send:        send,
 		Provisioned: prep,
-		Budget:      4096 - len(`<message xmlns="jabber:client" to="pusher@push.example.com" from="capulet.lit" id="push2-gaxz7tcmvpn5j7hxgtkhqjsh"><notification xmlns="urn:xmpp:push2:0"><client>https://push.example.com/adlfkjadafdasf</client><priority>normal</priority></notification></message>`),
+		Budget:      4096 - len(`<message xmlns="jabber:client" to="pusher@push.example.com" from="capulet.lit" id="9b2c6f4e-1a7d-4e0b-8f3a-52d1c0e6a9b7"><notification xmlns="urn:xmpp:push2:0"><client>https://push.example.com/adlfkjadafdasf</client><priority>normal</priority></notification></message>`),
 	}
 	if _, err := p.Send(context.Background(), in); err != nil { // signs and caches the JWT
 		b.Fatal(err)
