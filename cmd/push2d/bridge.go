@@ -259,7 +259,7 @@ func (d *daemon) handleMessage(msg *stanza.Element) {
 			d.deliveryError(c)
 		case c.Is(NSBridge, "delivered"):
 			if err := d.eng.Outbox().Confirm(c.AttrValue("id"), c.AttrValue("from")); err != nil {
-				d.log.Info("delivery report ignored", "id", c.AttrValue("id"), "from", c.AttrValue("from"), "why", err)
+				d.ignoredReport(err)
 			}
 		}
 	}
@@ -408,11 +408,20 @@ func (d *daemon) deliveryError(c *stanza.Element) {
 		typ = "cancel"
 	}
 	if _, err := d.eng.Outbox().DeliveryError(c.AttrValue("id"), c.AttrValue("from"), typ, cond); err != nil {
-		// The outbox logged it: unknown, or not from the notification's service.
+		d.ignoredReport(err) // the outbox logged it
 		return
 	}
 	d.metrics.deliveryErrors.WithLabelValues(typ, cond).Inc()
 	d.log.Warn("push service answered with an error", "id", c.AttrValue("id"), "service", c.AttrValue("from"), "type", typ, "condition", cond)
+}
+
+// ignoredReport counts a delivery report that did not count.
+func (d *daemon) ignoredReport(err error) {
+	reason := "unknown"
+	if errors.Is(err, engine.ErrNotFromService) {
+		reason = "wrong-sender"
+	}
+	d.metrics.ignoredReports.WithLabelValues(reason).Inc()
 }
 
 func newID() string {
