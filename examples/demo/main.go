@@ -4,7 +4,8 @@
 // It starts Debian's Prosody with the bridge module and a generated config
 // and data dir, starts push2d, creates three accounts (juliet, romeo and
 // pusher, the push service), has juliet register for encrypted pushes and go
-// offline, has romeo write to her, and prints what the push service receives
+// offline (showing the registration on push2d's admin interface, with its
+// token), has romeo write to her, and prints what the push service receives
 // — the notification stanza, then its payload decrypted with juliet's keys
 // and the verified JWT. Then it shuts everything down, or with -keep leaves
 // it running and prints how to connect a client.
@@ -112,6 +113,12 @@ func run(keep, verbose, plain bool) error {
 	if resp.AttrValue("type") != "result" {
 		return fmt.Errorf("enable refused: %s", resp)
 	}
+	step("push2d's admin interface lists it (GET /registrations with the bearer token of admin.token_file, %s):", s.AdminTokenFile)
+	regs, err := s.Admin("/registrations?account=juliet@" + domain)
+	if err != nil {
+		return fmt.Errorf("admin interface: %w", err)
+	}
+	fmt.Print(regs)
 
 	step("juliet goes offline; romeo writes to her")
 	juliet.Close()
