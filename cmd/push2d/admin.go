@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +28,8 @@ import (
 //
 // The open three carry nothing per account (profile URIs are in every
 // account's disco#info already), so monitoring can use them without the
-// token; adminguard.go says what guards the rest.
+// token; adminguard.go says what guards the rest. Every JSON answer is an
+// adminjson.go type (snake_case names, documented in docs/push2d.md).
 func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 	g := newAdminGuard(d.cfg.Admin, addr, d.metrics, d.log)
 	mux := http.NewServeMux()
@@ -43,7 +42,7 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /profiles", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, d.eng.Registry().Profiles())
+		writeJSON(w, profilesJSON(d.eng.Registry().Profiles()))
 	})
 	mux.HandleFunc("GET /disabled", g.needToken(func(w http.ResponseWriter, r *http.Request) {
 		recs, err := d.eng.Disabled(r.URL.Query().Get("account"))
@@ -51,10 +50,7 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 			http.Error(w, "account: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		if recs == nil {
-			recs = []engine.DisabledRecord{}
-		}
-		writeJSON(w, recs)
+		writeJSON(w, disabledsJSON(recs))
 	}))
 	mux.HandleFunc("POST /ping", g.needToken(g.jsonBody(func(w http.ResponseWriter, r *http.Request) {
 		account, ids, err := pingParams(r)
@@ -79,10 +75,10 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 		for _, n := range ns {
 			ids = append(ids, n.Reg.ID)
 		}
-		writeJSON(w, map[string]any{"pushed": ids})
+		writeJSON(w, pingJSON{Pushed: ids})
 	})))
 	mux.HandleFunc("GET /outbox", g.needToken(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]int{"entries": d.eng.Outbox().Len()})
+		writeJSON(w, outboxJSON{Entries: d.eng.Outbox().Len()})
 	}))
 	mux.HandleFunc("GET /registrations", g.needToken(func(w http.ResponseWriter, r *http.Request) {
 		account := r.URL.Query().Get("account")
@@ -91,36 +87,7 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 			http.Error(w, "account: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		type match struct {
-			Profile string   `json:"profile"`
-			Send    string   `json:"send"`
-			Grace   string   `json:"grace,omitempty"`
-			Filters []string `json:"filters,omitempty"`
-		}
-		type reg struct {
-			ID      string    `json:"id"`
-			Service string    `json:"service"`
-			Client  string    `json:"client_sha256"` // the client token routes to a device: shown hashed
-			Created time.Time `json:"created"`
-			Matches []match   `json:"matches"`
-		}
-		out := []reg{}
-		for _, r := range regs {
-			h := sha256.Sum256([]byte(r.Client))
-			x := reg{ID: r.ID, Service: r.Service, Client: hex.EncodeToString(h[:8]), Created: r.Created}
-			for _, m := range r.Matches {
-				mm := match{Profile: m.Profile, Send: m.SendNS}
-				if m.Grace > 0 {
-					mm.Grace = m.Grace.String()
-				}
-				for _, f := range m.Filters {
-					mm.Filters = append(mm.Filters, f.JID)
-				}
-				x.Matches = append(x.Matches, mm)
-			}
-			out = append(out, x)
-		}
-		writeJSON(w, out)
+		writeJSON(w, registrationsJSON(regs))
 	}))
 	return g.checkHost(mux)
 }

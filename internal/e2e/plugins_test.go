@@ -75,9 +75,17 @@ func TestPluginHotLoad(t *testing.T) {
 	if p := n.Child(stanza.NSPush2, "notification").ChildText(stanza.NSPush2, "priority"); p != "high" {
 		t.Errorf("VIP push priority %q, want high (the plugin's decision): %s", p, n)
 	}
-	profiles, _ := s.Admin("/profiles")
-	if !strings.Contains(profiles, uri) || !strings.Contains(profiles, "wasm") {
-		t.Errorf("admin /profiles: %s", profiles)
+	type profile struct {
+		URI    string `json:"uri"`
+		Kind   string `json:"kind"`
+		Source string `json:"source"`
+	}
+	var profiles []profile
+	if err := s.AdminJSON("/profiles", &profiles); err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(profiles, func(p profile) bool { return p.URI == uri }); i < 0 || profiles[i].Kind != "match" || !strings.HasPrefix(profiles[i].Source, "wasm vip") {
+		t.Errorf("admin /profiles: %+v, want %s, a match profile from wasm vip…", profiles, uri)
 	}
 
 	os.Remove(filepath.Join(plugins, "vip.wasm"))

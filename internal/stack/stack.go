@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -243,6 +244,23 @@ func (s *Stack) writeAdminToken() error {
 // Admin fetches a path of push2d's admin interface, with the admin token.
 func (s *Stack) Admin(path string) (string, error) {
 	return s.admin("GET", path)
+}
+
+// AdminJSON fetches a path of push2d's admin interface, with the admin
+// token, into v. Fields v does not have are an error, so a test reading
+// the answer this way notices a renamed field (docs/push2d.md "Admin
+// interface" lists them).
+func (s *Stack) AdminJSON(path string, v any) error {
+	body, err := s.admin("GET", path)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w: %s", path, err, body)
+	}
+	return nil
 }
 
 // AdminPost posts to a path of push2d's admin interface, with the admin
