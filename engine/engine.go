@@ -22,8 +22,9 @@
 // set of loaded profiles), store.go (what a store must provide; pebble.go
 // is the Pebble one),
 // regcache.go (parsed registrations per account), errors.go (the stanza
-// errors Enable and Disable answer with), legacy.go (XEP-0357 clients)
-// and ping.go (the admin test push).
+// errors Enable and Disable answer with), foreign.go (the one hook through
+// which other push protocols register: EnableParser, used by
+// profiles/xep0357 for XEP-0357 clients) and ping.go (the admin test push).
 package engine
 
 import (

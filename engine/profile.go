@@ -203,6 +203,28 @@ type StanzaBuilder interface {
 	BuildStanza(ctx context.Context, in *SendInput, r *Registration, id string) (*stanza.Element, error)
 }
 
+// EnableParser is implemented by a send profile whose namespace is also
+// that of another push protocol's <enable/> and <disable/> (XEP-0357's
+// urn:xmpp:push:0, package profiles/xep0357), so that the protocol's
+// clients are served by the same pipeline, store and outbox. The engine
+// hands it every <enable/> and <disable/> in that namespace; without such a
+// profile they are refused with feature-not-implemented.
+//
+// ParseEnable turns an <enable/> into a registration of account (a
+// normalized bare JID): its id, service, client and matches (each naming
+// profiles of the registry, usually this one, with what their Provision
+// returned). It is called when Provision would be (see Profile): at enable
+// time and again whenever registrations are reloaded (restart, profile
+// swap), so it must be pure and cheap, and return ctx.Err() once ctx is
+// done. Errors are as Provision's; nothing is stored when it fails.
+//
+// ParseDisable reads a <disable/> and returns which of the account's
+// registrations it removes; Engine.DisableForeign removes them.
+type EnableParser interface {
+	ParseEnable(ctx context.Context, account string, enable *stanza.Element, lim Limits) (*Registration, error)
+	ParseDisable(disable *stanza.Element) (func(*Registration) bool, error)
+}
+
 // FitChecker is implemented by send profiles whose output has a fixed
 // part that may not fit every notification limit (a signed JWT, say). At
 // enable time (not on reload) the engine calls Fits with what Provision

@@ -83,9 +83,13 @@ func NormalizeJID(s string) (jid.JID, error) {
 // returns the registration. Nothing is stored here; the caller stores the
 // result only if err is nil. Errors are *StanzaError with a text naming the
 // offending element.
+//
+// An <enable/> in a namespace other than urn:xmpp:push2:0 goes to the send
+// profile registered under that namespace if it is an EnableParser
+// (XEP-0357), and is refused with feature-not-implemented otherwise.
 func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id string, enable *stanza.Element) (*Registration, error) {
-	if enable.Is(stanza.NSXEP0357, "enable") {
-		return parseLegacyEnable(ctx, reg, lim, account, enable)
+	if enable.Name.Space != stanza.NSPush2 {
+		return parseForeignEnable(ctx, reg, lim, account, enable)
 	}
 	if !enable.Is(stanza.NSPush2, "enable") {
 		return nil, badRequest("expected <enable xmlns='%s'/>", stanza.NSPush2)

@@ -11,6 +11,7 @@ import (
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles/webpush"
+	"github.com/push2/push2/profiles/xep0357"
 )
 
 // This file is the send profile urn:xmpp:push2:send:sce+rfc8291+rfc8292:0
@@ -62,14 +63,26 @@ type EncryptedOptions struct {
 // Options configures the built-in profiles; see BuiltinWith.
 type Options struct {
 	Encrypted EncryptedOptions
+	// XEP0357, if set, adds the XEP-0357 profile pair (package
+	// profiles/xep0357) with these options, so urn:xmpp:push:0 clients are
+	// served; nil refuses them with feature-not-implemented.
+	XEP0357 *xep0357.Options
 }
 
 // BuiltinWith is Builtin with the configurable profiles built from opts.
+// It is the one place that builds the profile set: push2d (from its
+// configuration) and push2 simulate both call it.
 func BuiltinWith(opts Options) engine.ProfileSet {
-	return engine.ProfileSet{
+	set := engine.ProfileSet{
 		Match: []engine.MatchProfile{All(), Important(), Archived(), ArchivedWithBody()},
 		Send:  []engine.SendProfile{NotifyOnly(), Encrypted(opts.Encrypted)},
 	}
+	if opts.XEP0357 != nil {
+		x := xep0357.Set(*opts.XEP0357)
+		set.Match = append(set.Match, x.Match...)
+		set.Send = append(set.Send, x.Send...)
+	}
+	return set
 }
 
 // sharedSigner is the token cache of every encrypted profile built without

@@ -26,6 +26,7 @@ func (notifyOnly) Send(context.Context, *engine.SendInput) ([]*stanza.Element, e
 	return nil, nil
 }
 
-// Builtin returns every built-in profile, ready for engine.Registry.Register,
-// with default options (see BuiltinWith to configure them).
+// Builtin returns every built-in Push 2.0 profile, ready for
+// engine.Registry.Register, with default options (see BuiltinWith to
+// configure them and to add the XEP-0357 pair).
 func Builtin() engine.ProfileSet { return BuiltinWith(Options{}) }

@@ -15,6 +15,7 @@ import (
 	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
+	"github.com/push2/push2/profiles/xep0357"
 )
 
 // multiFlag collects a repeatable string flag.
@@ -27,7 +28,7 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var enables, activity multiFlag
-	fs.Var(&enables, "enable", "file with an <enable xmlns='urn:xmpp:push2:0'/> (repeatable: one registration each)")
+	fs.Var(&enables, "enable", "file with an <enable xmlns='urn:xmpp:push2:0'/>, or XEP-0357's <enable xmlns='urn:xmpp:push:0'/> (repeatable: one registration each)")
 	stanzaFile := fs.String("stanza", "", "file with the stanza the server would miss-deliver (- for stdin)")
 	trigger := fs.String("trigger", "offline", "offline|hibernated|ack-delayed|archived|groupchat")
 	account := fs.String("account", "user@localhost", "bare JID of the account the stanza is for")
@@ -37,6 +38,9 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&activity, "activity", "SESSION=SECONDS_AGO: another session of the account was active that long ago (repeatable; for <grace/>)")
 	pluginsDir := fs.String("plugins", "", "directory of WebAssembly profiles (.wasm) to load besides the built-ins")
 	explain := fs.Bool("explain", false, "say on stderr why each registration did or did not get a push")
+	var x xep0357.Options
+	fs.BoolVar(&x.WithBody, "xep0357-with-body", false, "XEP-0357 publishes carry the real body (push2d: xep0357.with_body)")
+	fs.BoolVar(&x.WithSender, "xep0357-with-sender", false, "XEP-0357 publishes carry the real sender (push2d: xep0357.with_sender)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -57,7 +61,9 @@ func runSimulate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	store := memstore.New()
 	defer store.Close()
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()); err != nil {
+	// The profile set push2d builds with its default configuration
+	// (XEP-0357 served, mod_cloud_notify's privacy defaults).
+	if err := reg.Register(profiles.BuiltinWith(profiles.Options{XEP0357: &x})); err != nil {
 		fmt.Fprintln(stderr, "push2 simulate:", err)
 		return 1
 	}

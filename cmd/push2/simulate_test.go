@@ -66,6 +66,48 @@ func TestSimulate(t *testing.T) {
 	}
 }
 
+// TestSimulateXEP0357: simulate serves XEP-0357 enables with the profile
+// set push2d builds (profiles.BuiltinWith): the §6 publish, private by
+// default, the body with --xep0357-with-body, nothing for a chat state, and
+// a Push 2.0 registration of the same account beside it.
+func TestSimulateXEP0357(t *testing.T) {
+	enable := "../../examples/simulate/xep0357-enable.xml"
+	message := "../../examples/simulate/message.xml"
+	var out, errb bytes.Buffer
+	if code := run([]string{"simulate", "--enable", enable, "--stanza", message, "--explain"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{`<iq type="set" to="push-5.client.example" from="user@localhost"`, `<publish node="yxs32uqsflafdk3iuqo">`,
+		`<field var="FORM_TYPE"><value>urn:xmpp:push:summary</value></field>`, `<value>New Message!</value>`, `<publish-options>`, `<value>eruio234vzxc2kla-91</value>`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("publish lacks %s:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "Art thou") || !strings.Contains(errb.String(), "xep0357:push-5.client.example<yxs32uqsflafdk3iuqo: push") {
+		t.Errorf("private by default / explain:\n%s\n%s", out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"simulate", "--enable", enable, "--stanza", message, "--xep0357-with-body", "--xep0357-with-sender"}, nil, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), `<value>Art thou not Romeo, and a Montague?</value>`) || !strings.Contains(out.String(), `<field var="last-message-sender"><value>romeo@montague.lit/orchard</value></field>`) {
+		t.Errorf("with body and sender: exit %d\n%s", code, out.String())
+	}
+	out.Reset()
+	chatState := writeFile(t, "cs.xml", `<message xmlns="jabber:client" from="romeo@montague.lit/orchard" type="chat" id="c1"><composing xmlns="http://jabber.org/protocol/chatstates"/></message>`)
+	if code := run([]string{"simulate", "--enable", enable, "--stanza", chatState}, nil, &out, &errb); code != 0 || out.Len() != 0 {
+		t.Errorf("chat state: exit %d\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"simulate", "--enable", enable, "--enable", "../../examples/simulate/enable.xml", "--stanza", message}, nil, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "<iq ") || !strings.Contains(out.String(), `<notification xmlns="urn:xmpp:push2:0">`) {
+		t.Errorf("both kinds: exit %d\n%s", code, out.String())
+	}
+	errb.Reset()
+	bad := writeFile(t, "bad.xml", `<enable xmlns="urn:xmpp:push:0" node="n"/>`)
+	if code := run([]string{"simulate", "--enable", bad, "--stanza", message}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "bad-request: <enable/> needs the app server's 'jid'") {
+		t.Errorf("bad XEP-0357 enable: exit %d %s", code, errb.String())
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(nil, nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "simulate") {

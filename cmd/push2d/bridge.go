@@ -142,14 +142,15 @@ func (d *daemon) handleIQ(iq *stanza.Element) {
 }
 
 // enable handles <enable xmlns='urn:push2:bridge:1' account=… registration=…>
-// wrapping the client's <enable xmlns='urn:xmpp:push2:0'/> (or XEP-0357's
-// <enable xmlns='urn:xmpp:push:0'/>). The result carries the registration
-// id, which the bridge remembers on the session.
+// wrapping the client's <enable xmlns='urn:xmpp:push2:0'/>, or the <enable/>
+// of another push protocol (XEP-0357's <enable xmlns='urn:xmpp:push:0'/>),
+// which the engine hands to its EnableParser. The result carries the
+// registration id, which the bridge remembers on the session.
 func (d *daemon) enable(ctx context.Context, req *stanza.Element) (*stanza.Element, error) {
 	account, id := req.AttrValue("account"), req.AttrValue("registration")
 	inner := req.Child(stanza.NSPush2, "enable")
 	if inner == nil {
-		inner = req.Child(stanza.NSXEP0357, "enable")
+		inner = foreignChild(req, "enable")
 	}
 	if inner == nil {
 		return nil, &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "missing <enable xmlns='urn:xmpp:push2:0'/>"}
@@ -174,13 +175,13 @@ func (d *daemon) disable(ctx context.Context, req *stanza.Element) error {
 	if err := d.checkDomain(account); err != nil {
 		return err
 	}
-	if legacy := req.Child(stanza.NSXEP0357, "disable"); legacy != nil {
-		n, err := d.eng.DisableLegacy(ctx, account, legacy)
+	if foreign := foreignChild(req, "disable"); foreign != nil {
+		n, err := d.eng.DisableForeign(ctx, account, foreign)
 		if err != nil {
 			return err
 		}
 		d.metrics.disables.Inc()
-		d.log.Info("disabled XEP-0357 registrations", "account", account, "app_server", legacy.AttrValue("jid"), "count", n)
+		d.log.Info("disabled registrations", "account", account, "protocol", foreign.Name.Space, "app_server", foreign.AttrValue("jid"), "count", n)
 		return nil
 	}
 	ok, err := d.eng.Disable(ctx, account, id)
@@ -189,6 +190,17 @@ func (d *daemon) disable(ctx context.Context, req *stanza.Element) error {
 	}
 	d.metrics.disables.Inc()
 	d.log.Info("disabled", "account", account, "registration", id, "existed", ok)
+	return nil
+}
+
+// foreignChild returns req's first child called local in a namespace other
+// than Push 2.0's: another push protocol's <enable/> or <disable/>.
+func foreignChild(req *stanza.Element, local string) *stanza.Element {
+	for _, c := range req.Children {
+		if c.Name.Local == local && c.Name.Space != stanza.NSPush2 && c.Name.Space != NSBridge {
+			return c
+		}
+	}
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/push2/push2/profiles"
+	"github.com/push2/push2/profiles/xep0357"
 	"mellium.im/xmpp/jid"
 )
 
@@ -18,10 +20,13 @@ type Config struct {
 	Store     StoreConfig     `toml:"store"`
 	Engine    EngineConfig    `toml:"engine"`
 	Delivery  DeliveryConfig  `toml:"delivery"`
-	Legacy    LegacyConfig    `toml:"legacy"`
-	Plugins   PluginsConfig   `toml:"plugins"`
-	Admin     AdminConfig     `toml:"admin"`
-	Log       LogConfig       `toml:"log"`
+	XEP0357   XEP0357Config   `toml:"xep0357"`
+	// Legacy is [legacy], the old name of [xep0357], still accepted:
+	// loadConfig copies it into XEP0357. Setting both is an error.
+	Legacy  XEP0357Config `toml:"legacy"`
+	Plugins PluginsConfig `toml:"plugins"`
+	Admin   AdminConfig   `toml:"admin"`
+	Log     LogConfig     `toml:"log"`
 }
 
 // ComponentConfig is the XEP-0114 connection to the XMPP server.
@@ -67,9 +72,10 @@ type DeliveryConfig struct {
 	DisableAfter duration `toml:"disable_after"`
 }
 
-// LegacyConfig serves XEP-0357 (urn:xmpp:push:0) clients from the same
-// engine, with mod_cloud_notify's privacy options.
-type LegacyConfig struct {
+// XEP0357Config serves XEP-0357 (urn:xmpp:push:0) clients from the same
+// engine (package profiles/xep0357), with mod_cloud_notify's privacy
+// options.
+type XEP0357Config struct {
 	Enabled       bool   `toml:"enabled"`
 	WithBody      bool   `toml:"with_body"`      // push_notification_with_body
 	WithSender    bool   `toml:"with_sender"`    // push_notification_with_sender
@@ -129,6 +135,8 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+var defaultXEP0357 = XEP0357Config{Enabled: true, ImportantBody: "New Message!"}
+
 func defaultConfig() Config {
 	return Config{
 		Component: ComponentConfig{
@@ -142,11 +150,23 @@ func defaultConfig() Config {
 			MaxAttempts: 5, BaseDelay: duration{2 * time.Second}, MaxDelay: duration{5 * time.Minute},
 			MaxAge: duration{time.Hour}, ErrorWindow: duration{time.Minute}, MaxErrors: 16, DisableAfter: duration{72 * time.Hour},
 		},
-		Legacy:  LegacyConfig{Enabled: true, ImportantBody: "New Message!"},
+		XEP0357: defaultXEP0357,
+		Legacy:  defaultXEP0357,
 		Plugins: PluginsConfig{MemoryLimitMiB: 64, CallTimeout: duration{100 * time.Millisecond}, QuarantineAfter: 5, VerifyCases: true, ScanEvery: duration{time.Second}},
 		Admin:   AdminConfig{Listen: "127.0.0.1:5380", PingBurst: 3, PingInterval: duration{20 * time.Second}},
 		Log:     LogConfig{Level: "info", Format: "text"},
 	}
+}
+
+// profileOptions is the configuration's part of the profile set
+// (profiles.BuiltinWith, which push2 simulate calls too).
+func (c *Config) profileOptions() profiles.Options {
+	var o profiles.Options
+	if c.XEP0357.Enabled {
+		body := c.XEP0357.ImportantBody
+		o.XEP0357 = &xep0357.Options{WithBody: c.XEP0357.WithBody, WithSender: c.XEP0357.WithSender, ImportantBody: &body}
+	}
+	return o
 }
 
 // loadConfig reads and validates a configuration file.
@@ -158,6 +178,12 @@ func loadConfig(path string) (Config, error) {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		return cfg, fmt.Errorf("config %s: unknown setting %q", path, und[0].String())
+	}
+	if md.IsDefined("legacy") {
+		if md.IsDefined("xep0357") {
+			return cfg, fmt.Errorf("config %s: [legacy] is the old name of [xep0357]; keep only [xep0357]", path)
+		}
+		cfg.XEP0357 = cfg.Legacy
 	}
 	if cfg.Component.SecretFile != "" {
 		if cfg.Component.Secret != "" {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/profiles/xep0357"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -82,6 +83,70 @@ func TestConfig(t *testing.T) {
 	}
 }
 
+// TestConfigXEP0357: the [xep0357] section, its old name [legacy] as an
+// alias (defaults kept for what it does not set), both at once refused, and
+// what each means for the profile set.
+func TestConfigXEP0357(t *testing.T) {
+	for _, tc := range []struct {
+		name, text           string
+		enabled, body, sendr bool
+		important            string
+	}{
+		{"default", "", true, false, false, "New Message!"},
+		{"xep0357", "\n[xep0357]\nwith_body = true\nimportant_body = \"\"\n", true, true, false, ""},
+		{"legacy alias", "\n[legacy]\nwith_body = true\nwith_sender = true\n", true, true, true, "New Message!"},
+		{"legacy alias off", "\n[legacy]\nenabled = false\n", false, false, false, "New Message!"},
+		{"xep0357 off", "\n[xep0357]\nenabled = false\n", false, false, false, "New Message!"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig(writeConfig(t, validConfig+tc.text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := cfg.XEP0357
+			if x.Enabled != tc.enabled || x.WithBody != tc.body || x.WithSender != tc.sendr || x.ImportantBody != tc.important {
+				t.Fatalf("xep0357 = %+v", x)
+			}
+			o := cfg.profileOptions().XEP0357
+			if (o != nil) != tc.enabled {
+				t.Fatalf("profile options: %+v", o)
+			}
+			if o != nil && (o.WithBody != tc.body || o.WithSender != tc.sendr || o.ImportantBody == nil || *o.ImportantBody != tc.important) {
+				t.Errorf("profile options: %+v", o)
+			}
+		})
+	}
+	_, err := loadConfig(writeConfig(t, validConfig+"\n[legacy]\nwith_body = true\n[xep0357]\nwith_body = false\n"))
+	if err == nil || !strings.Contains(err.Error(), "[legacy] is the old name of [xep0357]") {
+		t.Errorf("both sections: %v", err)
+	}
+	if _, err := loadConfig(writeConfig(t, validConfig+"\n[xep0357]\nwith_bodies = true\n")); err == nil || !strings.Contains(err.Error(), "xep0357.with_bodies") {
+		t.Errorf("unknown xep0357 setting: %v", err)
+	}
+}
+
+// TestBridgeXEP0357: an XEP-0357 enable and disable through the bridge
+// protocol reach the xep0357 profile through the engine's one hook, as the
+// config builds it; with [xep0357] off they are refused.
+func TestBridgeXEP0357(t *testing.T) {
+	const enable = `<enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="res"><enable xmlns="urn:xmpp:push:0" jid="push-5.client.example" node="n1"/></enable>`
+	d := testDaemonConfig(t, validConfig+"\n[legacy]\nwith_body = true\n")
+	res, err := d.enable(t.Context(), stanza.MustParse(enable))
+	if err != nil || res.AttrValue("id") != xep0357.ID("push-5.client.example", "n1") {
+		t.Fatalf("enable: %v %v", res, err)
+	}
+	if err := d.disable(t.Context(), stanza.MustParse(`<disable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="res"><disable xmlns="urn:xmpp:push:0" jid="push-5.client.example"/></disable>`)); err != nil {
+		t.Fatal(err)
+	}
+	if regs, _ := d.eng.Registrations(t.Context(), "juliet@example.org"); len(regs) != 0 {
+		t.Errorf("left after the XEP-0357 disable: %+v", regs)
+	}
+	off := testDaemonConfig(t, validConfig+"\n[xep0357]\nenabled = false\n")
+	if _, err := off.enable(t.Context(), stanza.MustParse(enable)); err == nil || !strings.Contains(err.Error(), "feature-not-implemented") {
+		t.Errorf("enable with [xep0357] off: %v", err)
+	}
+}
+
 func TestAdminListenLoopbackOnly(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", "[::]:0", ":0", "example.org:80"} {
 		if ln, err := listenAdmin(addr); err == nil {
@@ -115,7 +180,9 @@ func testDaemonConfig(t *testing.T, text string) *daemon {
 	}
 	t.Cleanup(func() { store.Close() })
 	reg := engine.NewRegistry()
-	reg.Register(profiles.Builtin())
+	if err := reg.Register(profiles.BuiltinWith(cfg.profileOptions())); err != nil {
+		t.Fatal(err)
+	}
 	eng := engine.New(store, reg, engine.Config{})
 	return newDaemon(cfg, eng, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
 }

@@ -70,14 +70,8 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer store.Close()
 	reg := engine.NewRegistry()
-	if err := reg.Register(profiles.Builtin()); err != nil {
+	if err := reg.Register(profiles.BuiltinWith(cfg.profileOptions())); err != nil {
 		return err
-	}
-	if cfg.Legacy.Enabled {
-		body := cfg.Legacy.ImportantBody
-		if err := reg.Register(profiles.Legacy(profiles.LegacyOptions{WithBody: cfg.Legacy.WithBody, WithSender: cfg.Legacy.WithSender, ImportantBody: &body})); err != nil {
-			return err
-		}
 	}
 	lim := engine.DefaultLimits
 	if cfg.Engine.MaxGrace.Duration > 0 {

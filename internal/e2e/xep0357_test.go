@@ -12,7 +12,7 @@ import (
 // The app server is the pusher client's full JID: an IQ to a user's bare
 // JID is answered by the server itself, while real app servers are
 // services (a domain or a component) that receive them.
-const legacyEnableXML = `<enable xmlns="urn:xmpp:push:0" jid="%s" node="node-1">
+const xep0357EnableXML = `<enable xmlns="urn:xmpp:push:0" jid="%s" node="node-1">
   <x xmlns="jabber:x:data" type="submit">
     <field var="FORM_TYPE"><value>http://jabber.org/protocol/pubsub#publish-options</value></field>
     <field var="secret"><value>app-server-secret</value></field>
@@ -52,14 +52,14 @@ func waitPublish(t *testing.T, c *stack.Client, within time.Duration) *stanza.El
 	}
 }
 
-func legacySetup(t *testing.T, opts stack.Options) (s *stack.Stack, pusher, romeo *stack.Client) {
+func xep0357Setup(t *testing.T, opts stack.Options) (s *stack.Stack, pusher, romeo *stack.Client) {
 	t.Helper()
 	s = startStack(t, opts)
 	domain := s.Prosody.Domain()
 	pusher = login(t, s, "pusher", "svc", true)
 	romeo = login(t, s, "romeo", "orchard", true)
 	juliet := login(t, s, "juliet", "balcony", true)
-	if resp := iq(t, juliet, "set", strings.ReplaceAll(legacyEnableXML, "%s", pusher.Session.LocalAddr().String())); resp.AttrValue("type") != "result" {
+	if resp := iq(t, juliet, "set", strings.ReplaceAll(xep0357EnableXML, "%s", pusher.Session.LocalAddr().String())); resp.AttrValue("type") != "result" {
 		t.Fatalf("XEP-0357 enable: %s", resp)
 	}
 	// The same account also registers a Push 2.0 device.
@@ -71,12 +71,12 @@ func legacySetup(t *testing.T, opts stack.Options) (s *stack.Stack, pusher, rome
 	return s, pusher, romeo
 }
 
-// TestLegacyClient: an XEP-0357 registration through the bridge produces a
+// TestXEP0357Client: an XEP-0357 registration through the bridge produces a
 // pubsub publish at the app server, from the user's bare JID, with the
 // summary form and the publish-options, hiding body and sender by default.
 // A Push 2.0 registration of the same account gets its own notification.
-func TestLegacyClient(t *testing.T) {
-	s, pusher, romeo := legacySetup(t, stack.Options{})
+func TestXEP0357Client(t *testing.T) {
+	s, pusher, romeo := xep0357Setup(t, stack.Options{})
 	domain := s.Prosody.Domain()
 	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l1", "Secret words"))
@@ -115,9 +115,9 @@ func TestLegacyClient(t *testing.T) {
 	}
 }
 
-// TestLegacyWithBodyAndSender: the operator's options reveal them.
-func TestLegacyWithBodyAndSender(t *testing.T) {
-	s, pusher, romeo := legacySetup(t, stack.Options{Push2dConfig: "\n[legacy]\nwith_body = true\nwith_sender = true\n"})
+// TestXEP0357WithBodyAndSender: the operator's options reveal them.
+func TestXEP0357WithBodyAndSender(t *testing.T) {
+	s, pusher, romeo := xep0357Setup(t, stack.Options{Push2dConfig: "\n[legacy]\nwith_body = true\nwith_sender = true\n" /* the old name of [xep0357], still accepted */})
 	domain := s.Prosody.Domain()
 	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l2", "Wherefore art thou?"))
@@ -129,11 +129,11 @@ func TestLegacyWithBodyAndSender(t *testing.T) {
 	}
 }
 
-// TestLegacyCancelDisables: the app server's cancel errors count towards
+// TestXEP0357CancelDisables: the app server's cancel errors count towards
 // disabling the XEP-0357 registration; the Push 2.0 one of the same
 // account is unaffected.
-func TestLegacyCancelDisables(t *testing.T) {
-	s, pusher, romeo := legacySetup(t, stack.Options{Push2dConfig: "\n[delivery]\nmax_errors = 2\n"})
+func TestXEP0357CancelDisables(t *testing.T) {
+	s, pusher, romeo := xep0357Setup(t, stack.Options{Push2dConfig: "\n[delivery]\nmax_errors = 2\n"})
 	domain := s.Prosody.Domain()
 	appServer(pusher, func(iq *stanza.Element) *stanza.Element { return iqError(iq, "cancel", "item-not-found") })
 	for i, body := range []string{"one", "two"} {
@@ -154,7 +154,7 @@ func TestLegacyCancelDisables(t *testing.T) {
 	})
 	regs, _ := s.Admin("/registrations?account=juliet@" + domain)
 	if strings.Contains(regs, "xep0357:") || !strings.Contains(regs, "urn:xmpp:push2:match:important") {
-		t.Errorf("registrations after the legacy one was disabled: %s", regs)
+		t.Errorf("registrations after the XEP-0357 one was disabled: %s", regs)
 	}
 	send(t, romeo, chat("juliet@"+domain, "lc3", "three"))
 	waitNotification(t, pusher, 15*time.Second)
