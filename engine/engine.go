@@ -47,6 +47,7 @@ type Config struct {
 	// got a push for a stanza. Default 7 days: a stanza can reach the
 	// engine again when a hibernated session's queue goes to offline
 	// storage, up to the hibernation limit (72 h by default) later.
+	// Outbox.Run applies it, when it starts and hourly.
 	DedupeRetention time.Duration
 	// Retry is the outbox's error policy.
 	Retry  RetryPolicy
@@ -106,7 +107,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		gen:      map[string]uint64{},
 		writing:  map[string]int{},
 	}
-	e.outbox = newOutbox(e, cfg.Retry)
+	e.outbox = newOutbox(store, cfg, e.disableRegistration)
 	// A profile swap can change what Provision accepts and returns: re-parse
 	// registrations lazily with the new profiles.
 	registry.Subscribe(func([]ProfileInfo) {
@@ -116,6 +117,14 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		e.mu.Unlock()
 	})
 	return e
+}
+
+// disableRegistration is the outbox's way to remove a registration that
+// keeps failing: through the store, with the cache kept coherent.
+func (e *Engine) disableRegistration(k RegKey, rec DisabledRecord) error {
+	done := e.changing(k.Account)
+	defer done()
+	return e.store.DisableRegistration(k, rec)
 }
 
 // Outbox returns the engine's delivery queue. The host runs it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -115,13 +116,24 @@ const (
 // is delivered or given up on, so a crash loses none (a notification sent
 // just before a crash may be sent again after it: delivery is
 // at-least-once).
+//
+// The outbox owns the store's outbox entries and error accounting; it
+// reaches the engine only through the disable function it was given, which
+// keeps the engine's registration cache coherent. Run also applies the
+// dedupe retention (Config.DedupeRetention).
 type Outbox struct {
-	eng   *Engine
-	store Store
-	pol   RetryPolicy
+	store     Store
+	pol       RetryPolicy
+	clock     func() time.Time
+	log       *slog.Logger
+	retention time.Duration
+	disable   func(RegKey, DisabledRecord) error
 
 	mu      sync.Mutex
-	entries map[string]*OutboxEntry
+	entries map[string]*item
+	waiting queue // pending, not yet due, by Due
+	ready   queue // pending and due, by Created
+	sent    queue // awaiting the end of their error window, by SentAt
 	loaded  bool
 	wake    chan struct{}
 
@@ -130,20 +142,35 @@ type Outbox struct {
 	Observe func(ev OutboxEvent, e OutboxEntry, detail string)
 }
 
-func newOutbox(e *Engine, pol RetryPolicy) *Outbox {
+// pruneEvery is how often Run forgets dedupe marks past the retention.
+const pruneEvery = time.Hour
+
+func newOutbox(store Store, cfg Config, disable func(RegKey, DisabledRecord) error) *Outbox {
+	pol := cfg.Retry
 	pol.fill()
-	return &Outbox{eng: e, store: e.store, pol: pol, entries: map[string]*OutboxEntry{}, wake: make(chan struct{}, 1)}
+	return &Outbox{
+		store: store, pol: pol, clock: cfg.Clock, log: cfg.Logger, retention: cfg.DedupeRetention, disable: disable,
+		entries: map[string]*item{},
+		waiting: queue{before: byDue},
+		ready:   queue{before: byCreated},
+		sent:    queue{before: bySent},
+		wake:    make(chan struct{}, 1),
+	}
 }
 
 // Policy returns the effective retry policy.
 func (o *Outbox) Policy() RetryPolicy { return o.pol }
 
+// load reads the store's entries once; o.mu must be held. An entry added
+// before the load (accepted before Run started) is not read twice.
 func (o *Outbox) load() error {
 	if o.loaded {
 		return nil
 	}
 	err := o.store.ForEachOutbox(func(e OutboxEntry) error {
-		o.entries[e.ID] = &e
+		if _, ok := o.entries[e.ID]; !ok {
+			o.enqueue(&item{e: e})
+		}
 		return nil
 	})
 	if err == nil {
@@ -152,10 +179,28 @@ func (o *Outbox) load() error {
 	return err
 }
 
+// enqueue files it by its state; o.mu must be held.
+func (o *Outbox) enqueue(it *item) {
+	o.entries[it.e.ID] = it
+	if it.e.SentAt.IsZero() {
+		o.waiting.push(it)
+	} else {
+		o.sent.push(it)
+	}
+}
+
+// add takes an entry the engine has just stored.
 func (o *Outbox) add(e OutboxEntry) {
 	o.mu.Lock()
-	o.entries[e.ID] = &e
+	if old, ok := o.entries[e.ID]; ok {
+		unqueue(old)
+	}
+	o.enqueue(&item{e: e})
 	o.mu.Unlock()
+	o.poke()
+}
+
+func (o *Outbox) poke() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -167,7 +212,9 @@ func (o *Outbox) add(e OutboxEntry) {
 func (o *Outbox) Len() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.load()
+	if err := o.load(); err != nil {
+		o.log.Error("outbox: load", "err", err)
+	}
 	return len(o.entries)
 }
 
@@ -178,7 +225,9 @@ func (o *Outbox) observe(ev OutboxEvent, e OutboxEntry, detail string) {
 }
 
 // Run delivers until ctx ends: due entries are sent in creation order, sent
-// entries past their error window are counted delivered.
+// entries past their error window are counted delivered. It also applies
+// the dedupe retention: when it starts and every hour, it forgets dedupe
+// marks older than Config.DedupeRetention (Store.PruneMarks).
 func (o *Outbox) Run(ctx context.Context, send Sender) error {
 	o.mu.Lock()
 	err := o.load()
@@ -186,6 +235,11 @@ func (o *Outbox) Run(ctx context.Context, send Sender) error {
 	if err != nil {
 		return fmt.Errorf("outbox: load: %w", err)
 	}
+	o.prune()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); o.pruneLoop(ctx) }()
+	defer wg.Wait()
 	for {
 		next := o.step(ctx, send)
 		t := time.NewTimer(max(time.Until(next), 5*time.Millisecond))
@@ -200,72 +254,114 @@ func (o *Outbox) Run(ctx context.Context, send Sender) error {
 	}
 }
 
-// step does one round and returns when the next one is due.
-func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
-	now := o.eng.cfg.Clock()
-	next := now.Add(time.Second)
-	var due, done []OutboxEntry
-	o.mu.Lock()
-	for _, e := range o.entries {
-		switch {
-		case e.SentAt.IsZero() && !e.Due.After(now):
-			due = append(due, *e)
-		case e.SentAt.IsZero():
-			if e.Due.Before(next) {
-				next = e.Due
-			}
-		case !e.SentAt.Add(o.pol.ErrorWindow).After(now):
-			done = append(done, *e)
-		default:
-			if w := e.SentAt.Add(o.pol.ErrorWindow); w.Before(next) {
-				next = w
-			}
+func (o *Outbox) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			o.prune()
 		}
 	}
-	o.mu.Unlock()
+}
 
+// prune forgets dedupe marks older than the retention.
+func (o *Outbox) prune() {
+	n, err := o.store.PruneMarks(o.clock().Add(-o.retention))
+	if err != nil {
+		o.log.Warn("outbox: prune dedupe records", "err", err)
+	} else if n > 0 {
+		o.log.Debug("outbox: pruned dedupe records", "count", n, "retention", o.retention)
+	}
+}
+
+// step does one round and returns when the next one is due.
+func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
+	now := o.clock()
+	var done []OutboxEntry
+	o.mu.Lock()
+	for it := o.waiting.top(); it != nil && !it.e.Due.After(now); it = o.waiting.top() {
+		o.ready.push(o.waiting.pop())
+	}
+	for it := o.sent.top(); it != nil && !it.e.SentAt.Add(o.pol.ErrorWindow).After(now); it = o.sent.top() {
+		o.sent.pop()
+		delete(o.entries, it.e.ID)
+		done = append(done, it.e)
+	}
+	o.mu.Unlock()
 	for _, e := range done {
 		o.delivered(e)
 	}
-	sortEntries(due)
-	for _, e := range due {
+	for ctx.Err() == nil {
+		o.mu.Lock()
+		it := o.ready.top()
+		if it == nil {
+			o.mu.Unlock()
+			break
+		}
+		o.ready.pop() // in flight: in no queue
+		e := it.e
+		o.mu.Unlock()
 		e.Attempts++
 		if err := send(ctx, e); err != nil {
 			// Not handed over (no connection): try again soon, no attempt
-			// counted (e is a copy).
+			// counted.
+			o.mu.Lock()
+			if o.entries[e.ID] == it && it.q == nil {
+				o.ready.push(it)
+			}
+			o.mu.Unlock()
 			return now.Add(200 * time.Millisecond)
 		}
-		e.SentAt = o.eng.cfg.Clock()
+		e.SentAt = o.clock()
 		o.mu.Lock()
-		if cur, ok := o.entries[e.ID]; ok {
-			*cur = e
+		// Unless an error reply or a removal dealt with it meanwhile.
+		current := o.entries[e.ID] == it && it.q == nil
+		if current {
+			it.e = e
+			o.sent.push(it)
 		}
 		o.mu.Unlock()
-		if err := o.store.PutOutbox(e, false); err != nil {
-			o.eng.cfg.Logger.Error("outbox: record send", "id", e.ID, "err", err)
+		if current {
+			if err := o.store.PutOutbox(e, false); err != nil {
+				o.log.Error("outbox: record send", "id", e.ID, "err", err)
+			}
 		}
 		o.observe(OutboxSent, e, "")
-		if w := e.SentAt.Add(o.pol.ErrorWindow); w.Before(next) {
-			next = w
-		}
+	}
+	return o.nextRound(now)
+}
+
+// nextRound is when the next entry falls due or ends its error window (at
+// most a second away).
+func (o *Outbox) nextRound(now time.Time) time.Time {
+	next := now.Add(time.Second)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ready.Len() > 0 {
+		return now
+	}
+	if it := o.waiting.top(); it != nil {
+		next = earliest(next, it.e.Due)
+	}
+	if it := o.sent.top(); it != nil {
+		next = earliest(next, it.e.SentAt.Add(o.pol.ErrorWindow))
 	}
 	return next
 }
 
-func sortEntries(es []OutboxEntry) {
-	for i := 1; i < len(es); i++ {
-		for j := i; j > 0 && es[j].Created.Before(es[j-1].Created); j-- {
-			es[j], es[j-1] = es[j-1], es[j]
-		}
-	}
-}
-
+// remove forgets entry id, in memory and in the store.
 func (o *Outbox) remove(id string) {
 	o.mu.Lock()
-	delete(o.entries, id)
+	if it, ok := o.entries[id]; ok {
+		unqueue(it)
+		delete(o.entries, id)
+	}
 	o.mu.Unlock()
 	if err := o.store.DeleteOutbox(id); err != nil {
-		o.eng.cfg.Logger.Error("outbox: delete", "id", id, "err", err)
+		o.log.Error("outbox: delete", "id", id, "err", err)
 	}
 }
 
@@ -273,9 +369,14 @@ func (o *Outbox) remove(id string) {
 // error account starts over.
 func (o *Outbox) delivered(e OutboxEntry) {
 	o.remove(e.ID)
-	st, err := o.store.RegState(e.Key())
-	if err == nil && st.Errors > 0 {
-		o.store.PutRegState(e.Key(), RegState{})
+	k := e.Key()
+	st, err := o.store.RegState(k)
+	if err != nil {
+		o.log.Error("outbox: read error state", "account", k.Account, "id", k.ID, "err", err)
+	} else if st.Errors > 0 {
+		if err := o.store.PutRegState(k, RegState{}); err != nil {
+			o.log.Error("outbox: reset error state", "account", k.Account, "id", k.ID, "err", err)
+		}
 	}
 	o.observe(OutboxDelivered, e, "")
 }
@@ -324,10 +425,10 @@ func (o *Outbox) report(id, from string) (OutboxEntry, error) {
 func (o *Outbox) DeliveryError(id, from, errType, condition string) (retry bool, err error) {
 	e, err := o.report(id, from)
 	if err != nil {
-		o.eng.cfg.Logger.Info("outbox: error reply ignored", "id", id, "from", from, "type", errType, "condition", condition, "why", err)
+		o.log.Info("outbox: error reply ignored", "id", id, "from", from, "type", errType, "condition", condition, "why", err)
 		return false, err
 	}
-	now := o.eng.cfg.Clock()
+	now := o.clock()
 	e.LastErr = errType + "/" + condition
 	if Retryable(errType, condition) && e.Attempts < o.pol.MaxAttempts && now.Sub(e.Created) < o.pol.MaxAge {
 		d := o.pol.BaseDelay << min(e.Attempts-1, 30)
@@ -337,18 +438,17 @@ func (o *Outbox) DeliveryError(id, from, errType, condition string) (retry bool,
 		e.Due = now.Add(d/2 + rand.N(d/2+1))
 		e.SentAt = time.Time{}
 		o.mu.Lock()
-		if cur, ok := o.entries[id]; ok {
-			*cur = e
+		if it, ok := o.entries[id]; ok {
+			unqueue(it)
+			it.e = e
+			o.waiting.push(it)
 		}
 		o.mu.Unlock()
 		if err := o.store.PutOutbox(e, true); err != nil {
-			o.eng.cfg.Logger.Error("outbox: reschedule", "id", id, "err", err)
+			o.log.Error("outbox: reschedule", "id", id, "err", err)
 		}
 		o.observe(OutboxRetry, e, condition)
-		select {
-		case o.wake <- struct{}{}:
-		default:
-		}
+		o.poke()
 		return true, nil
 	}
 	o.remove(id)
@@ -363,7 +463,7 @@ func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
 	k := e.Key()
 	st, err := o.store.RegState(k)
 	if err != nil {
-		o.eng.cfg.Logger.Error("outbox: error state", "account", k.Account, "id", k.ID, "err", err)
+		o.log.Error("outbox: read error state", "account", k.Account, "id", k.ID, "err", err)
 		return
 	}
 	st.Errors++
@@ -380,19 +480,16 @@ func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
 	}
 	if reason == "" {
 		if err := o.store.PutRegState(k, st); err != nil {
-			o.eng.cfg.Logger.Error("outbox: error state", "account", k.Account, "id", k.ID, "err", err)
+			o.log.Error("outbox: write error state", "account", k.Account, "id", k.ID, "err", err)
 		}
 		return
 	}
 	rec := DisabledRecord{Account: k.Account, ID: k.ID, At: now, Reason: reason, Errors: st.Errors, FirstError: st.FirstError, LastCondition: condition, Service: e.To}
-	done := o.eng.changing(k.Account)
-	err = o.store.DisableRegistration(k, rec)
-	done()
-	if err != nil {
-		o.eng.cfg.Logger.Error("outbox: disable", "account", k.Account, "id", k.ID, "err", err)
+	if err := o.disable(k, rec); err != nil {
+		o.log.Error("outbox: disable", "account", k.Account, "id", k.ID, "err", err)
 		return
 	}
-	o.eng.cfg.Logger.Warn("registration disabled: its push service keeps failing", "account", k.Account, "id", k.ID, "service", e.To, "reason", reason, "last_condition", condition)
+	o.log.Warn("registration disabled: its push service keeps failing", "account", k.Account, "id", k.ID, "service", e.To, "reason", reason, "last_condition", condition)
 	o.observe(OutboxDisabled, e, condition)
 }
 
@@ -414,9 +511,11 @@ func (o *Outbox) Confirm(id, from string) error {
 func (o *Outbox) get(id string) (OutboxEntry, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.load()
-	if cur, ok := o.entries[id]; ok {
-		return *cur, true
+	if err := o.load(); err != nil {
+		o.log.Error("outbox: load", "err", err)
+	}
+	if it, ok := o.entries[id]; ok {
+		return it.e, true
 	}
 	return OutboxEntry{}, false
 }

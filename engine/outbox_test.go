@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
@@ -389,4 +392,116 @@ func TestNotificationIDs(t *testing.T) {
 	if last := s.sent[102]; last.ID != first.ID || !strings.Contains(last.Stanza, `id="`+first.ID+`"`) {
 		t.Errorf("retry %+v, want id %s", last, first.ID)
 	}
+}
+
+// TestOutboxRunAppliesDedupeRetention: the outbox forgets dedupe marks past
+// Config.DedupeRetention, so the same stanza reported again after that is
+// pushed again; within the retention it is a duplicate.
+func TestOutboxRunAppliesDedupeRetention(t *testing.T) {
+	e, _, now := newEngine(t, engine.Config{DedupeRetention: 7 * 24 * time.Hour})
+	ctx := context.Background()
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	s := &sink{}
+	pushOne(t, e, "k1")
+	runUntil(t, e.Outbox(), s, 1)
+	again := func() engine.OutcomeCode {
+		res, err := e.Evaluate(ctx, &engine.Event{
+			Stanza:  stanza.MustParse(strings.Replace(msgBody, `id="s1"`, `id="k1"`, 1)),
+			Context: engine.Context{Account: account, Trigger: engine.TriggerOffline},
+		})
+		if err != nil || len(res.Outcomes) != 1 {
+			t.Fatalf("evaluate: %v %+v", err, res)
+		}
+		return res.Outcomes[0].Code
+	}
+	*now = now.Add(6 * 24 * time.Hour)
+	runUntil(t, e.Outbox(), s, 1)
+	if got := again(); got != engine.OutcomeDuplicate {
+		t.Fatalf("within the retention: %s, want duplicate", got)
+	}
+	*now = now.Add(2 * 24 * time.Hour) // 8 days after the push
+	runUntil(t, e.Outbox(), s, 1)
+	if got := again(); got != engine.OutcomePushed {
+		t.Errorf("past the retention: %s, want pushed", got)
+	}
+}
+
+// faultyStore fails the error accounting calls on demand.
+type faultyStore struct {
+	engine.Store
+	failRead, failWrite bool
+}
+
+var errDisk = errors.New("disk on fire")
+
+func (f *faultyStore) RegState(k engine.RegKey) (engine.RegState, error) {
+	if f.failRead {
+		return engine.RegState{}, errDisk
+	}
+	return f.Store.RegState(k)
+}
+
+func (f *faultyStore) PutRegState(k engine.RegKey, st engine.RegState) error {
+	if f.failWrite {
+		return errDisk
+	}
+	return f.Store.PutRegState(k, st)
+}
+
+// TestOutboxStoreErrorsReported: a failing read or write of a registration's
+// error accounting is logged with the error, never silently dropped.
+func TestOutboxStoreErrorsReported(t *testing.T) {
+	store := &faultyStore{Store: memstore.New()}
+	var logs strings.Builder
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	reg := engine.NewRegistry()
+	reg.Register(profiles.Builtin())
+	e := engine.New(store, reg, engine.Config{Clock: func() time.Time { return now }, Logger: slog.New(slog.NewTextHandler(&lockedWriter{&mu, &logs}, nil))})
+	ctx := context.Background()
+	e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	k := engine.RegKey{Account: account, ID: "phone"}
+	s := &sink{}
+	wantLog := func(msg string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if !strings.Contains(logs.String(), `msg="`+msg+`"`) || !strings.Contains(logs.String(), errDisk.Error()) {
+			t.Errorf("no %q log line with the error in:\n%s", msg, logs.String())
+		}
+		logs.Reset()
+	}
+
+	store.failWrite = true
+	n := pushOne(t, e, "f1")
+	runUntil(t, e.Outbox(), s, 1)
+	serviceError(t, e.Outbox(), n, "cancel", "item-not-found")
+	wantLog("outbox: write error state")
+
+	store.failWrite = false
+	store.PutRegState(k, engine.RegState{Errors: 1, FirstError: now})
+	store.failWrite = true
+	pushOne(t, e, "f2")
+	runUntil(t, e.Outbox(), s, 2)
+	now = now.Add(2 * time.Minute)
+	runUntil(t, e.Outbox(), s, 2)
+	wantLog("outbox: reset error state")
+
+	store.failRead = true
+	pushOne(t, e, "f3")
+	runUntil(t, e.Outbox(), s, 3)
+	now = now.Add(2 * time.Minute)
+	runUntil(t, e.Outbox(), s, 3)
+	wantLog("outbox: read error state")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -138,7 +138,6 @@ func run(ctx context.Context, cfg Config) error {
 			log.Error("admin interface", "err", err)
 		}
 	}()
-	go d.pruneLoop(ctx, store)
 	if watcher != nil {
 		wg.Add(1)
 		go func() {
