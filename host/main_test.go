@@ -8,10 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"testing"
-	"time"
 
+	"github.com/push2/push2/internal/testplugins"
 	"github.com/push2/push2/profiles/webpush"
 )
 
@@ -48,25 +47,8 @@ func setup() (int, error) {
 	}
 	repoRoot = filepath.Dir(wd)
 	pluginsOut = filepath.Join(repoRoot, "plugins", "build")
-	start := time.Now()
-	cmd := exec.Command("bash", filepath.Join(repoRoot, "plugins", "build.sh"))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return 1, fmt.Errorf("plugins/build.sh: %w", err)
-	}
-	fmt.Fprintf(os.Stderr, "host tests: plugins built in %s\n", time.Since(start).Round(time.Millisecond))
-	plugins = map[string]string{}
-	dirs, _ := filepath.Glob(filepath.Join(repoRoot, "plugins", "*", "cases"))
-	for _, d := range dirs {
-		name := filepath.Base(filepath.Dir(d))
-		p := filepath.Join(pluginsOut, name+".wasm")
-		if _, err := os.Stat(p); err != nil {
-			return 1, fmt.Errorf("plugin %s was not built: %w", name, err)
-		}
-		plugins[name] = p
-	}
-	if len(plugins) == 0 {
-		return 1, fmt.Errorf("no plugins under %s", filepath.Join(repoRoot, "plugins"))
+	if plugins, err = testplugins.Build(repoRoot); err != nil {
+		return 1, err
 	}
 	if cacheDir, err = os.MkdirTemp("", "push2-wazero-cache-"); err != nil {
 		return 1, err
@@ -104,14 +86,7 @@ func hostile(name string) []byte {
 	return b
 }
 
-func pluginNames() []string {
-	var out []string
-	for n := range plugins {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func pluginNames() []string { return testplugins.Names(plugins) }
 
 func readPlugin(t testing.TB, name string) []byte {
 	t.Helper()

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"testing"
 
 	"github.com/push2/push2/host"
+	"github.com/push2/push2/internal/testplugins"
 	"github.com/push2/push2/profiles/webpush"
 )
 
@@ -43,23 +42,8 @@ func setup() (int, error) {
 		return 1, err
 	}
 	repoRoot = filepath.Join(wd, "..", "..")
-	cmd := exec.Command("bash", filepath.Join(repoRoot, "plugins", "build.sh"))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return 1, fmt.Errorf("plugins/build.sh: %w", err)
-	}
-	plugins = map[string]string{}
-	dirs, _ := filepath.Glob(filepath.Join(repoRoot, "plugins", "*", "cases"))
-	for _, d := range dirs {
-		name := filepath.Base(filepath.Dir(d))
-		p := filepath.Join(repoRoot, "plugins", "build", name+".wasm")
-		if _, err := os.Stat(p); err != nil {
-			return 1, fmt.Errorf("plugin %s was not built: %w", name, err)
-		}
-		plugins[name] = p
-	}
-	if len(plugins) == 0 {
-		return 1, fmt.Errorf("no plugins under %s", filepath.Join(repoRoot, "plugins"))
+	if plugins, err = testplugins.Build(repoRoot); err != nil {
+		return 1, err
 	}
 	if cacheDir, err = os.MkdirTemp("", "push2-casetest-cache-"); err != nil {
 		return 1, err
@@ -67,14 +51,7 @@ func setup() (int, error) {
 	return 0, nil
 }
 
-func pluginNames() []string {
-	var out []string
-	for n := range plugins {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func pluginNames() []string { return testplugins.Names(plugins) }
 
 // testWriter sends logs to t.Log, so a failing test shows what the host
 // said.
