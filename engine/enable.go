@@ -14,7 +14,7 @@ import (
 
 // Enable validates and stores a registration for the session identified by
 // id (the SASL2 client id, else the resource). On error nothing is stored and
-// the error is a *StanzaError. Re-enabling with the same id replaces the
+// the error is a *stanza.Error. Re-enabling with the same id replaces the
 // registration. The registration is durable when Enable returns.
 func (e *Engine) Enable(ctx context.Context, account, id string, enable *stanza.Element) (*Registration, []RegKey, error) {
 	r, err := ParseEnable(ctx, e.registry, e.cfg.Limits, account, id, enable)
@@ -31,7 +31,7 @@ func (e *Engine) Enable(ctx context.Context, account, id string, enable *stanza.
 	done()
 	if err != nil {
 		e.cfg.Logger.Error("store registration", "account", r.Account, "id", r.ID, "err", err)
-		return nil, nil, &StanzaError{Type: "wait", Condition: CondInternalServerError, Text: "could not store the registration"}
+		return nil, nil, stanza.InternalServerError("could not store the registration")
 	}
 	for _, k := range evicted {
 		e.cfg.Logger.Info("registration evicted: too many devices", "account", k.Account, "id", k.ID, "max", e.cfg.MaxRegistrations)
@@ -56,7 +56,7 @@ func (e *Engine) checkFits(r *Registration) error {
 		msg, _ := envelope(r, newNotificationID(), PriorityNormal, true)
 		budget := e.cfg.NotificationLimit - msg.Size()
 		if err := fc.Fits(m.SendProvisioned, r.Account, budget); err != nil {
-			return badRequest("<send xmlns='%s'/>: %s (notification limit %d bytes)", m.SendNS, err.Error(), e.cfg.NotificationLimit)
+			return stanza.BadRequest("<send xmlns='%s'/>: %s (notification limit %d bytes)", m.SendNS, err.Error(), e.cfg.NotificationLimit)
 		}
 	}
 	return nil
@@ -67,10 +67,10 @@ func (e *Engine) checkFits(r *Registration) error {
 func (e *Engine) Disable(ctx context.Context, account, id string) (bool, error) {
 	acct, err := NormalizeJID(account)
 	if err != nil || acct.Localpart() == "" {
-		return false, badRequest("the account is not a valid bare JID")
+		return false, stanza.BadRequest("the account is not a valid bare JID")
 	}
 	if id == "" {
-		return false, badRequest("the session has neither a SASL2 client id nor a resource")
+		return false, stanza.BadRequest("the session has neither a SASL2 client id nor a resource")
 	}
 	k := RegKey{Account: acct.Bare().String(), ID: id}
 	done := e.changing(k.Account)
@@ -78,7 +78,7 @@ func (e *Engine) Disable(ctx context.Context, account, id string) (bool, error) 
 	done()
 	if err != nil {
 		e.cfg.Logger.Error("delete registration", "account", k.Account, "id", k.ID, "err", err)
-		return false, &StanzaError{Type: "wait", Condition: CondInternalServerError, Text: "could not remove the registration"}
+		return false, stanza.InternalServerError("could not remove the registration")
 	}
 	return ok, nil
 }

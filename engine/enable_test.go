@@ -107,7 +107,9 @@ func TestEnableMalformed(t *testing.T) {
 	const cli = `<client>c1</client>`
 	wrap := func(inner string) string { return `<enable xmlns="urn:xmpp:push2:0">` + inner + `</enable>` }
 	cases := []struct {
-		name, xml, cond, text string
+		name, xml string
+		cond      stanza.Condition
+		text      string
 	}{
 		{"wrong element", `<disable xmlns="urn:xmpp:push2:0"/>`, "bad-request", "enable"},
 		// Another push protocol's <enable/> with no EnableParser for it
@@ -154,7 +156,7 @@ func TestEnableMalformed(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, _, err := e.Enable(context.Background(), account, "r", stanza.MustParse(tc.xml))
-			var se *engine.StanzaError
+			var se *stanza.Error
 			if !errors.As(err, &se) {
 				t.Fatalf("err = %v, want a stanza error", err)
 			}
@@ -369,8 +371,8 @@ func TestProvisionContext(t *testing.T) {
 
 	probe.block.Store(true)
 	_, _, err = e.Enable(cancelled, account, "tablet", enable)
-	var se *engine.StanzaError
-	if !errors.As(err, &se) || se.Condition != engine.CondInternalServerError {
+	var se *stanza.Error
+	if !errors.As(err, &se) || se.Condition != stanza.CondInternalServerError {
 		t.Fatalf("enable with a cancelled context: %v, want internal-server-error", err)
 	}
 	if stored, _ := store.Registrations(account); len(stored) != 1 {

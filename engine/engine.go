@@ -19,18 +19,20 @@
 //	outbox.go         durable delivery to the push service, with retries
 //
 // Around it: profile.go and registry.go (the profile interfaces and the
-// set of loaded profiles), store.go (what a store must provide; pebble.go
-// is the Pebble one),
-// regcache.go (parsed registrations per account), errors.go (the stanza
-// errors Enable and Disable answer with), foreign.go (the one hook through
-// which other push protocols register: EnableParser, used by
-// profiles/xep0357 for XEP-0357 clients) and ping.go (the admin test push).
+// set of loaded profiles), store.go (what a store must provide; packages
+// memstore and pebblestore implement it, storetest checks them),
+// regcache.go (parsed registrations per account), errors.go (any error as the
+// stanza error a client gets), foreign.go (the one hook through which other
+// push protocols register: EnableParser, used by profiles/xep0357 for
+// XEP-0357 clients) and ping.go (the admin test push).
 package engine
 
 import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/push2/push2/engine/stanza"
 )
 
 // Config holds the engine's operator settings.
@@ -136,7 +138,7 @@ func (e *Engine) Outbox() *Outbox { return e.outbox }
 func (e *Engine) Disabled(account string) ([]DisabledRecord, error) {
 	j, err := NormalizeJID(account)
 	if err != nil {
-		return nil, badRequest("the account is not a valid JID")
+		return nil, stanza.BadRequest("the account is not a valid JID")
 	}
 	return e.store.Disabled(j.Bare().String())
 }

@@ -60,11 +60,11 @@ type Result struct {
 // fails only for bad input or a store failure.
 func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 	if ev.Stanza == nil {
-		return nil, badRequest("no stanza")
+		return nil, stanza.BadRequest("no stanza")
 	}
 	acct, err := NormalizeJID(ev.Context.Account)
 	if err != nil || acct.Localpart() == "" {
-		return nil, badRequest("the account is not a valid bare JID")
+		return nil, stanza.BadRequest("the account is not a valid bare JID")
 	}
 	c := ev.Context
 	c.Account = acct.Bare().String()

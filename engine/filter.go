@@ -21,11 +21,11 @@ func (f Filter) Muted() bool { return !f.Mention && !f.Reply }
 func parseFilter(el *stanza.Element) (Filter, error) {
 	raw, ok := el.LookupAttr("jid")
 	if !ok {
-		return Filter{}, badRequest("<filter/> needs a 'jid' attribute")
+		return Filter{}, stanza.BadRequest("<filter/> needs a 'jid' attribute")
 	}
 	j, err := NormalizeJID(raw)
 	if err != nil || strings.TrimSpace(raw) == "" {
-		return Filter{}, badRequest("<filter jid=…/> is not a valid JID")
+		return Filter{}, stanza.BadRequest("<filter jid=…/> is not a valid JID")
 	}
 	f := Filter{JID: j.Bare().String()}
 	for _, c := range el.Children {
@@ -35,7 +35,7 @@ func parseFilter(el *stanza.Element) (Filter, error) {
 		case c.Is(stanza.NSPush2, "reply"):
 			f.Reply = true
 		case c.Name.Space == stanza.NSPush2:
-			return Filter{}, badRequest("unexpected element <%s/> in <filter/>", c.Name.Local)
+			return Filter{}, stanza.BadRequest("unexpected element <%s/> in <filter/>", c.Name.Local)
 		}
 	}
 	return f, nil

@@ -23,15 +23,15 @@ func enableParser(reg *Registry, ns string) (EnableParser, bool) {
 	return ep, ok
 }
 
-func notServed(el *stanza.Element) *StanzaError {
-	return notImplemented("<%s xmlns='%s'/> is not a registration protocol this server serves (Push 2.0: <enable xmlns='%s'/>)", el.Name.Local, el.Name.Space, stanza.NSPush2)
+func notServed(el *stanza.Element) *stanza.Error {
+	return stanza.FeatureNotImplemented("<%s xmlns='%s'/> is not a registration protocol this server serves (Push 2.0: <enable xmlns='%s'/>)", el.Name.Local, el.Name.Space, stanza.NSPush2)
 }
 
 // parseForeignEnable is ParseEnable for an <enable/> outside urn:xmpp:push2:0.
 func parseForeignEnable(ctx context.Context, reg *Registry, lim Limits, account string, enable *stanza.Element) (*Registration, error) {
 	acct, err := NormalizeJID(account)
 	if err != nil || acct.Localpart() == "" {
-		return nil, badRequest("the account is not a valid bare JID")
+		return nil, stanza.BadRequest("the account is not a valid bare JID")
 	}
 	ep, ok := enableParser(reg, enable.Name.Space)
 	if !ok || enable.Name.Local != "enable" {
@@ -44,7 +44,7 @@ func parseForeignEnable(ctx context.Context, reg *Registry, lim Limits, account 
 	// The store keys and re-parses by these; a parser cannot change them.
 	r.Account, r.Enable = acct.Bare().String(), enable
 	if r.ID == "" || len(r.Matches) == 0 {
-		return nil, &StanzaError{Type: "wait", Condition: CondInternalServerError, Text: "the " + enable.Name.Space + " registration is incomplete"}
+		return nil, stanza.InternalServerError("the %s registration is incomplete", enable.Name.Space)
 	}
 	return r, nil
 }

@@ -26,7 +26,7 @@ func (fakeProtocol) Send(context.Context, *engine.SendInput) ([]*stanza.Element,
 func (p fakeProtocol) ParseEnable(_ context.Context, account string, enable *stanza.Element, lim engine.Limits) (*engine.Registration, error) {
 	id := enable.AttrValue("id")
 	if id == "" {
-		return nil, &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "no id"}
+		return nil, stanza.BadRequest("no id")
 	}
 	r := &engine.Registration{Account: "someone-else@example.net", ID: "fake:" + id, Service: "push.example.net", Client: id}
 	if !p.noMatches {

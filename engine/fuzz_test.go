@@ -40,7 +40,7 @@ func FuzzParseEnable(f *testing.F) {
 		}
 		_, err = ParseEnable(context.Background(), reg, DefaultLimits, "a@b", "r", el)
 		if err != nil {
-			if _, ok := err.(*StanzaError); !ok {
+			if _, ok := err.(*stanza.Error); !ok {
 				t.Fatalf("non-stanza error %T: %v", err, err)
 			}
 		}

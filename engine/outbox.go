@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/push2/push2/engine/stanza"
 )
 
 // RetryPolicy says how the outbox treats push service errors (push2.md
@@ -62,36 +64,36 @@ func (p *RetryPolicy) fill() {
 // Conditions that say "later" whatever the error type. Push services do not
 // use the type attribute consistently; a rate limit or an overloaded
 // upstream is transient even when typed cancel.
-var transientConditions = map[string]bool{
-	"resource-constraint":   true,
-	"remote-server-timeout": true,
+var transientConditions = map[stanza.Condition]bool{
+	stanza.CondResourceConstraint:  true,
+	stanza.CondRemoteServerTimeout: true,
 }
 
 // Conditions that say "never", even when typed wait: retrying cannot make
 // an unknown device known or a refused sender accepted.
-var permanentConditions = map[string]bool{
-	"item-not-found":          true,
-	"not-authorized":          true,
-	"forbidden":               true,
-	"registration-required":   true,
-	"bad-request":             true,
-	"not-acceptable":          true,
-	"gone":                    true,
-	"feature-not-implemented": true,
-	"service-unavailable":     true,
-	"jid-malformed":           true,
-	"remote-server-not-found": true,
+var permanentConditions = map[stanza.Condition]bool{
+	stanza.CondItemNotFound:          true,
+	stanza.CondNotAuthorized:         true,
+	stanza.CondForbidden:             true,
+	stanza.CondRegistrationRequired:  true,
+	stanza.CondBadRequest:            true,
+	stanza.CondNotAcceptable:         true,
+	stanza.CondGone:                  true,
+	stanza.CondFeatureNotImplemented: true,
+	stanza.CondServiceUnavailable:    true,
+	stanza.CondJIDMalformed:          true,
+	stanza.CondRemoteServerNotFound:  true,
 }
 
 // Retryable reports whether an error reply of this type and condition is
 // retried: type wait (push2.md: SHOULD be retried) unless the condition is
 // permanent, or a transient condition whatever the type. Other errors MUST
 // NOT be retried.
-func Retryable(errType, condition string) bool {
+func Retryable(errType stanza.ErrorType, condition stanza.Condition) bool {
 	if transientConditions[condition] {
 		return true
 	}
-	return errType == "wait" && !permanentConditions[condition]
+	return errType == stanza.Wait && !permanentConditions[condition]
 }
 
 // Sender hands a notification to the XMPP server. An error means it could
@@ -430,7 +432,7 @@ func (o *Outbox) DeliveryError(id, from, errType, condition string) (retry bool,
 	}
 	now := o.clock()
 	e.LastErr = errType + "/" + condition
-	if Retryable(errType, condition) && e.Attempts < o.pol.MaxAttempts && now.Sub(e.Created) < o.pol.MaxAge {
+	if Retryable(stanza.ErrorType(errType), stanza.Condition(condition)) && e.Attempts < o.pol.MaxAttempts && now.Sub(e.Created) < o.pol.MaxAge {
 		d := o.pol.BaseDelay << min(e.Attempts-1, 30)
 		if d > o.pol.MaxDelay || d <= 0 {
 			d = o.pol.MaxDelay

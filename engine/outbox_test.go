@@ -73,8 +73,9 @@ func pushOne(t *testing.T, e *engine.Engine, id string) *engine.Notification {
 
 func TestRetryable(t *testing.T) {
 	for _, tc := range []struct {
-		typ, cond string
-		want      bool
+		typ  stanza.ErrorType
+		cond stanza.Condition
+		want bool
 	}{
 		{"wait", "internal-server-error", true},
 		{"wait", "resource-constraint", true},

@@ -120,7 +120,7 @@ type Decision struct {
 //     runs again for every stored registration. ctx is the client's request
 //     at enable time, or the request that caused the reload; when it is
 //     done Provision should return ctx.Err(). An error refuses the
-//     <enable/>: a *StanzaError for a specific condition, anything else
+//     <enable/>: a *stanza.Error for a specific condition, anything else
 //     becomes bad-request with the error's text (so it must not echo
 //     secrets). On reload an error leaves the registration stored but
 //     unused, until a profile accepts it again. The returned value (parsed

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+
 	"github.com/push2/push2/engine/stanza"
 )
 
@@ -44,7 +45,7 @@ func (e *Engine) changing(account string) (done func()) {
 func (e *Engine) Registrations(ctx context.Context, account string) ([]*Registration, error) {
 	acct, err := NormalizeJID(account)
 	if err != nil {
-		return nil, badRequest("the account is not a valid JID")
+		return nil, stanza.BadRequest("the account is not a valid JID")
 	}
 	account = acct.Bare().String()
 	e.mu.Lock()

@@ -81,7 +81,7 @@ func NormalizeJID(s string) (jid.JID, error) {
 
 // ParseEnable validates an <enable/> element for account and session id and
 // returns the registration. Nothing is stored here; the caller stores the
-// result only if err is nil. Errors are *StanzaError with a text naming the
+// result only if err is nil. Errors are *stanza.Error with a text naming the
 // offending element.
 //
 // An <enable/> in a namespace other than urn:xmpp:push2:0 goes to the send
@@ -92,15 +92,15 @@ func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id str
 		return parseForeignEnable(ctx, reg, lim, account, enable)
 	}
 	if !enable.Is(stanza.NSPush2, "enable") {
-		return nil, badRequest("expected <enable xmlns='%s'/>", stanza.NSPush2)
+		return nil, stanza.BadRequest("expected <enable xmlns='%s'/>", stanza.NSPush2)
 	}
 	acct, err := NormalizeJID(account)
 	if err != nil || acct.Localpart() == "" {
-		return nil, badRequest("the account is not a valid bare JID")
+		return nil, stanza.BadRequest("the account is not a valid bare JID")
 	}
 	acct = acct.Bare()
 	if id == "" {
-		return nil, badRequest("the session has neither a SASL2 client id nor a resource")
+		return nil, stanza.BadRequest("the session has neither a SASL2 client id nor a resource")
 	}
 	r := &Registration{Account: acct.String(), ID: id, Enable: enable}
 
@@ -116,7 +116,7 @@ func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id str
 			clients = append(clients, c)
 		case "match":
 			if len(r.Matches) >= lim.MaxMatches {
-				return nil, badRequest("too many <match/> elements (at most %d)", lim.MaxMatches)
+				return nil, stanza.BadRequest("too many <match/> elements (at most %d)", lim.MaxMatches)
 			}
 			m, err := parseMatch(ctx, reg, lim, c, acct)
 			if err != nil {
@@ -124,45 +124,45 @@ func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id str
 			}
 			r.Matches = append(r.Matches, m)
 		default:
-			return nil, badRequest("unexpected element <%s/> in <enable/>", c.Name.Local)
+			return nil, stanza.BadRequest("unexpected element <%s/> in <enable/>", c.Name.Local)
 		}
 	}
 
 	switch len(services) {
 	case 0:
-		return nil, badRequest("<service/> is required")
+		return nil, stanza.BadRequest("<service/> is required")
 	case 1:
 	default:
-		return nil, badRequest("<service/> must appear once")
+		return nil, stanza.BadRequest("<service/> must appear once")
 	}
 	svc, err := NormalizeJID(services[0].Text)
 	if err != nil || strings.TrimSpace(services[0].Text) == "" {
-		return nil, badRequest("<service/> is not a valid JID")
+		return nil, stanza.BadRequest("<service/> is not a valid JID")
 	}
 	if svc.Bare().Equal(acct) {
-		return nil, badRequest("<service/> must not be the account itself")
+		return nil, stanza.BadRequest("<service/> must not be the account itself")
 	}
 	r.Service = svc.String()
 
 	switch len(clients) {
 	case 0:
-		return nil, badRequest("<client/> is required")
+		return nil, stanza.BadRequest("<client/> is required")
 	case 1:
 	default:
-		return nil, badRequest("<client/> must appear once")
+		return nil, stanza.BadRequest("<client/> must appear once")
 	}
 	r.Client = clients[0].Text
 	if strings.TrimSpace(r.Client) == "" {
-		return nil, badRequest("<client/> must not be empty")
+		return nil, stanza.BadRequest("<client/> must not be empty")
 	}
 	if len(r.Client) > lim.MaxClientBytes {
-		return nil, badRequest("<client/> is longer than %d bytes", lim.MaxClientBytes)
+		return nil, stanza.BadRequest("<client/> is longer than %d bytes", lim.MaxClientBytes)
 	}
 	if !utf8.ValidString(r.Client) {
-		return nil, badRequest("<client/> is not valid UTF-8")
+		return nil, stanza.BadRequest("<client/> is not valid UTF-8")
 	}
 	if len(r.Matches) == 0 {
-		return nil, badRequest("at least one <match/> is required")
+		return nil, stanza.BadRequest("at least one <match/> is required")
 	}
 	return r, nil
 }
@@ -170,11 +170,11 @@ func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id str
 func parseMatch(ctx context.Context, reg *Registry, lim Limits, el *stanza.Element, acct jid.JID) (*Match, error) {
 	uri, ok := el.LookupAttr("profile")
 	if !ok || strings.TrimSpace(uri) == "" {
-		return nil, badRequest("<match/> needs a 'profile' attribute")
+		return nil, stanza.BadRequest("<match/> needs a 'profile' attribute")
 	}
 	mp, ok := reg.Match(uri)
 	if !ok {
-		return nil, notImplemented("match profile %q is not supported", uri)
+		return nil, stanza.FeatureNotImplemented("match profile %q is not supported", uri)
 	}
 	m := &Match{Profile: uri, Element: el}
 	var graces, sends []*stanza.Element
@@ -185,14 +185,14 @@ func parseMatch(ctx context.Context, reg *Registry, lim Limits, el *stanza.Eleme
 			graces = append(graces, c)
 		case c.Is(stanza.NSPush2, "filter"):
 			if len(m.Filters) >= lim.MaxFilters {
-				return nil, badRequest("too many <filter/> elements (at most %d)", lim.MaxFilters)
+				return nil, stanza.BadRequest("too many <filter/> elements (at most %d)", lim.MaxFilters)
 			}
 			f, err := parseFilter(c)
 			if err != nil {
 				return nil, err
 			}
 			if seenFilter[f.JID] {
-				return nil, badRequest("<filter jid='%s'/> appears twice", f.JID)
+				return nil, stanza.BadRequest("<filter jid='%s'/> appears twice", f.JID)
 			}
 			seenFilter[f.JID] = true
 			m.Filters = append(m.Filters, f)
@@ -203,38 +203,38 @@ func parseMatch(ctx context.Context, reg *Registry, lim Limits, el *stanza.Eleme
 		// define their own); its Provision judges them.
 	}
 	if len(graces) > 1 {
-		return nil, badRequest("<grace/> must appear at most once in a <match/>")
+		return nil, stanza.BadRequest("<grace/> must appear at most once in a <match/>")
 	}
 	if len(graces) == 1 {
 		s := strings.TrimSpace(graces[0].Text)
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err != nil {
-			return nil, badRequest("<grace/> must be a non-negative integer number of seconds")
+			return nil, stanza.BadRequest("<grace/> must be a non-negative integer number of seconds")
 		}
 		g := time.Duration(n) * time.Second
 		if g > lim.MaxGrace {
-			return nil, badRequest("<grace/> is longer than %d seconds", int(lim.MaxGrace/time.Second))
+			return nil, stanza.BadRequest("<grace/> is longer than %d seconds", int(lim.MaxGrace/time.Second))
 		}
 		m.Grace = g
 	}
 	switch len(sends) {
 	case 0:
-		return nil, badRequest("<match/> needs a <send/> element")
+		return nil, stanza.BadRequest("<match/> needs a <send/> element")
 	case 1:
 	default:
-		return nil, badRequest("<match/> must have exactly one <send/> element")
+		return nil, stanza.BadRequest("<match/> must have exactly one <send/> element")
 	}
 	m.Send = sends[0]
 	m.SendNS = m.Send.Name.Space
 	if m.SendNS == "" || m.SendNS == stanza.NSPush2 {
-		return nil, badRequest("<send/> must carry the send profile's namespace")
+		return nil, stanza.BadRequest("<send/> must carry the send profile's namespace")
 	}
 	if m.Send.Size() > lim.MaxSendBytes {
-		return nil, badRequest("<send/> is larger than %d bytes", lim.MaxSendBytes)
+		return nil, stanza.BadRequest("<send/> is larger than %d bytes", lim.MaxSendBytes)
 	}
 	sp, ok := reg.Send(m.SendNS)
 	if !ok {
-		return nil, notImplemented("send profile %q is not supported", m.SendNS)
+		return nil, stanza.FeatureNotImplemented("send profile %q is not supported", m.SendNS)
 	}
 	var err error
 	if m.MatchProvisioned, err = mp.Provision(ctx, el); err != nil {
@@ -247,23 +247,18 @@ func parseMatch(ctx context.Context, reg *Registry, lim Limits, el *stanza.Eleme
 }
 
 // provisionError is the stanza error for a Provision failure: the
-// profile's own *StanzaError, internal-server-error when the request's
+// profile's own *stanza.Error, internal-server-error when the request's
 // context ended (the registration may well be valid), else bad-request.
-func provisionError(ctx context.Context, err error, where string) *StanzaError {
-	if ctx.Err() != nil && !isStanzaError(err) {
-		return &StanzaError{Type: "wait", Condition: CondInternalServerError, Text: where + ": " + ctx.Err().Error()}
+func provisionError(ctx context.Context, err error, where string) *stanza.Error {
+	if _, ok := stanza.AsError(err); ctx.Err() != nil && !ok {
+		return stanza.InternalServerError("%s: %v", where, ctx.Err())
 	}
 	return asBadRequest(err, where)
 }
 
-func isStanzaError(err error) bool {
-	_, ok := err.(*StanzaError)
-	return ok
-}
-
-func asBadRequest(err error, where string) *StanzaError {
-	if se, ok := err.(*StanzaError); ok {
+func asBadRequest(err error, where string) *stanza.Error {
+	if se, ok := err.(*stanza.Error); ok {
 		return se
 	}
-	return badRequest("%s: %s", where, err.Error())
+	return stanza.BadRequest("%s: %s", where, err.Error())
 }

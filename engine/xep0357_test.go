@@ -35,7 +35,11 @@ func TestXEP0357Enable(t *testing.T) {
 	if r.ID != xep0357.ID("push-5.client.example", "yxs32uqsflafdk3iuqo") || r.Service != "push-5.client.example" || r.Client != "yxs32uqsflafdk3iuqo" {
 		t.Errorf("registration: %+v", r)
 	}
-	for _, tc := range []struct{ xml, cond, text string }{
+	for _, tc := range []struct {
+		xml  string
+		cond stanza.Condition
+		text string
+	}{
 		{`<enable xmlns="urn:xmpp:push:0" node="n"/>`, "bad-request", "jid"},
 		{`<enable xmlns="urn:xmpp:push:0" jid="@@" node="n"/>`, "bad-request", "jid"},
 		{`<enable xmlns="urn:xmpp:push:0" jid="juliet@capulet.lit" node="n"/>`, "bad-request", "account itself"},
@@ -43,7 +47,7 @@ func TestXEP0357Enable(t *testing.T) {
 		{`<enable xmlns="urn:xmpp:push:0" jid="p.example" node="n"><x xmlns="jabber:x:data" type="submit"><field var="FORM_TYPE"><value>urn:other</value></field></x></enable>`, "bad-request", "FORM_TYPE"},
 	} {
 		_, _, err := e.Enable(context.Background(), account, "r", stanza.MustParse(tc.xml))
-		se, ok := err.(*engine.StanzaError)
+		se, ok := err.(*stanza.Error)
 		if !ok || se.Condition != tc.cond || !strings.Contains(se.Text, tc.text) {
 			t.Errorf("%s: %v", tc.xml, err)
 		}

@@ -333,8 +333,8 @@ func TestProvisionCancel(t *testing.T) {
 	if took := time.Since(start); took >= callTimeout {
 		t.Fatalf("the call ran to its timeout (%s): the context did not cancel it", took)
 	}
-	var se *engine.StanzaError
-	if !errors.As(err, &se) || se.Condition != engine.CondInternalServerError {
+	var se *stanza.Error
+	if !errors.As(err, &se) || se.Condition != stanza.CondInternalServerError {
 		t.Fatalf("error %v (%T), want internal-server-error", err, err)
 	}
 	if s := m.Stats(); s.Failures != 0 || s.Quarantined {

@@ -66,14 +66,14 @@ func validate(ctx context.Context, m *Module, kind callKind, uri string, index i
 		if text == "" {
 			text = "rejected by " + uri
 		}
-		return &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: text}
+		return stanza.BadRequest("%s", text)
 	default:
 		return unavailable(uri)
 	}
 }
 
 func unavailable(uri string) error {
-	return &engine.StanzaError{Type: "wait", Condition: engine.CondInternalServerError, Text: "profile " + uri + " is temporarily unavailable"}
+	return stanza.InternalServerError("profile %s is temporarily unavailable", uri)
 }
 
 // Match runs push2_match and decodes its result word (sdk/ABI.md §4 "Match

@@ -142,8 +142,8 @@ func (k *EncryptedKeys) String() string {
 // GoString is String for %#v.
 func (k *EncryptedKeys) GoString() string { return k.String() }
 
-func badSend(format string, args ...any) *engine.StanzaError {
-	return &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: fmt.Sprintf(format, args...)}
+func badSend(format string, args ...any) *stanza.Error {
+	return stanza.BadRequest(format, args...)
 }
 
 // reason turns a webpush error into the tail of a stanza error text.
@@ -169,7 +169,7 @@ func reason(err error) string {
 // and "iat" are refused: a time fixed at enable time would make every later
 // token invalid, and the server sets "exp" itself on each signature.
 //
-// Errors are *engine.StanzaError bad-request naming the element at fault;
+// Errors are *stanza.Error bad-request naming the element at fault;
 // they never contain any part of the keys.
 func (p *encrypted) Provision(ctx context.Context, send *stanza.Element) (any, error) {
 	if err := ctx.Err(); err != nil {

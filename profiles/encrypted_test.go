@@ -393,7 +393,7 @@ func TestEncryptedSizeLimit(t *testing.T) {
 		if l.fails {
 			// Refused at enable time rather than failing every push.
 			_, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(sendXML(id, l.jwt, ""))))
-			if se, ok := err.(*engine.StanzaError); !ok || se.Condition != engine.CondBadRequest || !strings.Contains(se.Text, "would not fit") {
+			if se, ok := err.(*stanza.Error); !ok || se.Condition != stanza.CondBadRequest || !strings.Contains(se.Text, "would not fit") {
 				t.Errorf("limit %d with a JWT: enable answered %v, want bad-request", l.limit, err)
 			}
 			if regs, _ := e.Registrations(context.Background(), account); len(regs) != 0 {
@@ -648,11 +648,11 @@ func TestProvisionEncryptedRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			send := stanza.MustParse(`<send xmlns="` + profiles.SendEncrypted + `">` + tc.inner + `</send>`)
 			_, err := p.Provision(context.Background(), send)
-			var se *engine.StanzaError
+			var se *stanza.Error
 			if !errors.As(err, &se) {
-				t.Fatalf("error %v (%T), want a *engine.StanzaError", err, err)
+				t.Fatalf("error %v (%T), want a *stanza.Error", err, err)
 			}
-			if se.Condition != engine.CondBadRequest || se.Type != "modify" {
+			if se.Condition != stanza.CondBadRequest || se.Type != "modify" {
 				t.Errorf("condition %s/%s, want modify/bad-request", se.Type, se.Condition)
 			}
 			if !strings.Contains(se.Text, tc.mention) {
@@ -671,8 +671,8 @@ func TestProvisionEncryptedRejects(t *testing.T) {
 	// Through the engine, the refusal reaches the client unchanged.
 	e := newEngine(t, 4096, profiles.Options{})
 	_, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(`<send xmlns="`+profiles.SendEncrypted+`">`+ua(notOnCurve)+as(id.AuthSecret)+`</send>`)))
-	var se *engine.StanzaError
-	if !errors.As(err, &se) || se.Condition != engine.CondBadRequest || !strings.Contains(se.Text, "<ua-public/>") {
+	var se *stanza.Error
+	if !errors.As(err, &se) || se.Condition != stanza.CondBadRequest || !strings.Contains(se.Text, "<ua-public/>") {
 		t.Errorf("enable: %v", err)
 	}
 }
@@ -728,8 +728,8 @@ func FuzzProvisionEncrypted(f *testing.F) {
 		}
 		v, err := p.Provision(context.Background(), send)
 		if err != nil {
-			var se *engine.StanzaError
-			if !errors.As(err, &se) || se.Condition != engine.CondBadRequest || se.Text == "" {
+			var se *stanza.Error
+			if !errors.As(err, &se) || se.Condition != stanza.CondBadRequest || se.Text == "" {
 				t.Fatalf("error %v is not a bad-request with a text", err)
 			}
 			for _, c := range send.Children {

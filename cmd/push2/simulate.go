@@ -154,7 +154,7 @@ func readElement(file string) (*stanza.Element, error) {
 }
 
 func describe(err error) string {
-	var se *engine.StanzaError
+	var se *stanza.Error
 	if errors.As(err, &se) {
 		return se.Error()
 	}

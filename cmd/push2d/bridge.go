@@ -95,7 +95,7 @@ func (d *daemon) handle(t xml.TokenReader, start *xml.StartElement) error {
 		d.metrics.refused.Inc()
 		d.log.Warn("stanza from an address that is not a configured server domain", "from", st.AttrValue("from"), "kind", st.Name.Local)
 		if st.Name.Local == "iq" && (st.AttrValue("type") == "get" || st.AttrValue("type") == "set") {
-			d.reply(st, nil, &engine.StanzaError{Type: "cancel", Condition: engine.CondNotAllowed, Text: "only the configured XMPP server domains may use this service"})
+			d.reply(st, nil, stanza.NotAllowed("only the configured XMPP server domains may use this service"))
 		}
 		return nil
 	}
@@ -114,7 +114,7 @@ func (d *daemon) handleIQ(iq *stanza.Element) {
 		return // results and errors: we send no IQs that need them
 	}
 	if len(iq.Children) != 1 {
-		d.reply(iq, nil, &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "an IQ must have exactly one child"})
+		d.reply(iq, nil, stanza.BadRequest("an IQ must have exactly one child"))
 		return
 	}
 	req := iq.Children[0]
@@ -135,9 +135,9 @@ func (d *daemon) handleIQ(iq *stanza.Element) {
 		q.Append(stanza.NewElement(stanza.NSDiscoInfo, "feature", "var", NSBridge))
 		d.reply(iq, q, nil)
 	case strings.HasPrefix(req.Name.Space, "urn:push2:bridge:"):
-		d.reply(iq, nil, &engine.StanzaError{Type: "cancel", Condition: engine.CondFeatureNotImplemented, Text: "this push2d speaks " + NSBridge + "; upgrade the bridge module"})
+		d.reply(iq, nil, stanza.FeatureNotImplemented("this push2d speaks %s; upgrade the bridge module", NSBridge))
 	default:
-		d.reply(iq, nil, &engine.StanzaError{Type: "cancel", Condition: "service-unavailable"})
+		d.reply(iq, nil, stanza.ServiceUnavailable())
 	}
 }
 
@@ -153,7 +153,7 @@ func (d *daemon) enable(ctx context.Context, req *stanza.Element) (*stanza.Eleme
 		inner = foreignChild(req, "enable")
 	}
 	if inner == nil {
-		return nil, &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "missing <enable xmlns='urn:xmpp:push2:0'/>"}
+		return nil, stanza.BadRequest("missing <enable xmlns='urn:xmpp:push2:0'/>")
 	}
 	if err := d.checkDomain(account); err != nil {
 		return nil, err
@@ -161,7 +161,7 @@ func (d *daemon) enable(ctx context.Context, req *stanza.Element) (*stanza.Eleme
 	r, evicted, err := d.eng.Enable(ctx, account, id, inner)
 	if err != nil {
 		se := engine.AsStanzaError(err)
-		d.metrics.enables.WithLabelValues(se.Condition).Inc()
+		d.metrics.enables.WithLabelValues(string(se.Condition)).Inc()
 		d.log.Info("enable refused", "account", account, "registration", id, "condition", se.Condition, "text", se.Text)
 		return nil, se
 	}
@@ -209,10 +209,10 @@ func foreignChild(req *stanza.Element, local string) *stanza.Element {
 func (d *daemon) checkDomain(account string) error {
 	j, err := jid.Parse(account)
 	if err != nil || j.Localpart() == "" {
-		return &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "the account is not a valid bare JID"}
+		return stanza.BadRequest("the account is not a valid bare JID")
 	}
 	if !slices.Contains(d.cfg.Component.Domains, j.Domainpart()) {
-		return &engine.StanzaError{Type: "cancel", Condition: engine.CondNotAllowed, Text: "the account is not on a configured server domain"}
+		return stanza.NotAllowed("the account is not on a configured server domain")
 	}
 	return nil
 }
@@ -304,7 +304,7 @@ func (d *daemon) handleEvent(domain string, ev *stanza.Element) {
 	trigger, ok := engine.ParseTrigger(ev.AttrValue("trigger"))
 	if st == nil || !ok {
 		d.log.Warn("malformed event from the bridge", "account", account, "trigger", ev.AttrValue("trigger"))
-		d.ack(ctx, domain, ev.AttrValue("id"), &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: "an event needs a known trigger and a stanza"})
+		d.ack(ctx, domain, ev.AttrValue("id"), stanza.BadRequest("an event needs a known trigger and a stanza"))
 		return
 	}
 	regs, err := d.targets(ctx, account, only, live)
@@ -405,7 +405,7 @@ func (d *daemon) ack(ctx context.Context, domain, id string, err error) {
 	a := stanza.NewElement(NSBridge, "ack", "id", id)
 	if err != nil {
 		se := engine.AsStanzaError(err)
-		a.SetAttr("error", se.Condition)
+		a.SetAttr("error", string(se.Condition))
 	}
 	msg.Append(a)
 	if err := d.send(ctx, msg); err != nil {
@@ -417,7 +417,7 @@ func (d *daemon) ack(ctx context.Context, domain, id string, err error) {
 func (d *daemon) deliveryError(c *stanza.Element) {
 	typ, cond := c.AttrValue("type"), c.AttrValue("condition")
 	if typ == "" {
-		typ = "cancel"
+		typ = string(stanza.Cancel)
 	}
 	if _, err := d.eng.Outbox().DeliveryError(c.AttrValue("id"), c.AttrValue("from"), typ, cond); err != nil {
 		d.ignoredReport(err) // the outbox logged it

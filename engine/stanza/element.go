@@ -3,8 +3,9 @@
 // MaxDepth or MaxElements is refused before anything reads it), the
 // deterministic serialization the 4096-byte notification limit of push2.md
 // "Push service interactions" is measured against, the conversion from and
-// to XMPP token streams, and the namespace table (each namespace written
-// once for the whole repository).
+// to XMPP token streams, the namespace table (each namespace written once
+// for the whole repository) and stanza errors (Error, with mellium's typed
+// ErrorType and Condition).
 package stanza
 
 import (

@@ -35,7 +35,7 @@ func (r *caseRunner) run(ctx context.Context, c *testCase) (diff, detail string)
 			return "the registration was accepted; want " + want, ""
 		}
 		se := engine.AsStanzaError(err)
-		if se.Condition != want {
+		if string(se.Condition) != want {
 			return fmt.Sprintf("enable error %q; want %s", err, want), ""
 		}
 		if t := ex.AttrValue("text"); t != "" && !strings.Contains(se.Text, t) {

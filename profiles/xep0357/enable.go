@@ -2,7 +2,6 @@ package xep0357
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/push2/push2/engine"
@@ -95,5 +94,5 @@ func (p *Profile) ParseDisable(disable *stanza.Element) (func(*engine.Registrati
 }
 
 func badRequest(format string, args ...any) error {
-	return &engine.StanzaError{Type: "modify", Condition: engine.CondBadRequest, Text: fmt.Sprintf(format, args...)}
+	return stanza.BadRequest(format, args...)
 }
