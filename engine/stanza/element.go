@@ -1,6 +1,7 @@
 // Package stanza is the XML element model every part of push2 shares: the
-// parser with its limits (a stanza larger or deeper than MaxStanzaBytes,
-// MaxDepth or MaxElements is refused before anything reads it), the
+// parser with its limits (a stanza beyond MaxStanzaBytes, MaxDepth,
+// MaxElements, MaxElementAttrs, MaxAttrs or MaxNameBytes is refused before
+// anything reads it, at a cost linear in its size), the
 // deterministic serialization the 4096-byte notification limit of push2.md
 // "Push service interactions" is measured against, the conversion from and
 // to XMPP token streams, the namespace table (each namespace written once
@@ -36,23 +37,151 @@ type Element struct {
 	Text string
 }
 
-// Parse limits. A stanza larger or deeper than this is refused before any
-// profile sees it, so hostile input cannot make the pipeline allocate without
-// bound.
+// Parse limits. A stanza beyond any of them is refused before any profile
+// sees it, so hostile input can make the pipeline neither allocate without
+// bound nor spend more than a small, linear amount of CPU on it: every check
+// below is linear in the stanza's size (duplicate attributes are found with
+// a map, not by comparing every pair; text split by comments or CDATA
+// sections is joined once). docs/engine.md "Parsing limits" lists them for
+// operators; BenchmarkWorstStanza (package engine) measures the most
+// expensive stanza they let through.
 const (
-	MaxStanzaBytes = 256 << 10
-	MaxDepth       = 64
-	MaxElements    = 4096
+	MaxStanzaBytes = 256 << 10 // serialized bytes
+	MaxDepth       = 64        // nesting of elements, the root being 1
+	MaxElements    = 4096      // elements in the stanza, the root included
+	// MaxElementAttrs bounds the attributes of one element (namespace
+	// declarations included); real stanzas have a handful.
+	MaxElementAttrs = 256
+	// MaxAttrs bounds the attributes of the whole stanza (four per element
+	// at the element limit).
+	MaxAttrs = 16384
+	// MaxNameBytes bounds each element and attribute name and each
+	// namespace prefix (not namespace URIs, which are attribute values).
+	MaxNameBytes = 256
 )
 
-// ErrTooLarge is returned by Parse for input beyond the parse limits.
-var ErrTooLarge = errors.New("xml: stanza exceeds the size, depth or element limits")
+// ErrTooLarge is returned (wrapped, with the limit that was hit; test with
+// errors.Is) by Parse and ReadElement for input beyond the parse limits.
+var ErrTooLarge = errors.New("xml: stanza exceeds the parse limits")
+
+func tooLarge(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrTooLarge, fmt.Sprintf(format, args...))
+}
+
+// budget is what one stanza has used of the parse limits; Parse and
+// ReadElement share it so both refuse the same stanzas.
+type budget struct {
+	elements, attrs, bytes int
+}
+
+// start accounts for a start element at depth (the root is at 1) with
+// attrs as the decoder gave them. Names are checked here, values and text
+// by the byte count.
+func (b *budget) start(name xml.Name, attrs []xml.Attr, depth int) error {
+	b.elements++
+	switch {
+	case b.elements > MaxElements:
+		return tooLarge("more than %d elements", MaxElements)
+	case depth > MaxDepth:
+		return tooLarge("nested deeper than %d elements", MaxDepth)
+	case len(attrs) > MaxElementAttrs:
+		return tooLarge("more than %d attributes on one element", MaxElementAttrs)
+	}
+	b.attrs += len(attrs)
+	if b.attrs > MaxAttrs {
+		return tooLarge("more than %d attributes", MaxAttrs)
+	}
+	if err := checkName(name.Local); err != nil {
+		return err
+	}
+	for _, a := range attrs {
+		if err := checkName(a.Name.Local); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// count adds n bytes of input (ReadElement, which sees no raw bytes,
+// counts names, attribute values and text).
+func (b *budget) count(n int) error {
+	b.bytes += n
+	if b.bytes > MaxStanzaBytes {
+		return tooLarge("larger than %d bytes", MaxStanzaBytes)
+	}
+	return nil
+}
+
+func checkName(s string) error {
+	if len(s) > MaxNameBytes {
+		return tooLarge("a name or prefix longer than %d bytes", MaxNameBytes)
+	}
+	return nil
+}
+
+// duplicateAttr returns the name of an attribute that appears twice in
+// attrs, comparing names as given (prefixes or resolved URIs, as the
+// caller resolved them). Short lists, the usual case, are compared pair by
+// pair; longer ones go through a set, so the cost stays linear up to
+// MaxElementAttrs.
+func duplicateAttr(attrs []xml.Attr) (xml.Name, bool) {
+	const pairwise = 8
+	if len(attrs) <= pairwise {
+		for i := 1; i < len(attrs); i++ {
+			for _, prev := range attrs[:i] {
+				if prev.Name == attrs[i].Name {
+					return attrs[i].Name, true
+				}
+			}
+		}
+		return xml.Name{}, false
+	}
+	seen := make(map[xml.Name]struct{}, len(attrs))
+	for _, a := range attrs {
+		if _, dup := seen[a.Name]; dup {
+			return a.Name, true
+		}
+		seen[a.Name] = struct{}{}
+	}
+	return xml.Name{}, false
+}
+
+// textBuilder collects an element's character data. The decoder hands out
+// text in pieces wherever a comment or CDATA section interrupts it;
+// appending each piece to a string would copy the text so far every time
+// (quadratic in the number of pieces), so pieces after the first go to a
+// buffer, turned into a string once at the end element.
+type textBuilder struct {
+	el     *Element
+	buf    []byte
+	pieces int
+}
+
+func (t *textBuilder) add(p []byte) {
+	switch t.pieces {
+	case 0:
+		t.el.Text = string(p)
+	case 1:
+		t.buf = append(append(t.buf, t.el.Text...), p...)
+	default:
+		t.buf = append(t.buf, p...)
+	}
+	t.pieces++
+}
+
+func (t *textBuilder) done() {
+	if t.pieces > 1 {
+		t.el.Text = string(t.buf)
+	}
+}
 
 // Parse reads exactly one XML element from b. Leading and trailing
 // whitespace is allowed; anything else around the element is an error.
+// Input beyond the parse limits is refused with an error wrapping
+// ErrTooLarge.
 func Parse(b []byte) (*Element, error) {
 	if len(b) > MaxStanzaBytes {
-		return nil, ErrTooLarge
+		return nil, tooLarge("larger than %d bytes", MaxStanzaBytes)
 	}
 	d := xml.NewDecoder(bytes.NewReader(b))
 	d.Strict = true
@@ -60,19 +189,18 @@ func Parse(b []byte) (*Element, error) {
 	// encoding/xml, which leaves an undeclared prefix in Name.Space: a
 	// stanza with an undeclared prefix is malformed and refused.
 	var (
-		root  *Element
-		stack []*Element
-		scope []map[string]string // prefix ("" = default) → URI, innermost last
-		count int
+		root     *Element
+		stack    []textBuilder
+		inScope  = map[string][]string{} // prefix ("" = default) → URIs, innermost last
+		declared [][]string              // per open element, the prefixes it declared
+		lim      budget
 	)
 	lookup := func(prefix string) (string, bool) {
 		if prefix == "xml" {
 			return NSXML, true
 		}
-		for i := len(scope) - 1; i >= 0; i-- {
-			if u, ok := scope[i][prefix]; ok {
-				return u, true
-			}
+		if uris := inScope[prefix]; len(uris) > 0 {
+			return uris[len(uris)-1], true
 		}
 		return "", prefix == ""
 	}
@@ -89,23 +217,39 @@ func Parse(b []byte) (*Element, error) {
 			if root != nil && len(stack) == 0 {
 				return nil, errors.New("xml: more than one root element")
 			}
-			count++
-			if count > MaxElements || len(stack) >= MaxDepth {
-				return nil, ErrTooLarge
+			if err := lim.start(t.Name, t.Attr, len(stack)+1); err != nil {
+				return nil, err
 			}
-			decl := map[string]string{}
+			if err := checkName(t.Name.Space); err != nil {
+				return nil, err
+			}
+			// XML 1.0 "Unique Att Spec": no attribute name (prefix
+			// included) twice, namespace declarations included.
+			if n, dup := duplicateAttr(t.Attr); dup {
+				return nil, fmt.Errorf("xml: duplicate attribute %q", n.Local)
+			}
+			var decl []string
 			for _, a := range t.Attr {
+				prefix, ok := "", false
 				switch {
 				case a.Name.Space == "" && a.Name.Local == "xmlns":
-					decl[""] = a.Value
+					ok = true
 				case a.Name.Space == "xmlns":
 					if a.Value == "" {
 						return nil, errors.New("xml: a namespace prefix cannot be undeclared")
 					}
-					decl[a.Name.Local] = a.Value
+					prefix, ok = a.Name.Local, true
+				default:
+					if err := checkName(a.Name.Space); err != nil {
+						return nil, err
+					}
+				}
+				if ok {
+					inScope[prefix] = append(inScope[prefix], a.Value)
+					decl = append(decl, prefix)
 				}
 			}
-			scope = append(scope, decl)
+			declared = append(declared, decl)
 			if !validName(t.Name.Local) || (t.Name.Space != "" && !validName(t.Name.Space)) {
 				return nil, fmt.Errorf("xml: invalid element name %q", t.Name.Local)
 			}
@@ -128,32 +272,36 @@ func Parse(b []byte) (*Element, error) {
 					}
 					a.Name.Space = u
 				}
-				for _, prev := range el.Attr {
-					if prev.Name == a.Name {
-						return nil, fmt.Errorf("xml: duplicate attribute %q", a.Name.Local)
-					}
-				}
 				el.Attr = append(el.Attr, a)
 			}
+			// Namespaces in XML "Attribute Uniqueness": not twice the same
+			// expanded name either (two prefixes for one URI).
+			if n, dup := duplicateAttr(el.Attr); dup {
+				return nil, fmt.Errorf("xml: duplicate attribute %q", n.Local)
+			}
 			if len(stack) > 0 {
-				p := stack[len(stack)-1]
+				p := stack[len(stack)-1].el
 				p.Children = append(p.Children, el)
 			} else {
 				root = el
 			}
-			stack = append(stack, el)
+			stack = append(stack, textBuilder{el: el})
 		case xml.EndElement:
 			// RawToken does not check nesting; do it here.
 			if len(stack) == 0 {
 				return nil, errors.New("xml: unexpected end element")
 			}
-			top := stack[len(stack)-1]
+			top := &stack[len(stack)-1]
 			ns, _ := lookup(t.Name.Space)
-			if top.Name.Local != t.Name.Local || top.Name.Space != ns {
-				return nil, fmt.Errorf("xml: element <%s> closed by </%s>", top.Name.Local, t.Name.Local)
+			if top.el.Name.Local != t.Name.Local || top.el.Name.Space != ns {
+				return nil, fmt.Errorf("xml: element <%s> closed by </%s>", top.el.Name.Local, t.Name.Local)
 			}
+			top.done()
 			stack = stack[:len(stack)-1]
-			scope = scope[:len(scope)-1]
+			for _, prefix := range declared[len(declared)-1] {
+				inScope[prefix] = inScope[prefix][:len(inScope[prefix])-1]
+			}
+			declared = declared[:len(declared)-1]
 		case xml.CharData:
 			if len(stack) == 0 {
 				if len(bytes.TrimSpace(t)) != 0 {
@@ -161,7 +309,7 @@ func Parse(b []byte) (*Element, error) {
 				}
 				continue
 			}
-			stack[len(stack)-1].Text += string(t)
+			stack[len(stack)-1].add(t)
 		case xml.Directive:
 			return nil, errors.New("xml: directives (DOCTYPE) are not allowed in stanzas")
 		case xml.ProcInst:

@@ -1,6 +1,9 @@
 package stanza
 
 import (
+	"encoding/xml"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -44,6 +47,163 @@ func TestParseRejects(t *testing.T) {
 	} {
 		if _, err := Parse([]byte(in)); err == nil {
 			t.Errorf("Parse(%.40q) accepted", in)
+		}
+	}
+}
+
+// attrs returns n attributes a0="" a1=""… as they appear in a start tag.
+func attrs(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, ` a%d=""`, i)
+	}
+	return b.String()
+}
+
+// wide returns a stanza of n elements <c …/> under the root, each with
+// perElement attributes.
+func wide(n, perElement int) string {
+	return "<r>" + strings.Repeat("<c"+attrs(perElement)+"/>", n) + "</r>"
+}
+
+func nested(depth int, open, close string) string {
+	return strings.Repeat(open, depth) + strings.Repeat(close, depth)
+}
+
+// TestParseLimits: each parse limit lets through a stanza exactly at it and
+// refuses one just over it with ErrTooLarge, through Parse and through
+// ReadElement (the token-stream path push2d reads the server with).
+func TestParseLimits(t *testing.T) {
+	long := strings.Repeat("n", MaxNameBytes)
+	for _, tc := range []struct{ name, at, over string }{
+		{"depth", nested(MaxDepth, "<a>", "</a>"), nested(MaxDepth+1, "<a>", "</a>")},
+		{"elements", "<a>" + strings.Repeat("<b/>", MaxElements-1) + "</a>", "<a>" + strings.Repeat("<b/>", MaxElements) + "</a>"},
+		{"bytes", "<a>" + strings.Repeat("x", MaxStanzaBytes-7) + "</a>", "<a>" + strings.Repeat("x", MaxStanzaBytes-6) + "</a>"},
+		{"attributes on an element", "<a" + attrs(MaxElementAttrs) + "/>", "<a" + attrs(MaxElementAttrs+1) + "/>"},
+		{"attributes in a stanza", wide(MaxAttrs/MaxElementAttrs, MaxElementAttrs), wide(MaxAttrs/MaxElementAttrs, MaxElementAttrs)[:len(wide(MaxAttrs/MaxElementAttrs, MaxElementAttrs))-4] + "<c a=''/></r>"},
+		{"element name", "<" + long + "/>", "<" + long + "n/>"},
+		{"attribute name", "<a " + long + "=''/>", "<a " + long + "n=''/>"},
+		{"prefix", `<a xmlns:` + long + `="u" ` + long + `:b=""/>`, `<a xmlns:` + long + `n="u" ` + long + `n:b=""/>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Parse([]byte(tc.at)); err != nil {
+				t.Errorf("Parse at the limit: %v", err)
+			}
+			if _, err := Parse([]byte(tc.over)); !errors.Is(err, ErrTooLarge) {
+				t.Errorf("Parse over the limit: %v, want ErrTooLarge", err)
+			}
+			if tc.name == "prefix" || tc.name == "bytes" {
+				return // a stream resolves prefixes; it counts bytes differently (below)
+			}
+			if _, err := readString(tc.at); err != nil {
+				t.Errorf("ReadElement at the limit: %v", err)
+			}
+			if _, err := readString(tc.over); !errors.Is(err, ErrTooLarge) {
+				t.Errorf("ReadElement over the limit: %v, want ErrTooLarge", err)
+			}
+		})
+	}
+	// A stream counts attribute values as well as text.
+	value := strings.Repeat("v", MaxStanzaBytes/2)
+	if _, err := readString(`<a x="` + value + `" y="` + value + `"/>`); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("ReadElement of %d bytes of attribute values: %v, want ErrTooLarge", 2*len(value), err)
+	}
+}
+
+func readString(s string) (*Element, error) {
+	d := xml.NewDecoder(strings.NewReader(s))
+	tok, err := d.Token()
+	if err != nil {
+		return nil, err
+	}
+	return ReadElement(tok.(xml.StartElement), d)
+}
+
+// TestParseDuplicateAttributes: a name twice is refused whether the
+// element has few attributes (compared pairwise) or many (a set), by
+// prefix or by the namespace two prefixes resolve to.
+func TestParseDuplicateAttributes(t *testing.T) {
+	for _, in := range []string{
+		`<a x="1" x="2"/>`,
+		`<a` + attrs(100) + ` a57="again"/>`,
+		`<a xmlns:p="u" xmlns:q="u" p:x="1" q:x="2"/>`,
+		`<a xmlns:p="u" xmlns:q="u"` + attrs(20) + ` p:x="1" q:x="2"/>`,
+		`<a xmlns="u" xmlns="v"/>`,
+		`<a xmlns:p="u" xmlns:p="v"/>`,
+	} {
+		if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), "duplicate attribute") {
+			t.Errorf("Parse(%.60q) = %v, want a duplicate attribute error", in, err)
+		}
+	}
+	for _, in := range []string{`<a` + attrs(100) + `/>`, `<a xmlns:p="u" xmlns:q="v" p:x="1" q:x="2" x="3"/>`} {
+		if _, err := Parse([]byte(in)); err != nil {
+			t.Errorf("Parse(%.60q): %v", in, err)
+		}
+	}
+	if _, err := readString(`<a` + attrs(100) + ` a57="again"/>`); err == nil {
+		t.Error("ReadElement accepted a duplicate attribute")
+	}
+}
+
+// TestParseTextPieces: text interrupted by comments and CDATA sections is
+// one Text, in order, through both paths.
+func TestParseTextPieces(t *testing.T) {
+	in := `<a>one<!-- c --> two<![CDATA[ <three> ]]>&amp;four<b/>five</a>`
+	want := "one two <three> &fourfive"
+	el, err := Parse([]byte(in))
+	if err != nil || el.Text != want {
+		t.Errorf("Parse: %q, %v; want %q", el.Text, err, want)
+	}
+	el, err = readString(in)
+	if err != nil || el.Text != want {
+		t.Errorf("ReadElement: %q, %v; want %q", el.Text, err, want)
+	}
+}
+
+// BenchmarkParseAttributes shows that parsing cost is linear in the number
+// of attributes: ns/attr stays flat from 1,024 to the MaxAttrs limit (256
+// per element), and within one element up to MaxElementAttrs.
+//
+//	go test -run '^$' -bench ParseAttributes ./engine/stanza/
+func BenchmarkParseAttributes(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		n    int
+	}{
+		{"one-element-32", "<a" + attrs(32) + "/>", 32},
+		{"one-element-256", "<a" + attrs(256) + "/>", 256},
+		{"stanza-1024", wide(1024/MaxElementAttrs, MaxElementAttrs), 1024},
+		{"stanza-4096", wide(4096/MaxElementAttrs, MaxElementAttrs), 4096},
+		{"stanza-16384", wide(MaxAttrs/MaxElementAttrs, MaxElementAttrs), MaxAttrs},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			in := []byte(tc.in)
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				if _, err := Parse(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(tc.n), "ns/attr")
+		})
+	}
+}
+
+// BenchmarkParseIssue11 is the stanza of issue 11, item 5: one element with
+// 205 KB of attributes, which took seconds to check for duplicates; it is
+// now refused at MaxElementAttrs after the decoder read the tag.
+func BenchmarkParseIssue11(b *testing.B) {
+	var s strings.Builder
+	s.WriteString(`<x xmlns="urn:example:junk"`)
+	for i := 0; s.Len() < 205<<10; i++ {
+		fmt.Fprintf(&s, ` a%d=""`, i)
+	}
+	s.WriteString(`/>`)
+	in := []byte(s.String())
+	for b.Loop() {
+		if _, err := Parse(in); !errors.Is(err, ErrTooLarge) {
+			b.Fatal(err)
 		}
 	}
 }

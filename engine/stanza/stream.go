@@ -16,17 +16,24 @@ func streamNS(ns string) bool {
 // up to and including the matching end element (or the end of r right
 // after the last child). Tokens must have resolved
 // namespaces (as from xml.Decoder.Token). Stream namespaces are normalized
-// to jabber:client. The parse limits of Parse apply.
+// to jabber:client. The parse limits of Parse apply, the byte limit to the
+// names, attribute values and text the tokens carry (a stream hands out no
+// raw bytes); input beyond them is refused with an error wrapping
+// ErrTooLarge.
 func ReadElement(start xml.StartElement, r xml.TokenReader) (*Element, error) {
-	root := startToElement(start)
-	stack := []*Element{root}
-	count, size := 1, 0
+	var lim budget
+	root, err := startToElement(&lim, start, 1)
+	if err != nil {
+		return nil, err
+	}
+	stack := []textBuilder{{el: root}}
 	for len(stack) > 0 {
 		tok, err := r.Token()
 		if err == io.EOF {
 			if len(stack) == 1 {
 				// Some readers (mellium's IQ responses) end after the last
 				// child without the stanza's end element.
+				stack[0].done()
 				return root, nil
 			}
 			return nil, errors.New("xml: unexpected end of stream inside a stanza")
@@ -36,28 +43,37 @@ func ReadElement(start xml.StartElement, r xml.TokenReader) (*Element, error) {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			count++
-			if count > MaxElements || len(stack) >= MaxDepth {
-				return nil, ErrTooLarge
+			el, err := startToElement(&lim, t, len(stack)+1)
+			if err != nil {
+				return nil, err
 			}
-			el := startToElement(t)
-			p := stack[len(stack)-1]
+			p := stack[len(stack)-1].el
 			p.Children = append(p.Children, el)
-			stack = append(stack, el)
+			stack = append(stack, textBuilder{el: el})
 		case xml.EndElement:
+			stack[len(stack)-1].done()
 			stack = stack[:len(stack)-1]
 		case xml.CharData:
-			size += len(t)
-			if size > MaxStanzaBytes {
-				return nil, ErrTooLarge
+			if err := lim.count(len(t)); err != nil {
+				return nil, err
 			}
-			stack[len(stack)-1].Text += string(t)
+			stack[len(stack)-1].add(t)
 		}
 	}
 	return root, nil
 }
 
-func startToElement(t xml.StartElement) *Element {
+func startToElement(lim *budget, t xml.StartElement, depth int) (*Element, error) {
+	if err := lim.start(t.Name, t.Attr, depth); err != nil {
+		return nil, err
+	}
+	n := len(t.Name.Local)
+	for _, a := range t.Attr {
+		n += len(a.Name.Local) + len(a.Value)
+	}
+	if err := lim.count(n); err != nil {
+		return nil, err
+	}
 	el := &Element{Name: t.Name}
 	if streamNS(el.Name.Space) || el.Name.Space == "" {
 		el.Name.Space = NSClient
@@ -71,7 +87,10 @@ func startToElement(t xml.StartElement) *Element {
 		}
 		el.Attr = append(el.Attr, a)
 	}
-	return el
+	if n, dup := duplicateAttr(el.Attr); dup {
+		return nil, fmt.Errorf("xml: duplicate attribute %q", n.Local)
+	}
+	return el, nil
 }
 
 // TokenReader returns e as a token stream for an XMPP stream: elements in
