@@ -36,46 +36,25 @@ import (
 )
 
 // Config holds the engine's operator settings.
+// A zero field (also within Limits and Retry) takes its default from
+// DefaultConfig.
 type Config struct {
 	Limits Limits
 	// MaxRegistrations per account; the oldest is evicted when a new one
-	// would exceed it (like mod_cloud_notify's push_max_devices). Default 5.
+	// would exceed it (like mod_cloud_notify's push_max_devices).
 	MaxRegistrations int
 	// NotificationLimit is the largest notification stanza, in bytes, as
 	// serialized. push2.md: 4096, "some implementations may wish to restrict
 	// this even more". Values above 4096 are lowered to 4096.
 	NotificationLimit int
 	// DedupeRetention is how long the engine remembers that a registration
-	// got a push for a stanza. Default 7 days: a stanza can reach the
-	// engine again when a hibernated session's queue goes to offline
-	// storage, up to the hibernation limit (72 h by default) later.
-	// Outbox.Run applies it, when it starts and hourly.
+	// got a push for a stanza. Outbox.Run applies it, when it starts and
+	// hourly.
 	DedupeRetention time.Duration
 	// Retry is the outbox's error policy.
 	Retry  RetryPolicy
 	Clock  func() time.Time
 	Logger *slog.Logger
-}
-
-func (c *Config) fill() {
-	if c.Limits == (Limits{}) {
-		c.Limits = DefaultLimits
-	}
-	if c.MaxRegistrations <= 0 {
-		c.MaxRegistrations = 5
-	}
-	if c.NotificationLimit <= 0 || c.NotificationLimit > 4096 {
-		c.NotificationLimit = 4096
-	}
-	if c.DedupeRetention <= 0 {
-		c.DedupeRetention = 7 * 24 * time.Hour
-	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
 }
 
 // Engine evaluates stanzas against registrations. It is safe for concurrent

@@ -13,52 +13,28 @@ import (
 )
 
 // RetryPolicy says how the outbox treats push service errors (push2.md
-// "Transient delivery errors"; DESIGN.md "Delivery and state").
+// "Transient delivery errors"; DESIGN.md "Delivery and state"). A zero
+// field takes its default from DefaultConfig.
 type RetryPolicy struct {
 	// MaxAttempts is the most sends of one notification, the first
-	// included. Default 5.
+	// included.
 	MaxAttempts int
 	// BaseDelay and MaxDelay bound the exponential back-off between
 	// attempts (each wait is drawn from [d/2, d], d doubling from
-	// BaseDelay). Defaults 2 s and 5 min.
+	// BaseDelay).
 	BaseDelay, MaxDelay time.Duration
-	// MaxAge: a notification older than this is not retried. Default 1 h.
+	// MaxAge: a notification older than this is not retried.
 	MaxAge time.Duration
 	// ErrorWindow: a sent notification that got no error reply for this
-	// long counts as delivered. Default 60 s. XMPP messages have no
+	// long counts as delivered. XMPP messages have no
 	// success reply, so this is the only success signal there is.
 	ErrorWindow time.Duration
 	// MaxErrors failed notifications in a row disable a registration
-	// (like push_max_errors). Default 16.
+	// (like push_max_errors).
 	MaxErrors int
 	// DisableAfter: a registration whose notifications have been failing
-	// for this long, with no delivery in between, is disabled. Default 72 h
-	// (push2.md recommends no less).
+	// for this long, with no delivery in between, is disabled.
 	DisableAfter time.Duration
-}
-
-func (p *RetryPolicy) fill() {
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = 5
-	}
-	if p.BaseDelay <= 0 {
-		p.BaseDelay = 2 * time.Second
-	}
-	if p.MaxDelay <= 0 {
-		p.MaxDelay = 5 * time.Minute
-	}
-	if p.MaxAge <= 0 {
-		p.MaxAge = time.Hour
-	}
-	if p.ErrorWindow <= 0 {
-		p.ErrorWindow = time.Minute
-	}
-	if p.MaxErrors <= 0 {
-		p.MaxErrors = 16
-	}
-	if p.DisableAfter <= 0 {
-		p.DisableAfter = 72 * time.Hour
-	}
 }
 
 // Conditions that say "later" whatever the error type. Push services do not

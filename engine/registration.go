@@ -53,24 +53,14 @@ type Match struct {
 	SendProvisioned  any
 }
 
-// Limits bounds what one registration may contain. The zero value is not
-// useful; DefaultLimits holds the defaults.
+// Limits bounds what one registration may contain. A zero field takes its
+// default from DefaultLimits.
 type Limits struct {
 	MaxMatches     int
 	MaxFilters     int
 	MaxGrace       time.Duration
 	MaxClientBytes int
 	MaxSendBytes   int // serialized <send/> size
-}
-
-// DefaultLimits are generous for real clients and small enough that a
-// registration cannot be used to store arbitrary data on the server.
-var DefaultLimits = Limits{
-	MaxMatches:     8,
-	MaxFilters:     256,
-	MaxGrace:       24 * time.Hour,
-	MaxClientBytes: 1024,
-	MaxSendBytes:   8192,
 }
 
 // NormalizeJID returns the canonical string form of a JID (PRECIS-prepared
@@ -88,6 +78,7 @@ func NormalizeJID(s string) (jid.JID, error) {
 // profile registered under that namespace if it is an EnableParser
 // (XEP-0357), and is refused with feature-not-implemented otherwise.
 func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id string, enable *stanza.Element) (*Registration, error) {
+	lim = lim.withDefaults()
 	if enable.Name.Space != stanza.NSPush2 {
 		return parseForeignEnable(ctx, reg, lim, account, enable)
 	}

@@ -28,7 +28,7 @@ func runProfile(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("profile test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	timeout := fs.Duration("call-timeout", 0, "per-call deadline (default: the host's, 100ms)")
+	timeout := fs.Duration("call-timeout", 0, "per-call deadline (default: the host's, as push2d's plugins.call_timeout)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object (casetest.Report) instead of text")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/push2/push2/engine"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/xep0357"
 	"mellium.im/xmpp/jid"
@@ -135,20 +136,41 @@ func (d *duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MarshalText writes the shortest form ParseDuration reads back: 5m, not
+// 5m0s (the form docs/push2d.md uses).
+func (d duration) MarshalText() ([]byte, error) {
+	s := d.Duration.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return []byte(s), nil
+}
+
 var defaultXEP0357 = XEP0357Config{Enabled: true, ImportantBody: "New Message!"}
 
+// defaultConfig is the configuration before the file is read. The engine's
+// and the outbox's settings start from engine.DefaultConfig, where their
+// defaults are written.
 func defaultConfig() Config {
+	eng := engine.DefaultConfig()
 	return Config{
 		Component: ComponentConfig{
 			Address:      "127.0.0.1:5347",
 			ReconnectMin: duration{500 * time.Millisecond},
 			ReconnectMax: duration{30 * time.Second},
 		},
-		Store:  StoreConfig{Dir: "/var/lib/push2d"},
-		Engine: EngineConfig{MaxRegistrations: 5, NotificationLimit: 4096, MaxGrace: duration{24 * time.Hour}, Workers: 16},
+		Store: StoreConfig{Dir: "/var/lib/push2d"},
+		Engine: EngineConfig{
+			MaxRegistrations: eng.MaxRegistrations, NotificationLimit: eng.NotificationLimit,
+			MaxGrace: duration{eng.Limits.MaxGrace}, DedupeRetention: duration{eng.DedupeRetention}, Workers: 16,
+		},
 		Delivery: DeliveryConfig{
-			MaxAttempts: 5, BaseDelay: duration{2 * time.Second}, MaxDelay: duration{5 * time.Minute},
-			MaxAge: duration{time.Hour}, ErrorWindow: duration{time.Minute}, MaxErrors: 16, DisableAfter: duration{72 * time.Hour},
+			MaxAttempts: eng.Retry.MaxAttempts, BaseDelay: duration{eng.Retry.BaseDelay}, MaxDelay: duration{eng.Retry.MaxDelay},
+			MaxAge: duration{eng.Retry.MaxAge}, ErrorWindow: duration{eng.Retry.ErrorWindow}, MaxErrors: eng.Retry.MaxErrors,
+			DisableAfter: duration{eng.Retry.DisableAfter},
 		},
 		XEP0357: defaultXEP0357,
 		Legacy:  defaultXEP0357,

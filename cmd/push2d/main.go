@@ -73,12 +73,8 @@ func run(ctx context.Context, cfg Config) error {
 	if err := reg.Register(profiles.BuiltinWith(cfg.profileOptions())); err != nil {
 		return err
 	}
-	lim := engine.DefaultLimits
-	if cfg.Engine.MaxGrace.Duration > 0 {
-		lim.MaxGrace = cfg.Engine.MaxGrace.Duration
-	}
 	eng := engine.New(store, reg, engine.Config{
-		Limits:            lim,
+		Limits:            engine.Limits{MaxGrace: cfg.Engine.MaxGrace.Duration},
 		MaxRegistrations:  cfg.Engine.MaxRegistrations,
 		NotificationLimit: cfg.Engine.NotificationLimit,
 		DedupeRetention:   cfg.Engine.DedupeRetention.Duration,
