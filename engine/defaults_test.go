@@ -22,7 +22,7 @@ func TestPartialLimitsFilled(t *testing.T) {
 	}
 	// The field that was set applies…
 	_, _, err := e.Enable(ctx, account, "phone", stanza.MustParse(enableXML(matchXML("all", "<grace>7200</grace>"))))
-	var se *engine.StanzaError
+	var se *stanza.Error
 	if !errors.As(err, &se) || !strings.Contains(se.Text, "grace") {
 		t.Errorf("grace over the set MaxGrace: %v", err)
 	}
