@@ -22,14 +22,23 @@ type Config struct {
 	// it does not load.
 	MemoryLimitPages uint32
 
+	// StackLimitBytes is each call's budget of native call stack, in
+	// bytes as the host estimates them: entering a function charges 48
+	// bytes plus 8 per parameter and local (16 for a v128). A call that
+	// goes deeper traps with "stack overflow" (sdk/ABI.md §11 "Call
+	// stack"). Default 1 MiB, at most 32 MiB.
+	StackLimitBytes uint32
+
 	// CallTimeout is the deadline of one guest call (push2_match,
 	// push2_send, push2_validate, push2_prepare). A guest still running
 	// then is stopped, even inside a loop, and the call fails. Default
 	// 100 ms.
 	CallTimeout time.Duration
 
-	// InitTimeout bounds creating an instance (its _initialize) and the
-	// push2_describe call at load time. Default 5 s.
+	// InitTimeout bounds creating the first instance (its _initialize) and
+	// the push2_describe call at load time. An instance created later, for
+	// an evaluation, is bounded by that call's CallTimeout instead. Default
+	// 5 s.
 	InitTimeout time.Duration
 
 	// MaxInstances bounds the instances of one module alive at once, which
@@ -37,11 +46,34 @@ type Config struct {
 	// free one (within their deadline). Default 2×GOMAXPROCS, at least 4.
 	MaxInstances int
 
+	// MaxConcurrentCalls bounds the calls into one module that run or wait
+	// for an instance at once; a call beyond it fails at once (reason
+	// "busy"), without counting towards quarantine. It is what keeps a slow
+	// module from holding every worker of the caller: set it below the
+	// caller's number of workers (push2d uses half of engine.workers).
+	// Default 2×MaxInstances.
+	MaxConcurrentCalls int
+
+	// PoolGrowthPages: an instance whose memory grew by more than this many
+	// 64 KiB pages since it was created is closed after its call instead of
+	// going back to the pool, so that one large input does not leave every
+	// pooled instance at its peak size. Default MemoryLimitPages/4 (16 MiB
+	// of the default 64).
+	PoolGrowthPages uint32
+
 	// QuarantineAfter is the number of consecutive failed calls (trap,
-	// timeout, malformed output) after which a module is quarantined: its
-	// profiles fail fast and leave the registry until a module with another
-	// content hash replaces it. Default 5.
+	// timeout, malformed output, an instance that could not be created)
+	// after which a module is quarantined: its profiles fail fast and leave
+	// the registry until a module with another content hash replaces it, and
+	// its instances and compiled code are released. Default 5.
 	QuarantineAfter int
+
+	// QuarantineWindow and QuarantineRate quarantine a module that fails
+	// intermittently: when at least QuarantineRate of its last
+	// QuarantineWindow calls failed (rounded up: 10 of the last 20 by
+	// default), whether in a row or not. Defaults 20 (at most 64) and 0.5.
+	QuarantineWindow int
+	QuarantineRate   float64
 
 	// MaxOutputBytes caps what one call may hand the host through
 	// push2.output. Default 64 KiB. A send result must also fit the
@@ -77,9 +109,11 @@ type Config struct {
 	Clock func() time.Time
 
 	// NoInterrupt turns off wazero's close-on-context-done, which is what
-	// lets CallTimeout stop a guest stuck in a compiled loop. Without it a
-	// looping guest blocks its caller forever. It exists to measure what
-	// the interruption checks cost (BenchmarkMatchWASM); never set it in
+	// lets CallTimeout stop a guest stuck in a compiled loop, and the
+	// call-stack instrumentation (StackLimitBytes). Without them a looping
+	// or recursing guest blocks its caller forever and a deep recursion
+	// takes up to 100 MB of stack. It exists to measure what the checks cost
+	// (BenchmarkMatchWASM, BenchmarkGuestCalls); never set it in
 	// production.
 	NoInterrupt bool
 }
@@ -91,6 +125,10 @@ func (c *Config) fill() {
 	if c.MemoryLimitPages > 65536 {
 		c.MemoryLimitPages = 65536
 	}
+	if c.StackLimitBytes == 0 {
+		c.StackLimitBytes = 1 << 20
+	}
+	c.StackLimitBytes = min(c.StackLimitBytes, 32<<20)
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 100 * time.Millisecond
 	}
@@ -100,8 +138,21 @@ func (c *Config) fill() {
 	if c.MaxInstances <= 0 {
 		c.MaxInstances = max(4, 2*runtime.GOMAXPROCS(0))
 	}
+	if c.MaxConcurrentCalls <= 0 {
+		c.MaxConcurrentCalls = 2 * c.MaxInstances
+	}
+	if c.PoolGrowthPages == 0 {
+		c.PoolGrowthPages = max(1, c.MemoryLimitPages/4)
+	}
 	if c.QuarantineAfter <= 0 {
 		c.QuarantineAfter = 5
+	}
+	if c.QuarantineWindow <= 0 {
+		c.QuarantineWindow = 20
+	}
+	c.QuarantineWindow = min(c.QuarantineWindow, 64)
+	if c.QuarantineRate <= 0 || c.QuarantineRate > 1 {
+		c.QuarantineRate = 0.5
 	}
 	if c.MaxOutputBytes <= 0 {
 		c.MaxOutputBytes = 64 << 10

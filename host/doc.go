@@ -10,14 +10,19 @@
 //     compilation cache (Config.CacheDir), the push2 host functions
 //     (hostfuncs.go, sdk/ABI.md §5–§9) and the WASI subset of §12.
 //   - Host.Load checks the version gate and the import allow-list (§1, §2)
-//     before compiling, then the exports (§3), instantiates the module once
-//     and asks push2_describe which profiles it provides. The result is a
-//     Module, identified by its content hash.
+//     before compiling, adds the call-stack budget and the deadline checks
+//     for recursion to the code (instrument.go, §11 "Call stack"), checks
+//     the exports (§3), instantiates the module once and asks
+//     push2_describe which profiles it provides. The result is a Module,
+//     identified by its content hash.
 //   - Module (module.go) runs calls on pooled instances under the sandbox
-//     limits of §11: memory cap, per-call deadline that stops compiled loops,
-//     output caps. A failed call (trap, timeout, stack overflow, exhausted
-//     memory, malformed output) fails that one evaluation and discards its
-//     instance; Config.QuarantineAfter failures in a row quarantine the
+//     limits of §11: memory cap (each instance's memory its own mapping,
+//     memory_linux.go), stack budget, per-call deadline that stops compiled
+//     loops and recursion, output caps, calls in flight per module. A
+//     failed call (trap, timeout, stack overflow, exhausted memory,
+//     malformed output) fails that one evaluation and discards its
+//     instance; Config.QuarantineAfter failures in a row, or a
+//     Config.QuarantineRate of recent calls, quarantine and release the
 //     module until another content hash replaces it.
 //   - matchProfile and sendProfile (profiles.go) are the engine interfaces on
 //     top of push2_match, push2_validate, push2_send and push2_prepare (§4).

@@ -58,7 +58,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	// NewRuntimeConfig picks the compiler wherever wazero has one (amd64,
 	// arm64) and the interpreter elsewhere. Close-on-context-done is what
 	// lets CallTimeout stop a guest inside a compiled loop (sdk/ABI.md §11).
+	// The features are pinned to wazero's CoreFeaturesV2 rather than left
+	// to wazero's default: the call-stack instrumentation (instrument.go)
+	// is exact only without tail calls and exceptions, and decodes only the
+	// instructions of these features.
 	rc := wazero.NewRuntimeConfig().
+		WithCoreFeatures(api.CoreFeaturesV2).
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(cfg.MemoryLimitPages).
 		WithCloseOnContextDone(!cfg.NoInterrupt)
@@ -184,9 +189,9 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Module, err
 	if err := h.checkImports(imports); err != nil {
 		return nil, fail("%v", err)
 	}
-	compiled, err := h.rt.CompileModule(ctx, wasm)
+	compiled, err := h.compile(ctx, wasm)
 	if err != nil {
-		return nil, fail("does not compile: %v", err)
+		return nil, fail("%v", err)
 	}
 	m, err := h.newModule(ctx, name, hash, compiled)
 	if err != nil {
@@ -203,6 +208,35 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Module, err
 	h.mu.Unlock()
 	h.cfg.Logger.Info("wasm module loaded", "module", name, "hash", shortHash(hash), "profiles", m.uris())
 	return m, nil
+}
+
+// compile instruments wasm for the call-stack limit and deadline
+// (instrument.go) and compiles the result. When the rewrite or its
+// compilation fails, the original is compiled to tell a module wazero
+// refuses anyway, which gets wazero's own message, from one the rewrite
+// does not handle.
+func (h *Host) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
+	if h.cfg.NoInterrupt {
+		c, err := h.rt.CompileModule(ctx, wasm)
+		if err != nil {
+			return nil, fmt.Errorf("does not compile: %v", err)
+		}
+		return c, nil
+	}
+	ins, ierr := instrument(wasm, h.cfg.StackLimitBytes)
+	if ierr == nil {
+		c, err := h.rt.CompileModule(ctx, ins.wasm)
+		if err == nil {
+			return c, nil
+		}
+		ierr = err
+	}
+	c, err := h.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("does not compile: %v", err)
+	}
+	c.Close(ctx)
+	return nil, fmt.Errorf("compiles, but the host cannot add its call-stack checks (sdk/ABI.md §11): %v", ierr)
 }
 
 // checkImports is the version gate and import allow-list of sdk/ABI.md §2.

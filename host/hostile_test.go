@@ -30,6 +30,12 @@ func buildHostile() error {
 	if err := clang(src("hostile.c"), "hostile-bigmem.wasm", "-Wl,--initial-memory=33554432"); err != nil {
 		return err
 	}
+	if err := clang(src("hostile.c"), "hostile-slowinit.wasm", "-DSLOW_INIT"); err != nil {
+		return err
+	}
+	if err := clang(src("features.c"), "features.wasm", "-msimd128", "-mnontrapping-fptoint", "-msign-ext"); err != nil {
+		return err
+	}
 	for _, d := range []string{"UNKNOWN_ENV", "ABI_V2", "NO_GATE", "UNKNOWN_PUSH2", "WASI_FS", "COMMAND", "RESERVED_URI", "BAD_JSON"} {
 		if err := clang(src("imports.c"), "imports-"+d+".wasm", "-D"+d); err != nil {
 			return err
@@ -119,7 +125,7 @@ func TestHostile(t *testing.T) {
 		{"loop", "match", "timeout: still running after 200ms", short, time.Second},
 		{"grow", "match", "trap: unreachable", long, 3 * time.Second},
 		{"trap", "match", "trap: unreachable", long, time.Second},
-		{"recurse", "match", "stack overflow", long, 5 * time.Second},
+		{"recurse", "match", "stack overflow", long, time.Second},
 		{"bits", "match", "malformed output: push2_match returned 0x100", long, time.Second},
 		{"garbage", "send", "malformed output: not well-formed XML", long, time.Second},
 		{"big", "send", "over the budget of 3000 bytes", long, time.Second},

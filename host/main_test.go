@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/push2/push2/internal/testplugins"
@@ -26,7 +27,18 @@ var (
 	plugins    map[string]string // "vip-go" → .wasm path
 )
 
+// childEnv names the environment variable that makes the test binary a
+// child of runChild: it holds the parent's hostile and cache directories,
+// so the child builds nothing.
+const childEnv = "PUSH2_HOST_TEST_CHILD"
+
 func TestMain(m *testing.M) {
+	if dirs := os.Getenv(childEnv); dirs != "" {
+		wd, _ := os.Getwd()
+		repoRoot = filepath.Dir(wd)
+		hostileOut, cacheDir, _ = strings.Cut(dirs, string(os.PathListSeparator))
+		os.Exit(m.Run())
+	}
 	code, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "host tests: setup failed:", err)
@@ -124,3 +136,26 @@ func newHost(t testing.TB, cfg Config) *Host {
 	t.Cleanup(func() { h.Close(context.Background()) })
 	return h
 }
+
+// runChild runs the test named name in a fresh process of the test binary
+// and fails t if it fails there. Memory measurements run there: this
+// process's RSS carries whatever earlier tests left.
+func runChild(t *testing.T, name string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+hostileOut+string(os.PathListSeparator)+cacheDir)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s:\n%s", name, out)
+	if err != nil {
+		t.Fatalf("%s failed: %v", name, err)
+	}
+}
+
+// inChild reports whether the test runs as runChild's child. A measuring
+// test starts with
+//
+//	if !inChild() {
+//		runChild(t, t.Name())
+//		return
+//	}
+func inChild() bool { return os.Getenv(childEnv) != "" }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/push2/push2/engine"
@@ -21,12 +23,15 @@ import (
 // content hash. Its profiles (MatchProfiles, SendProfiles) satisfy the engine
 // interfaces and can be registered like built-ins.
 //
-// Calls run on pooled instances, at most Config.MaxInstances at once. A call
-// that traps, times out or returns malformed output fails alone and its
-// instance is discarded, never reused; after Config.QuarantineAfter
-// consecutive failures the module is quarantined (sdk/ABI.md §11). Close
-// retires the module gracefully: calls in flight, and calls from callers
-// that picked a profile just before a swap, still complete.
+// Calls run on pooled instances, at most Config.MaxInstances at once and
+// Config.MaxConcurrentCalls running or waiting. A call that traps, times out
+// or returns malformed output fails alone and its instance is discarded,
+// never reused; after Config.QuarantineAfter consecutive failures, or a
+// failure rate of Config.QuarantineRate over the last
+// Config.QuarantineWindow calls, the module is quarantined and released
+// (sdk/ABI.md §11). Close retires the module gracefully: calls in flight,
+// and calls from callers that picked a profile just before a swap, still
+// complete.
 type Module struct {
 	h        *Host
 	name     string
@@ -38,7 +43,8 @@ type Module struct {
 	send     []engine.SendProfile
 	logger   *slog.Logger
 	logs     *limiter
-	sem      chan struct{}
+	sem      chan struct{} // one token per instance in use
+	admitted atomic.Int32  // calls running or waiting for an instance
 
 	mu       sync.Mutex
 	idle     []*instance
@@ -47,10 +53,11 @@ type Module struct {
 	released bool
 	hooks    []func(*Module)
 
-	consecutive atomic.Int32
-	quarantine  atomic.Pointer[quarantineState]
+	health     health
+	saturated  atomic.Bool // calls are being refused as busy
+	quarantine atomic.Pointer[quarantineState]
 
-	calls, failures, timeouts, instances, discarded atomic.Int64
+	calls, failures, timeouts, instances, discarded, grown, busy atomic.Int64
 }
 
 type quarantineState struct {
@@ -62,6 +69,9 @@ type quarantineState struct {
 type instance struct {
 	mod            api.Module
 	fns            [kindSend + 1]api.Function
+	depth          api.MutableGlobal // the stack budget in use (instrument.go); nil if not instrumented
+	mem            *guestMemory      // nil with wazero's own memory
+	pages          uint32            // memory size when created
 	stdout, stderr *lineWriter
 	stack          [1]uint64
 }
@@ -73,8 +83,9 @@ func (h *Host) newModule(ctx context.Context, name, hash string, compiled wazero
 	}
 	m := &Module{
 		h: h, name: name, hash: hash, compiled: compiled, exports: has,
-		logs: newLimiter(h.cfg.LogRate, h.cfg.LogBurst),
-		sem:  make(chan struct{}, h.cfg.MaxInstances),
+		logs:   newLimiter(h.cfg.LogRate, h.cfg.LogBurst),
+		sem:    make(chan struct{}, h.cfg.MaxInstances),
+		health: newHealth(h.cfg),
 	}
 	m.logger = h.cfg.Logger.With("module", name, "hash", shortHash(hash))
 
@@ -165,21 +176,25 @@ func (m *Module) OnQuarantine(fn func(*Module)) {
 
 // Stats are a module's counters since it was loaded.
 type Stats struct {
-	Calls       int64 // guest calls made (not counting quarantined fast failures)
-	Failures    int64 // calls that failed: trap, timeout, malformed output
-	Timeouts    int64 // failures that were timeouts
-	Instances   int64 // instances created
-	Discarded   int64 // instances thrown away after a failure
-	Consecutive int   // current run of consecutive failures
-	Quarantined bool
+	Calls          int64 // guest calls made (not counting quarantined fast failures)
+	Failures       int64 // calls that failed: trap, timeout, malformed output, no instance
+	Timeouts       int64 // failures that were timeouts
+	Busy           int64 // calls refused at once: Config.MaxConcurrentCalls were in flight
+	Instances      int64 // instances created
+	Discarded      int64 // instances thrown away after a failure
+	Grown          int64 // instances closed after a call because their memory grew past Config.PoolGrowthPages
+	Consecutive    int   // current run of consecutive failures
+	RecentFailures int   // failures among the last Config.QuarantineWindow calls
+	Quarantined    bool
 }
 
 // Stats returns the module's counters.
 func (m *Module) Stats() Stats {
+	consecutive, recent := m.health.counts()
 	return Stats{
-		Calls: m.calls.Load(), Failures: m.failures.Load(), Timeouts: m.timeouts.Load(),
-		Instances: m.instances.Load(), Discarded: m.discarded.Load(),
-		Consecutive: int(m.consecutive.Load()), Quarantined: m.quarantine.Load() != nil,
+		Calls: m.calls.Load(), Failures: m.failures.Load(), Timeouts: m.timeouts.Load(), Busy: m.busy.Load(),
+		Instances: m.instances.Load(), Discarded: m.discarded.Load(), Grown: m.grown.Load(),
+		Consecutive: consecutive, RecentFailures: recent, Quarantined: m.quarantine.Load() != nil,
 	}
 }
 
@@ -201,6 +216,7 @@ func unregisterIfCurrent(reg *engine.Registry, m *Module) {
 	reg.Withdraw(m.match, m.send)
 }
 
+// instantiate creates an instance, its _initialize bounded by ctx.
 func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	inst := &instance{
 		stdout: &lineWriter{m: m, level: slog.LevelInfo, name: "stdout"},
@@ -209,13 +225,19 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	cfg := m.h.modCfg.WithStdout(inst.stdout).WithStderr(inst.stderr).WithArgs(m.name)
 	c := newCall(m, kindInit, "")
 	defer c.release()
-	mod, err := m.h.rt.InstantiateModule(context.WithValue(ctx, callKey{}, c), m.compiled, cfg)
+	ctx = experimental.WithMemoryAllocator(context.WithValue(ctx, callKey{}, c), newGuestMemory(&inst.mem))
+	mod, err := m.h.rt.InstantiateModule(ctx, m.compiled, cfg)
+	inst.mem.leave()
 	if err != nil {
 		inst.stdout.flush()
 		inst.stderr.flush()
-		return nil, fmt.Errorf("instantiate: %w", err)
+		return nil, &instantiateError{err}
 	}
 	inst.mod = mod
+	inst.depth, _ = mod.ExportedGlobal(stackExport).(api.MutableGlobal)
+	if mem := mod.Memory(); mem != nil {
+		inst.pages = mem.Size() / pageSize
+	}
 	names := [...]string{kindDescribe: exportDescribe, kindValidate: exportValidate, kindPrepare: exportPrepare, kindMatch: exportMatch, kindSend: exportSend}
 	for k, name := range names {
 		if name != "" && m.exports[name] {
@@ -234,6 +256,18 @@ func (i *instance) close() {
 	i.stderr.flush()
 }
 
+const pageSize = 65536
+
+// instantiateError is an instance that could not be created: its
+// _initialize trapped or ran out of time.
+type instantiateError struct{ err error }
+
+func (e *instantiateError) Error() string { return "instantiate: " + e.err.Error() }
+func (e *instantiateError) Unwrap() error { return e.err }
+
+// errStackOverflow is a guest stopped by the call-stack budget.
+var errStackOverflow = errors.New("stack overflow")
+
 // run calls the export for c.kind on inst with one i32 argument, c visible
 // to host functions.
 func (m *Module) run(ctx context.Context, inst *instance, c *call, arg int32) (uint64, error) {
@@ -241,8 +275,17 @@ func (m *Module) run(ctx context.Context, inst *instance, c *call, arg int32) (u
 	if fn == nil {
 		return 0, fmt.Errorf("module does not export %s", c.kind)
 	}
+	if inst.depth != nil {
+		inst.depth.Set(0) // the export's own frame is not restored by a caller
+	}
 	inst.stack[0] = api.EncodeI32(arg)
+	inst.mem.enter()
 	err := fn.CallWithStack(context.WithValue(ctx, callKey{}, c), inst.stack[:])
+	inst.mem.leave()
+	if err != nil && inst.depth != nil && uint32(inst.depth.Get()) > m.h.cfg.StackLimitBytes {
+		// The prologue that set depth past the budget trapped at once.
+		err = fmt.Errorf("%w: %w", errStackOverflow, err)
+	}
 	return inst.stack[0], err
 }
 
@@ -291,13 +334,34 @@ func malformed(format string, args ...any) error {
 
 var errReleased = errors.New("module was unloaded")
 
+// ErrBusy is in the chain of the error of a call refused because
+// Config.MaxConcurrentCalls calls into its module were already in flight.
+var ErrBusy = errors.New("module busy")
+
 // invoke runs one guest call on a pooled instance. check inspects the
 // result while the instance is still held: a *GuestError from it is the
 // guest's own verdict; any other error is a failure that discards the
 // instance and counts towards quarantine.
+//
+// Everything a call costs is bounded by Config.CallTimeout: the wait for an
+// instance, creating one when the pool is empty, and the guest's run.
 func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint64) error) error {
 	if q := m.quarantine.Load(); q != nil {
 		return q.err
+	}
+	limit := m.h.cfg.MaxConcurrentCalls
+	n := int(m.admitted.Add(1))
+	defer m.admitted.Add(-1)
+	if n > limit {
+		m.busy.Add(1)
+		if m.saturated.CompareAndSwap(false, true) {
+			m.logger.Warn("wasm module saturated: further calls fail at once until fewer are in flight", "limit", limit)
+		}
+		return &CallError{Module: m.name, Hash: m.hash, Export: c.kind.String(), Profile: c.profile,
+			Reason: fmt.Sprintf("busy: %d calls already running or waiting", limit), Err: ErrBusy}
+	}
+	if n <= max(1, limit/2) && m.saturated.Load() && m.saturated.CompareAndSwap(true, false) {
+		m.logger.Info("wasm module no longer saturated", "refused_so_far", m.busy.Load())
 	}
 	m.mu.Lock()
 	if m.released {
@@ -324,11 +388,8 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 
 	inst := m.popIdle()
 	if inst == nil {
-		ictx, icancel := context.WithTimeout(ctx, m.h.cfg.InitTimeout)
 		var err error
-		inst, err = m.instantiate(ictx)
-		icancel()
-		if err != nil {
+		if inst, err = m.instantiate(cctx); err != nil {
 			return m.failed(ctx, c, nil, err)
 		}
 	}
@@ -341,7 +402,7 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 		err = check(res)
 		var ge *GuestError
 		if errors.As(err, &ge) {
-			m.consecutive.Store(0)
+			m.succeeded()
 			m.pushIdle(inst)
 			return err
 		}
@@ -349,7 +410,7 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 	if err != nil {
 		return m.failed(ctx, c, inst, err)
 	}
-	m.consecutive.Store(0)
+	m.succeeded()
 	m.pushIdle(inst)
 	return nil
 }
@@ -365,7 +426,15 @@ func (m *Module) popIdle() *instance {
 	return nil
 }
 
+// pushIdle returns inst to the pool, unless the module is retired or the
+// instance's memory grew past Config.PoolGrowthPages: an instance keeps the
+// memory it grew to, and the next call may not need it.
 func (m *Module) pushIdle(inst *instance) {
+	if mem := inst.mod.Memory(); mem != nil && mem.Size()/pageSize > inst.pages+m.h.cfg.PoolGrowthPages {
+		m.grown.Add(1)
+		inst.close()
+		return
+	}
 	m.mu.Lock()
 	if !m.retired && m.quarantine.Load() == nil {
 		m.idle = append(m.idle, inst)
@@ -376,12 +445,18 @@ func (m *Module) pushIdle(inst *instance) {
 	inst.close()
 }
 
+// leave ends a call. The last call out of a retired module arms its
+// release; out of a quarantined one, whose calls all fail at once from now
+// on, it releases it at once.
 func (m *Module) leave() {
 	m.mu.Lock()
 	m.inflight--
-	arm := m.retired && !m.released && m.inflight == 0
+	last := m.retired && !m.released && m.inflight == 0
 	m.mu.Unlock()
-	if arm {
+	switch {
+	case last && m.quarantine.Load() != nil:
+		m.release()
+	case last:
 		time.AfterFunc(m.h.cfg.RetireDelay, m.releaseIfIdle)
 	}
 }
@@ -393,6 +468,9 @@ func failureReason(parent context.Context, err error) string {
 	var me *errMalformed
 	if errors.As(err, &me) {
 		return me.Error()
+	}
+	if errors.Is(err, errStackOverflow) {
+		return "stack overflow: deeper than the call-stack budget"
 	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
@@ -422,17 +500,25 @@ func failureReason(parent context.Context, err error) string {
 }
 
 // failed handles a failed call: the instance is discarded, the failure
-// counted and logged, and the module quarantined after too many in a row.
-// A failure caused by the caller (its context canceled) is not held against
-// the module.
+// counted, and the module quarantined when its health says so. A failure
+// caused by the caller (its context canceled) is not held against the
+// module. Only changes of state are logged (failing, recovered,
+// quarantined); single failures are debug lines, so a module failing on
+// every call cannot flood the log.
 func (m *Module) failed(parent context.Context, c *call, inst *instance, err error) error {
 	if inst != nil {
 		inst.close()
 		m.discarded.Add(1)
 	}
 	reason := failureReason(parent, err)
-	if reason == "timeout" {
+	var ie *instantiateError
+	switch {
+	case reason == "timeout" && errors.As(err, &ie):
+		reason = fmt.Sprintf("timeout: creating an instance (%s) took longer than the %s deadline", exportInitialize, m.h.cfg.CallTimeout)
+	case reason == "timeout":
 		reason = fmt.Sprintf("timeout: still running after %s", m.h.cfg.CallTimeout)
+	case errors.As(err, &ie) && !strings.HasPrefix(reason, "instantiate"):
+		reason = "instantiate: " + reason
 	}
 	ce := &CallError{Module: m.name, Hash: m.hash, Export: c.kind.String(), Profile: c.profile, Reason: reason, Err: err}
 	if parent.Err() != nil {
@@ -443,26 +529,52 @@ func (m *Module) failed(parent context.Context, c *call, inst *instance, err err
 	if strings.HasPrefix(reason, "timeout") {
 		m.timeouts.Add(1)
 	}
-	n := int(m.consecutive.Add(1))
-	m.logger.Warn("wasm call failed; instance discarded", "call", c.kind.String(), "profile", c.profile, "reason", reason, "consecutive", n)
-	if n >= m.h.cfg.QuarantineAfter {
-		q := &quarantineState{at: time.Now(), err: fmt.Errorf("%w: wasm module %s (%s) failed %d times in a row, last: %s; it stays quarantined until a new version is loaded", ErrQuarantined, m.name, shortHash(m.hash), n, reason)}
-		if m.quarantine.CompareAndSwap(nil, q) {
-			m.logger.Error("wasm module quarantined", "consecutive", n, "last", reason)
-			m.h.markQuarantined(m.hash, fmt.Sprintf("%s: %d consecutive failures, last: %s", q.at.UTC().Format(time.RFC3339), n, reason))
-			m.mu.Lock()
-			idle, hooks := m.idle, append([]func(*Module){}, m.hooks...)
-			m.idle = nil
-			m.mu.Unlock()
-			for _, i := range idle {
-				i.close()
-			}
-			for _, fn := range hooks {
-				go fn(m)
-			}
-		}
+	v := m.health.record(true)
+	m.logger.Debug("wasm call failed; instance discarded", "call", c.kind.String(), "profile", c.profile, "reason", reason, "consecutive", v.consecutive)
+	if v.started && !v.quarantine {
+		m.logger.Warn("wasm module failing: a call failed and its instance was discarded; further failures are not logged until it recovers or is quarantined",
+			"call", c.kind.String(), "profile", c.profile, "reason", reason)
+	}
+	if v.quarantine {
+		m.quarantineNow(v, reason)
 	}
 	return ce
+}
+
+// succeeded records a call that worked (a guest's own error included).
+func (m *Module) succeeded() {
+	if v := m.health.record(false); v.recovered {
+		m.logger.Info("wasm module recovered: its last calls all succeeded", "calls", v.calls, "failures_while_failing", v.since)
+	}
+}
+
+// quarantineNow quarantines the module (once), takes its idle instances
+// down, tells the hooks (which unregister its profiles) and releases it as
+// soon as no call runs in it.
+func (m *Module) quarantineNow(v verdict, reason string) {
+	var what string
+	if v.consecutive >= m.h.cfg.QuarantineAfter {
+		what = fmt.Sprintf("failed %d times in a row", v.consecutive)
+	} else {
+		what = fmt.Sprintf("failed %d of its last %d calls", v.fails, v.calls)
+	}
+	q := &quarantineState{at: time.Now(), err: fmt.Errorf("%w: wasm module %s (%s) %s, last: %s; it stays quarantined until a new version is loaded", ErrQuarantined, m.name, shortHash(m.hash), what, reason)}
+	if !m.quarantine.CompareAndSwap(nil, q) {
+		return
+	}
+	m.logger.Error("wasm module quarantined: its profiles fail at once and leave the registry until a new version is loaded", "why", what, "last", reason)
+	m.h.markQuarantined(m.hash, fmt.Sprintf("%s: %s, last: %s", q.at.UTC().Format(time.RFC3339), what, reason))
+	m.mu.Lock()
+	idle, hooks := m.idle, append([]func(*Module){}, m.hooks...)
+	m.idle = nil
+	m.retired = true // leave releases the module after the last call in flight
+	m.mu.Unlock()
+	for _, i := range idle {
+		i.close()
+	}
+	for _, fn := range hooks {
+		go fn(m)
+	}
 }
 
 // Close retires the module: idle instances go at once, calls in flight
@@ -497,7 +609,9 @@ func (m *Module) releaseIfIdle() {
 	}
 }
 
-// release frees the module now.
+// release frees the module now: its instances, its compiled code (which
+// also drops it from the runtime's in-memory compilation cache) and the
+// host's reference to it.
 func (m *Module) release() {
 	m.mu.Lock()
 	if m.released {
@@ -516,9 +630,76 @@ func (m *Module) release() {
 }
 
 // Released reports whether the module's code has been freed (after Close
-// and RetireDelay, or Host.Close).
+// and RetireDelay, after a quarantine once its last call ended, or after
+// Host.Close).
 func (m *Module) Released() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.released
+}
+
+// health is what quarantine decides on (sdk/ABI.md §11): the run of
+// consecutive failures and the outcomes of the last QuarantineWindow
+// calls, and the failing state that logging follows.
+type health struct {
+	mu          sync.Mutex
+	after       int    // Config.QuarantineAfter
+	size        int    // Config.QuarantineWindow, at most 64
+	threshold   int    // failures in the window that quarantine
+	window      uint64 // bit i set: the call i+1 calls ago failed
+	calls       int    // outcomes in the window, at most size
+	fails       int    // failures in the window
+	consecutive int
+	failing     bool // from a failure until a window without any
+	since       int  // failures since failing began
+}
+
+func newHealth(cfg Config) health {
+	return health{after: cfg.QuarantineAfter, size: cfg.QuarantineWindow,
+		threshold: max(1, int(math.Ceil(cfg.QuarantineRate*float64(cfg.QuarantineWindow))))}
+}
+
+// verdict is the outcome of recording a call.
+type verdict struct {
+	started, recovered, quarantine bool
+	consecutive, fails, calls      int
+	since                          int
+}
+
+func (h *health) record(failed bool) verdict {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	oldest := uint64(1) << (h.size - 1)
+	if h.calls == h.size {
+		if h.window&oldest != 0 {
+			h.fails--
+		}
+	} else {
+		h.calls++
+	}
+	h.window = (h.window << 1) & (oldest<<1 - 1)
+	var v verdict
+	if failed {
+		h.window |= 1
+		h.fails++
+		h.consecutive++
+		if !h.failing {
+			h.failing, h.since, v.started = true, 0, true
+		}
+		h.since++
+		v.quarantine = h.consecutive >= h.after || h.fails >= h.threshold
+	} else {
+		h.consecutive = 0
+		if h.failing && h.fails == 0 {
+			h.failing, v.recovered = false, true
+		}
+	}
+	v.consecutive, v.fails, v.calls, v.since = h.consecutive, h.fails, h.calls, h.since
+	return v
+}
+
+func (h *health) counts() (consecutive, recent int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.consecutive, h.fails
 }

@@ -271,7 +271,8 @@ func (w *Watcher) quarantined(m *Module) {
 	for name, f := range w.files {
 		if f.mod == m {
 			unregisterIfCurrent(w.reg, m)
-			w.h.logger().Error("wasm module quarantined: its profiles are unregistered until a new version of the file arrives", "file", name, "hash", shortHash(m.Hash()), "err", m.Quarantined())
+			// The module logged the quarantine itself (at error level).
+			w.h.logger().Info("quarantined wasm module unregistered until a new version of the file arrives", "file", name, "hash", shortHash(m.Hash()))
 		}
 	}
 }

@@ -91,8 +91,13 @@ type PluginsConfig struct {
 	// CacheDir keeps compiled code between restarts (empty: in memory).
 	CacheDir        string   `toml:"cache_dir"`
 	MemoryLimitMiB  int      `toml:"memory_limit_mib"`
+	StackLimitKiB   int      `toml:"stack_limit_kib"`
 	CallTimeout     duration `toml:"call_timeout"`
 	QuarantineAfter int      `toml:"quarantine_after"`
+	// QuarantineWindow and QuarantineRate also quarantine a module failing
+	// intermittently: QuarantineRate of its last QuarantineWindow calls.
+	QuarantineWindow int     `toml:"quarantine_window"`
+	QuarantineRate   float64 `toml:"quarantine_rate"`
 	// VerifyCases runs the cases shipped next to a module (NAME.cases/)
 	// before it goes live; a module failing them is not loaded.
 	VerifyCases bool     `toml:"verify_cases"`
@@ -174,7 +179,7 @@ func defaultConfig() Config {
 		},
 		XEP0357: defaultXEP0357,
 		Legacy:  defaultXEP0357,
-		Plugins: PluginsConfig{MemoryLimitMiB: 64, CallTimeout: duration{100 * time.Millisecond}, QuarantineAfter: 5, VerifyCases: true, ScanEvery: duration{time.Second}},
+		Plugins: PluginsConfig{MemoryLimitMiB: 64, StackLimitKiB: 1024, CallTimeout: duration{100 * time.Millisecond}, QuarantineAfter: 5, QuarantineWindow: 20, QuarantineRate: 0.5, VerifyCases: true, ScanEvery: duration{time.Second}},
 		Admin:   AdminConfig{Listen: "127.0.0.1:5380", PingBurst: 3, PingInterval: duration{20 * time.Second}},
 		Log:     LogConfig{Level: "info", Format: "text"},
 	}
@@ -273,6 +278,9 @@ func (c *Config) validate() error {
 	}
 	if c.Admin.PingBurst < 1 || c.Admin.PingInterval.Duration <= 0 {
 		errs = append(errs, errors.New("admin.ping_burst must be at least 1 and admin.ping_interval positive"))
+	}
+	if p := c.Plugins; p.StackLimitKiB < 16 || p.StackLimitKiB > 32768 || p.QuarantineWindow < 1 || p.QuarantineWindow > 64 || !(p.QuarantineRate > 0 && p.QuarantineRate <= 1) {
+		errs = append(errs, errors.New("plugins: stack_limit_kib must be 16–32768, quarantine_window 1–64, quarantine_rate above 0 and at most 1"))
 	}
 	if c.Engine.Workers < 1 {
 		errs = append(errs, errors.New("engine.workers must be at least 1"))

@@ -64,6 +64,9 @@ func TestConfig(t *testing.T) {
 		{"bad duration", "\n[engine]\nmax_grace = \"forever\"\n", "duration"},
 		{"bad level", "\n[log]\nlevel = \"loud\"\n", "log.level"},
 		{"both secrets", `secret = "s3cret-value"` + "\x00" + `secret = "a"` + "\n" + `secret_file = "/x"`, "not both"},
+		{"stack too small", "\n[plugins]\nstack_limit_kib = 4\n", "stack_limit_kib"},
+		{"window too large", "\n[plugins]\nquarantine_window = 100\n", "quarantine_window"},
+		{"rate above one", "\n[plugins]\nquarantine_rate = 1.5\n", "quarantine_rate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := validConfig

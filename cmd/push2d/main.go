@@ -93,10 +93,17 @@ func run(ctx context.Context, cfg Config) error {
 		wasmHost, err = host.New(ctx, host.Config{
 			CacheDir:         cfg.Plugins.CacheDir,
 			MemoryLimitPages: uint32(cfg.Plugins.MemoryLimitMiB * 16),
+			StackLimitBytes:  uint32(cfg.Plugins.StackLimitKiB) << 10,
 			CallTimeout:      cfg.Plugins.CallTimeout.Duration,
 			QuarantineAfter:  cfg.Plugins.QuarantineAfter,
-			Crypto:           webpush.NewHostCrypto(),
-			Logger:           log.With("component", "wasm"),
+			QuarantineWindow: cfg.Plugins.QuarantineWindow,
+			QuarantineRate:   cfg.Plugins.QuarantineRate,
+			// One module, however slow, holds at most half of the workers:
+			// its further calls fail at once and the other half keeps
+			// evaluating everyone else's stanzas.
+			MaxConcurrentCalls: max(1, cfg.Engine.Workers/2),
+			Crypto:             webpush.NewHostCrypto(),
+			Logger:             log.With("component", "wasm"),
 		})
 		if err != nil {
 			return fmt.Errorf("plugins: %w", err)

@@ -44,6 +44,34 @@ __attribute__((noinline)) static int32_t recurse(int32_t n) {
 	return recurse(n + 1) * 3 + n;
 }
 
+/* fib is a tree recursion without a loop, so that no loop back-edge (where
+ * wazero checks the deadline) ever runs: fib(40) makes 3e8 calls, seconds
+ * of work. The combination of the two results keeps the optimizer from
+ * turning either call into a loop. */
+__attribute__((noinline)) static int32_t fib(int32_t n) {
+	if (n < 2) return n;
+	int32_t a = fib(n - 1);
+	return (a << 1) ^ (fib(n - 2) - a);
+}
+
+/* deep recurses n levels and returns: a recursion a real profile may do
+ * (a nested structure), which the call-stack budget must allow. */
+__attribute__((noinline)) static int32_t deep(int32_t n) {
+	if (n == 0) return sink;
+	return deep(n - 1) * 3 + n;
+}
+
+#ifdef SLOW_INIT
+/* _initialize spins once the host clock says 2033 or later: the tests move
+ * the clock forward after the module loaded, so that only instances created
+ * later, for an evaluation, spin. */
+PUSH2_EXPORT("_initialize") void _initialize(void) {
+	if (push2_now_ms() > 2000000000000LL) {
+		for (;;) sink++;
+	}
+}
+#endif
+
 /* misbehave runs the shared failure modes; it returns only for the others. */
 static void misbehave(void) {
 	if (is("loop")) {
@@ -56,6 +84,16 @@ static void misbehave(void) {
 	}
 	if (is("trap")) __builtin_trap();
 	if (is("recurse")) sink = recurse(0);
+	if (is("fib")) sink = fib(40);
+	if (is("deep")) sink = deep(5000);
+	if (is("grow-ok")) {
+		/* Grows by 20 MiB, writes to every 4 KiB page of it (so that it
+		 * is resident), and succeeds: an instance that is fine but large
+		 * afterwards. */
+		size_t old = __builtin_wasm_memory_grow(0, 320);
+		if (old == (size_t)-1) __builtin_trap();
+		for (volatile char *p = (char *)(old * 65536); p < (char *)((old + 320) * 65536); p += 4096) *p = 1;
+	}
 	if (is("badptr")) {
 		/* Pointers outside memory get PUSH2_INVALID, not a host crash. */
 		char *far = (char *)0x7ffffff0;
@@ -85,6 +123,11 @@ PUSH2_EXPORT("push2_match") int32_t push2_match(int32_t profile) {
 	if (is("count")) {
 		/* 1000 loop iterations: what a loop back-edge costs (BenchmarkGuestLoop). */
 		for (int32_t i = 0; i < 1000; i++) sink = i;
+	}
+	if (is("calls")) {
+		/* fib(15): 1973 calls, what a function entry costs
+		 * (BenchmarkGuestCalls). */
+		sink = fib(15);
 	}
 	if (is("bits")) return 0x100; /* undefined bits in the result word */
 	if (is("guest-error")) return push2_fail("the guest refuses");

@@ -1,0 +1,661 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The load-time rewrite behind the call-stack limit and the deadline for
+// recursion (sdk/ABI.md §11 "Call stack", rationale in §14).
+//
+// wazero grows a compiled guest's native stack in Go code, doubling and
+// copying it, up to about 100 MB per call, and only a loop back-edge checks
+// the call deadline. A guest that recurses deeply therefore costs hundreds of
+// megabytes and overruns the deadline while its stack is copied, and a
+// loop-free tree recursion (f calls f twice) never meets a deadline check at
+// all. Neither is configurable in wazero 1.12, so the host rewrites every
+// module before compiling it:
+//
+//   - Two mutable i32 globals are appended: the stack budget in use (depth)
+//     and a call counter (ticks). The depth global is exported under
+//     stackExport so that the host can reset it before each call and read it
+//     after a trap.
+//   - Every defined function gets one extra i32 local and a prologue that
+//     (1) bumps ticks and, every tickMask+1 calls, runs an empty loop, whose
+//     header is where wazero checks the deadline; (2) adds the function's
+//     estimated frame size to depth, remembers the sum in the extra local,
+//     and traps (unreachable) when it exceeds the budget.
+//   - After every call to a defined function (call, call_indirect) depth is
+//     set back from the extra local. A callee only leaves by returning or by
+//     trapping (tail calls and exceptions are not enabled, see New), and an
+//     instance that trapped is discarded, so depth is exact. Calls to
+//     imported functions need no restore: host functions never call back
+//     into the guest.
+//
+// Function, global and type indices of the module are unchanged (new globals
+// and the new local come last), so the element, data, start, export and name
+// sections stay valid. DWARF sections, whose code offsets the rewrite would
+// falsify, are dropped.
+
+const (
+	// stackExport is the export name of the depth global. The colon keeps it
+	// apart from any name a toolchain derives from a source identifier.
+	stackExport = "push2-host:stack"
+	// tickMask: the deadline is checked at one function entry in
+	// tickMask+1. Between two checks a loop-free guest runs at most that
+	// many function bodies (without a loop, each is straight-line code).
+	tickMask = 255
+	// frameBase and slotBytes estimate a frame of wazero's compiled code:
+	// return address, frame pointer and spill area for each parameter and
+	// local (v128 counts twice). wazero 1.12 on amd64 uses 48 bytes for a
+	// one-parameter function with no locals; the estimate gives 64.
+	frameBase = 48
+	slotBytes = 8
+)
+
+// Section ids of the binary format, and their required order.
+const (
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secGlobal    = 6
+	secExport    = 7
+	secCode      = 10
+	secDataCount = 12
+	secTag       = 13
+)
+
+var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+
+type section struct {
+	id   byte
+	body []byte
+}
+
+// instrumented is the result of instrument: the rewritten binary and what
+// the host needs to know about it.
+type instrumented struct {
+	wasm      []byte
+	functions int     // defined functions rewritten
+	frames    []int32 // the estimated frame of each, in bytes
+}
+
+// instrument rewrites wasm as described above, with a stack budget of limit
+// bytes. It validates only what it walks; wazero validates the result. An
+// error means the module uses something the rewrite does not know (a
+// feature the host does not enable) or is malformed.
+func instrument(wasm []byte, limit uint32) (*instrumented, error) {
+	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
+		return nil, errors.New("not a WebAssembly binary")
+	}
+	var secs []section
+	r := &byteReader{b: wasm, off: 8}
+	for r.off < len(r.b) {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if int(size) > len(r.b)-r.off {
+			return nil, errors.New("truncated section")
+		}
+		secs = append(secs, section{id: id, body: r.b[r.off : r.off+int(size)]})
+		r.off += int(size)
+	}
+
+	var (
+		types           []funcType
+		funcTypes       []uint32
+		importedFuncs   uint32
+		importedGlobals uint32
+		definedGlobals  uint32
+		haveCode        bool
+		globalSec       = -1
+	)
+	for i, s := range secs {
+		b := &byteReader{b: s.body}
+		var err error
+		switch s.id {
+		case secType:
+			types, err = readTypes(b)
+		case secImport:
+			importedFuncs, importedGlobals, err = countImports(b)
+		case secFunction:
+			funcTypes, err = readU32Vec(b)
+		case secGlobal:
+			globalSec = i
+			definedGlobals, err = b.u32()
+		case secExport:
+			err = checkExportName(b, stackExport)
+		case secCode:
+			haveCode = true
+		case secTag:
+			return nil, errors.New("declares exception tags; exception handling is not enabled")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !haveCode {
+		return &instrumented{wasm: wasm}, nil
+	}
+	depth := importedGlobals + definedGlobals
+	ticks := depth + 1
+
+	// Globals: two mutable i32, initialised to 0.
+	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	if globalSec >= 0 {
+		b := &byteReader{b: secs[globalSec].body}
+		_, _ = b.u32()
+		body := appendU32(nil, definedGlobals+2)
+		body = append(body, b.b[b.off:]...)
+		body = append(append(body, newGlobal...), newGlobal...)
+		secs[globalSec].body = body
+	} else {
+		body := append(appendU32(nil, 2), newGlobal...)
+		secs = insertSection(secs, section{id: secGlobal, body: append(body, newGlobal...)})
+	}
+	exp := appendName(nil, stackExport)
+	exp = append(exp, 0x03)
+	exp = appendU32(exp, depth)
+	if expSc := indexOf(secs, secExport); expSc >= 0 {
+		b := &byteReader{b: secs[expSc].body}
+		n, _ := b.u32()
+		body := appendU32(nil, n+1)
+		body = append(body, b.b[b.off:]...)
+		secs[expSc].body = append(body, exp...)
+	} else {
+		secs = insertSection(secs, section{id: secExport, body: append(appendU32(nil, 1), exp...)})
+	}
+
+	out := &instrumented{}
+	for i, s := range secs {
+		if s.id != secCode {
+			continue
+		}
+		rw := rewriter{importedFuncs: importedFuncs, depth: depth, ticks: ticks, limit: limit}
+		body, err := rw.code(s.body, funcTypes, types)
+		if err != nil {
+			return nil, err
+		}
+		secs[i].body, out.functions, out.frames = body, len(rw.frames), rw.frames
+	}
+
+	buf := make([]byte, 0, len(wasm)+len(wasm)/8+64)
+	buf = append(buf, wasm[:8]...)
+	for _, s := range secs {
+		if s.id == secCustom && isDebugSection(s.body) {
+			continue
+		}
+		buf = append(buf, s.id)
+		buf = appendU32(buf, uint32(len(s.body)))
+		buf = append(buf, s.body...)
+	}
+	out.wasm = buf
+	return out, nil
+}
+
+func indexOf(secs []section, id byte) int {
+	for i, s := range secs {
+		if s.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// insertSection puts s before the first known section that must follow it.
+func insertSection(secs []section, s section) []section {
+	rank := sectionRank[s.id]
+	for i, o := range secs {
+		if o.id != secCustom && sectionRank[o.id] > rank {
+			return append(secs[:i], append([]section{s}, secs[i:]...)...)
+		}
+	}
+	return append(secs, s)
+}
+
+func isDebugSection(body []byte) bool {
+	b := &byteReader{b: body}
+	name, err := b.name()
+	return err == nil && (strings.HasPrefix(name, ".debug_") || name == "sourceMappingURL" || name == "external_debug_info")
+}
+
+// valueSlots is how many 8-byte slots a value of type t takes in a frame.
+func valueSlots(t byte) (int, error) {
+	switch t {
+	case 0x7f, 0x7e, 0x7d, 0x7c, 0x70, 0x6f: // i32 i64 f32 f64 funcref externref
+		return 1, nil
+	case 0x7b: // v128
+		return 2, nil
+	}
+	return 0, fmt.Errorf("value type 0x%02x is not enabled", t)
+}
+
+// funcType is what the rewrite needs of a function type: how many
+// parameters (they are numbered before the locals) and how many frame slots
+// they take.
+type funcType struct{ params, slots int }
+
+func readTypes(b *byteReader) ([]funcType, error) {
+	n, err := b.u32()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]funcType, 0, min(n, 1<<16))
+	for i := uint32(0); i < n; i++ {
+		form, err := b.byte()
+		if err != nil {
+			return nil, err
+		}
+		if form != 0x60 {
+			return nil, fmt.Errorf("type %d has form 0x%02x, not a function type", i, form)
+		}
+		var ft funcType
+		for j := 0; j < 2; j++ { // parameters, then results
+			k, err := b.u32()
+			if err != nil {
+				return nil, err
+			}
+			for ; k > 0; k-- {
+				t, err := b.byte()
+				if err != nil {
+					return nil, err
+				}
+				s, err := valueSlots(t)
+				if err != nil {
+					return nil, err
+				}
+				if j == 0 {
+					ft.params++
+					ft.slots += s
+				}
+			}
+		}
+		out = append(out, ft)
+	}
+	return out, nil
+}
+
+func countImports(b *byteReader) (funcs, globals uint32, err error) {
+	n, err := b.u32()
+	if err != nil {
+		return 0, 0, err
+	}
+	for i := uint32(0); i < n; i++ {
+		if _, err := b.name(); err != nil {
+			return 0, 0, err
+		}
+		if _, err := b.name(); err != nil {
+			return 0, 0, err
+		}
+		kind, err := b.byte()
+		if err != nil {
+			return 0, 0, err
+		}
+		switch kind {
+		case 0:
+			funcs++
+		case 3:
+			globals++
+		}
+		if err := b.skipImportDesc(kind); err != nil {
+			return 0, 0, err
+		}
+	}
+	return funcs, globals, nil
+}
+
+func readU32Vec(b *byteReader) ([]uint32, error) {
+	n, err := b.u32()
+	if err != nil {
+		return nil, err
+	}
+	if int(n) > len(b.b)-b.off {
+		return nil, errTruncated
+	}
+	out := make([]uint32, n)
+	for i := range out {
+		if out[i], err = b.u32(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func checkExportName(b *byteReader, reserved string) error {
+	n, err := b.u32()
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		name, err := b.name()
+		if err != nil {
+			return err
+		}
+		if name == reserved {
+			return fmt.Errorf("exports %q, a name the host reserves", reserved)
+		}
+		if _, err := b.byte(); err != nil {
+			return err
+		}
+		if _, err := b.u32(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+// appendS32 appends v as a signed LEB128 (an i32.const immediate).
+func appendS32(b []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+func appendName(b []byte, s string) []byte {
+	return append(appendU32(b, uint32(len(s))), s...)
+}
+
+// rewriter rewrites the code section.
+type rewriter struct {
+	importedFuncs uint32
+	depth, ticks  uint32 // global indices
+	limit         uint32
+	frames        []int32
+}
+
+// maxLocals bounds the locals of one function, as wazero does (it refuses
+// more than 50,000), so the slot arithmetic cannot overflow.
+const maxLocals = 50_000
+
+func (rw *rewriter) code(sec []byte, funcTypes []uint32, types []funcType) ([]byte, error) {
+	b := &byteReader{b: sec}
+	n, err := b.u32()
+	if err != nil {
+		return nil, err
+	}
+	if int(n) != len(funcTypes) {
+		return nil, fmt.Errorf("code section has %d bodies for %d functions", n, len(funcTypes))
+	}
+	out := appendU32(make([]byte, 0, len(sec)+int(n)*48), n)
+	var body []byte
+	for i := uint32(0); i < n; i++ {
+		size, err := b.u32()
+		if err != nil {
+			return nil, err
+		}
+		if int(size) > len(b.b)-b.off {
+			return nil, errTruncated
+		}
+		fb := &byteReader{b: b.b[b.off : b.off+int(size)]}
+		b.off += int(size)
+		t := funcTypes[i]
+		if int(t) >= len(types) {
+			return nil, fmt.Errorf("function %d has unknown type %d", rw.importedFuncs+i, t)
+		}
+		body, err = rw.function(body[:0], fb, types[t])
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", rw.importedFuncs+i, err)
+		}
+		out = appendU32(out, uint32(len(body)))
+		out = append(out, body...)
+	}
+	return out, nil
+}
+
+// function rewrites one body: the extra local, the prologue, and the depth
+// restore after each call.
+func (rw *rewriter) function(out []byte, b *byteReader, ft funcType) ([]byte, error) {
+	groups, err := b.u32()
+	if err != nil {
+		return nil, err
+	}
+	start := b.off
+	locals, slots := uint64(0), uint64(ft.slots)
+	for g := uint32(0); g < groups; g++ {
+		k, err := b.u32()
+		if err != nil {
+			return nil, err
+		}
+		t, err := b.byte()
+		if err != nil {
+			return nil, err
+		}
+		s, err := valueSlots(t)
+		if err != nil {
+			return nil, err
+		}
+		locals += uint64(k)
+		if locals > maxLocals {
+			return nil, fmt.Errorf("more than %d locals", maxLocals)
+		}
+		slots += uint64(k) * uint64(s)
+	}
+	saved := uint32(uint64(ft.params) + locals) // the extra local's index
+	out = appendU32(out, groups+1)
+	out = append(out, b.b[start:b.off]...)
+	out = append(out, 0x01, 0x7f) // one i32
+
+	frame := int32(frameBase + slotBytes*(slots+1))
+	rw.frames = append(rw.frames, frame)
+	// ticks += 1; every tickMask+1 calls, an empty loop (a deadline check).
+	out = rw.global(out, 0x23, rw.ticks)
+	out = append(out, 0x41, 0x01, 0x6a) // i32.const 1, i32.add
+	out = append(out, 0x22)             // local.tee saved
+	out = appendU32(out, saved)
+	out = rw.global(out, 0x24, rw.ticks)
+	out = append(out, 0x20) // local.get saved
+	out = appendU32(out, saved)
+	out = append(out, 0x41)
+	out = appendS32(out, tickMask)
+	out = append(out, 0x71, 0x45, 0x04, 0x40, 0x03, 0x40, 0x0b, 0x0b) // i32.and, i32.eqz, if, loop, end, end
+	// saved = depth + frame; depth = saved; trap if over the budget.
+	out = rw.global(out, 0x23, rw.depth)
+	out = append(out, 0x41)
+	out = appendS32(out, frame)
+	out = append(out, 0x6a, 0x22) // i32.add, local.tee saved
+	out = appendU32(out, saved)
+	out = rw.global(out, 0x24, rw.depth)
+	out = append(out, 0x20) // local.get saved
+	out = appendU32(out, saved)
+	out = append(out, 0x41)
+	out = appendS32(out, int32(rw.limit))
+	out = append(out, 0x4b, 0x04, 0x40, 0x00, 0x0b) // i32.gt_u, if, unreachable, end
+
+	return rw.expr(out, b, saved)
+}
+
+func (rw *rewriter) global(out []byte, op byte, idx uint32) []byte {
+	return appendU32(append(out, op), idx)
+}
+
+// expr copies the instructions of a body, adding the depth restore after
+// calls. It decodes every instruction of the features the host enables
+// (wazero's CoreFeaturesV2: MVP, mutable globals, sign extension,
+// non-trapping conversions, multi-value, bulk memory, reference types,
+// SIMD) to find the calls, and refuses any other opcode.
+func (rw *rewriter) expr(out []byte, b *byteReader, saved uint32) ([]byte, error) {
+	restore := func() {
+		out = append(out, 0x20)
+		out = appendU32(out, saved)
+		out = rw.global(out, 0x24, rw.depth)
+	}
+	depth := 1 // open blocks, the function's own included
+	for depth > 0 {
+		at := b.off
+		op, err := b.byte()
+		if err != nil {
+			return nil, err
+		}
+		call := false
+		switch {
+		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if: block type
+			depth++
+			err = b.skipLEB(5)
+		case op == 0x0b: // end
+			depth--
+		case op == 0x0c || op == 0x0d: // br, br_if
+			err = b.skipLEB(5)
+		case op == 0x0e: // br_table
+			var n uint32
+			if n, err = b.u32(); err == nil {
+				for i := uint32(0); i <= n && err == nil; i++ {
+					err = b.skipLEB(5)
+				}
+			}
+		case op == 0x10: // call
+			var f uint32
+			f, err = b.u32()
+			call = f >= rw.importedFuncs
+		case op == 0x11: // call_indirect: type, table
+			if err = b.skipLEB(5); err == nil {
+				err = b.skipLEB(5)
+			}
+			call = true
+		case op == 0x1c: // select t*
+			var n uint32
+			if n, err = b.u32(); err == nil {
+				err = b.skip(int(n))
+			}
+		case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
+			err = b.skipLEB(5)
+		case op >= 0x28 && op <= 0x3e: // loads and stores: memarg
+			if err = b.skipLEB(5); err == nil {
+				err = b.skipLEB(5)
+			}
+		case op == 0x3f || op == 0x40: // memory.size, memory.grow
+			err = b.skipLEB(5)
+		case op == 0x41:
+			err = b.skipLEB(5)
+		case op == 0x42:
+			err = b.skipLEB(10)
+		case op == 0x43:
+			err = b.skip(4)
+		case op == 0x44:
+			err = b.skip(8)
+		case op == 0xd0: // ref.null t
+			_, err = b.byte()
+		case op == 0xd2: // ref.func
+			err = b.skipLEB(5)
+		case op == 0xfc:
+			err = skipMisc(b)
+		case op == 0xfd:
+			err = skipSIMD(b)
+		case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x0f || op == 0x1a || op == 0x1b ||
+			(op >= 0x45 && op <= 0xc4) || op == 0xd1:
+			// no immediates
+		default:
+			return nil, fmt.Errorf("opcode 0x%02x at byte %d is not enabled in this host", op, at)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b.b[at:b.off]...)
+		if call {
+			restore()
+		}
+	}
+	if b.off != len(b.b) {
+		return nil, errors.New("bytes after the end of the function body")
+	}
+	return out, nil
+}
+
+// skipMisc skips a 0xFC-prefixed instruction (saturating conversions, bulk
+// memory, table operations).
+func skipMisc(b *byteReader) error {
+	sub, err := b.u32()
+	if err != nil {
+		return err
+	}
+	imms := 0
+	switch {
+	case sub <= 7: // trunc_sat
+	case sub == 8, sub == 10, sub == 12, sub == 14: // memory.init, memory.copy, table.init, table.copy
+		imms = 2
+	case sub == 9, sub == 11, sub == 13, sub >= 15 && sub <= 17: // data.drop, memory.fill, elem.drop, table.grow/size/fill
+		imms = 1
+	default:
+		return fmt.Errorf("instruction 0xfc %d is not enabled in this host", sub)
+	}
+	for ; imms > 0; imms-- {
+		if err := b.skipLEB(5); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// skipSIMD skips a 0xFD-prefixed (fixed-width SIMD) instruction.
+func skipSIMD(b *byteReader) error {
+	sub, err := b.u32()
+	if err != nil {
+		return err
+	}
+	memarg := func() error {
+		if err := b.skipLEB(5); err != nil {
+			return err
+		}
+		return b.skipLEB(5)
+	}
+	switch {
+	case sub <= 11 || sub == 92 || sub == 93: // loads, store, load_zero
+		return memarg()
+	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
+		return b.skip(16)
+	case sub >= 21 && sub <= 34: // extract_lane, replace_lane
+		return b.skip(1)
+	case sub >= 84 && sub <= 91: // load_lane, store_lane
+		if err := memarg(); err != nil {
+			return err
+		}
+		return b.skip(1)
+	case sub <= 255: // the rest take no immediate
+		return nil
+	}
+	return fmt.Errorf("instruction 0xfd %d is not enabled in this host", sub)
+}
+
+// skipLEB skips one LEB128 number of at most maxBytes bytes.
+func (r *byteReader) skipLEB(maxBytes int) error {
+	for i := 0; i < maxBytes; i++ {
+		c, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if c&0x80 == 0 {
+			return nil
+		}
+	}
+	return errors.New("malformed LEB128 integer")
+}
+
+func (r *byteReader) skip(n int) error {
+	if n < 0 || n > len(r.b)-r.off {
+		return errTruncated
+	}
+	r.off += n
+	return nil
+}
