@@ -23,20 +23,23 @@ import (
 )
 
 func main() {
-	configPath := flag.String("config", "/etc/push2d/push2d.toml", "configuration file")
-	check := flag.Bool("check", false, "validate the configuration and exit")
+	if len(os.Args) > 1 && os.Args[1] == "check" {
+		os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: push2d [--config FILE]        run\n       push2d check [--config FILE] [--connect]  validate the configuration (and the connection to the server)\n")
+		flag.PrintDefaults()
+	}
+	configPath := flag.String("config", defaultConfigPath, "configuration file")
+	check := flag.Bool("check", false, "validate the configuration and exit (the same as push2d check)")
 	flag.Parse()
+	if *check {
+		os.Exit(runCheck([]string{"--config", *configPath}, os.Stdout, os.Stderr))
+	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "push2d:", err)
 		os.Exit(2)
-	}
-	if *check {
-		fmt.Println("push2d: configuration ok")
-		if !cfg.Admin.Token.configured() {
-			fmt.Println("push2d: note: " + noAdminToken)
-		}
-		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -702,4 +702,27 @@ function module.unload()
 	end
 end
 
-module:log("info", "push2 bridge loaded: component %s, up to %d buffered events", component, max_pending);
+-- `push2d check --connect` looks for this feature on the host's
+-- disco#info: it tells a host where the bridge runs from any other domain.
+module:add_feature(xmlns_bridge);
+
+-- One line at load saying what push2d will get from this host: its JID,
+-- and the triggers that the host's modules give (see the README's module
+-- table). Modules load in no fixed order, so the line waits until the
+-- server has started (or, loaded later, is written at once).
+local function log_loaded()
+	local is_loaded = require "core.modulemanager".is_loaded;
+	local found, missing = {}, {};
+	for _, t in ipairs({ { "offline", "offline" }, { "archived", "mam" }, { "hibernated, ack-delayed", "smacks" } }) do
+		table.insert(is_loaded(module.host, t[2]) and found or missing, t[1] .. " (mod_" .. t[2] .. ")");
+	end
+	table.insert(found, "groupchat");
+	local inline = is_loaded(module.host, "sasl2_bind2") and "inline SASL2/Bind2 enable" or "no inline enable (mod_sasl2_bind2 not loaded)";
+	module:log("info", "push2 bridge loaded: push2d component %s; triggers: %s; not available: %s; %s; up to %d buffered events",
+		component, table.concat(found, ", "), #missing > 0 and table.concat(missing, ", ") or "none", inline, max_pending);
+end
+if prosody.start_time then
+	log_loaded();
+else
+	module:hook_global("server-started", safely("loaded", log_loaded));
+end
