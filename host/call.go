@@ -8,6 +8,7 @@ import (
 
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/host/internal/abi"
 )
 
 // callKind says which export a call runs; host functions use it to decide
@@ -26,17 +27,17 @@ const (
 func (k callKind) String() string {
 	switch k {
 	case kindInit:
-		return exportInitialize
+		return abi.ExportInitialize
 	case kindDescribe:
-		return exportDescribe
+		return abi.ExportDescribe
 	case kindValidate:
-		return exportValidate
+		return abi.ExportValidate
 	case kindPrepare:
-		return exportPrepare
+		return abi.ExportPrepare
 	case kindMatch:
-		return exportMatch
+		return abi.ExportMatch
 	case kindSend:
-		return exportSend
+		return abi.ExportSend
 	}
 	return "?"
 }
@@ -110,19 +111,19 @@ func (c *call) getFacts() *engine.Facts {
 // element resolves a handle; nil means the handle is not valid in this call.
 func (c *call) element(h int32) *stanza.Element {
 	switch h {
-	case HandleStanza:
+	case abi.HandleStanza:
 		return c.stanza
-	case HandleMatch:
+	case abi.HandleMatch:
 		return c.match
-	case HandleSend:
+	case abi.HandleSend:
 		return c.send
-	case HandleMessage:
+	case abi.HandleMessage:
 		if f := c.getFacts(); f != nil {
 			return f.Message
 		}
 		return nil
 	}
-	i := int(h - firstDynamic)
+	i := int(h - abi.FirstDynamic)
 	if i >= 0 && i < len(c.handles) {
 		return c.handles[i]
 	}
@@ -134,24 +135,24 @@ func (c *call) element(h int32) *stanza.Element {
 func (c *call) handle(e *stanza.Element) int32 {
 	switch e {
 	case nil:
-		return StatusNotFound
+		return abi.StatusNotFound
 	case c.stanza:
-		return HandleStanza
+		return abi.HandleStanza
 	case c.match:
-		return HandleMatch
+		return abi.HandleMatch
 	case c.send:
-		return HandleSend
+		return abi.HandleSend
 	}
 	for i, h := range c.handles {
 		if h == e {
-			return firstDynamic + int32(i)
+			return abi.FirstDynamic + int32(i)
 		}
 	}
-	if len(c.handles) >= MaxHandles {
-		return StatusTooLarge
+	if len(c.handles) >= abi.MaxHandles {
+		return abi.StatusTooLarge
 	}
 	c.handles = append(c.handles, e)
-	return firstDynamic + int32(len(c.handles)-1)
+	return abi.FirstDynamic + int32(len(c.handles)-1)
 }
 
 // pathStep is one step of an element path (sdk/ABI.md §6): "{ns}local",

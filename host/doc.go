@@ -33,5 +33,8 @@
 // Watcher calls it through WatcherConfig.Verify.
 //
 // Crypto host functions call the Crypto the Config holds; push2d wires the
-// implementation of package profiles/webpush.
+// implementation of package profiles/webpush. The ABI's numbers (status
+// codes, handles, fact and field ids, result bits, limits) live in
+// host/internal/abi: modules and this package share them, embedders never
+// see them.
 package host

@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/host/internal/abi"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -73,7 +74,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		h.rt.Close(ctx)
 		return nil, fmt.Errorf("host: WASI: %w", err)
 	}
-	b := h.rt.NewHostModuleBuilder(ImportModule)
+	b := h.rt.NewHostModuleBuilder(abi.ImportModule)
 	h.funcs = map[string]hostFunc{}
 	for _, f := range h.hostFuncs() {
 		h.funcs[f.name] = f
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.modCfg = wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions(exportInitialize).
+		WithStartFunctions(abi.ExportInitialize).
 		WithSysWalltime().
 		WithSysNanotime().
 		WithNanosleep(cappedSleep).
@@ -244,29 +245,29 @@ func (h *Host) checkImports(imports []wasmImport) error {
 	gate := false
 	for _, im := range imports {
 		switch im.Module {
-		case ImportModule:
+		case abi.ImportModule:
 			if v, ok := strings.CutPrefix(im.Name, "abi_v"); ok {
-				if n, err := strconv.Atoi(v); err == nil && n != ABIVersion {
-					return fmt.Errorf("built for push2 ABI v%d (it imports push2.%s), but this host speaks ABI v%d: rebuild it with an SDK for ABI v%d", n, im.Name, ABIVersion, ABIVersion)
+				if n, err := strconv.Atoi(v); err == nil && n != abi.Version {
+					return fmt.Errorf("built for push2 ABI v%d (it imports push2.%s), but this host speaks ABI v%d: rebuild it with an SDK for ABI v%d", n, im.Name, abi.Version, abi.Version)
 				}
 			}
 			f, ok := h.funcs[im.Name]
 			if !ok || im.Kind != 0 {
-				return fmt.Errorf("imports %s %s, which push2 ABI v%d (revision %d) does not provide: it needs a newer host, or was built against another ABI", im.kindName(), im, ABIVersion, ABIRevision)
+				return fmt.Errorf("imports %s %s, which push2 ABI v%d (revision %d) does not provide: it needs a newer host, or was built against another ABI", im.kindName(), im, abi.Version, abi.Revision)
 			}
 			if f.name == "abi_v1" {
 				gate = true
 			}
-		case wasiModule:
-			if im.Kind != 0 || !wasiAllowed[im.Name] {
+		case abi.WASIModule:
+			if im.Kind != 0 || !abi.WASIAllowed[im.Name] {
 				return fmt.Errorf("imports %s %s: the sandbox offers no filesystem, network or other WASI calls beyond clock, random, stdout/stderr and process exit (sdk/ABI.md §12)", im.kindName(), im)
 			}
 		default:
-			return fmt.Errorf("imports %s %s: only the %q and %q namespaces can be imported (sdk/ABI.md §1); a C module must avoid libc, an AssemblyScript one needs --use abort=", im.kindName(), im, ImportModule, wasiModule)
+			return fmt.Errorf("imports %s %s: only the %q and %q namespaces can be imported (sdk/ABI.md §1); a C module must avoid libc, an AssemblyScript one needs --use abort=", im.kindName(), im, abi.ImportModule, abi.WASIModule)
 		}
 	}
 	if !gate {
-		return fmt.Errorf("does not import push2.abi_v1, so it was not built for push2 ABI v%d: build it with a push2 SDK (sdk/ABI.md §2)", ABIVersion)
+		return fmt.Errorf("does not import push2.abi_v1, so it was not built for push2 ABI v%d: build it with a push2 SDK (sdk/ABI.md §2)", abi.Version)
 	}
 	return nil
 }
@@ -276,12 +277,12 @@ func checkExports(c wazero.CompiledModule) (has map[string]bool, err error) {
 	fns := c.ExportedFunctions()
 	has = map[string]bool{}
 	want := map[string][2][]api.ValueType{
-		exportDescribe:   {nil, {i32}},
-		exportMatch:      {{i32}, {i32}},
-		exportSend:       {{i32}, {i32}},
-		exportValidate:   {{i32}, {i32}},
-		exportPrepare:    {{i32}, {i32}},
-		exportInitialize: {nil, nil},
+		abi.ExportDescribe:   {nil, {i32}},
+		abi.ExportMatch:      {{i32}, {i32}},
+		abi.ExportSend:       {{i32}, {i32}},
+		abi.ExportValidate:   {{i32}, {i32}},
+		abi.ExportPrepare:    {{i32}, {i32}},
+		abi.ExportInitialize: {nil, nil},
 	}
 	for name, sig := range want {
 		f, ok := fns[name]
@@ -293,13 +294,13 @@ func checkExports(c wazero.CompiledModule) (has map[string]bool, err error) {
 		}
 		has[name] = true
 	}
-	if !has[exportDescribe] {
-		return nil, fmt.Errorf("does not export %s: build it with a push2 SDK (sdk/ABI.md §3)", exportDescribe)
+	if !has[abi.ExportDescribe] {
+		return nil, fmt.Errorf("does not export %s: build it with a push2 SDK (sdk/ABI.md §3)", abi.ExportDescribe)
 	}
-	if _, ok := fns[exportStart]; ok && !has[exportInitialize] {
+	if _, ok := fns[abi.ExportStart]; ok && !has[abi.ExportInitialize] {
 		return nil, errors.New("is a WASI command (exports _start): build it as a reactor, e.g. Go with -buildmode=c-shared (sdk/ABI.md §3)")
 	}
-	if _, ok := c.ExportedMemories()[exportMemory]; !ok {
+	if _, ok := c.ExportedMemories()[abi.ExportMemory]; !ok {
 		return nil, errors.New(`does not export its memory as "memory" (sdk/ABI.md §4)`)
 	}
 	return has, nil
@@ -341,8 +342,8 @@ func parseDescription(b []byte, has map[string]bool) ([]Profile, error) {
 	if len(d.Profiles) == 0 {
 		return nil, errors.New("push2_describe lists no profiles")
 	}
-	if len(d.Profiles) > MaxProfiles {
-		return nil, fmt.Errorf("push2_describe lists %d profiles, more than %d", len(d.Profiles), MaxProfiles)
+	if len(d.Profiles) > abi.MaxProfiles {
+		return nil, fmt.Errorf("push2_describe lists %d profiles, more than %d", len(d.Profiles), abi.MaxProfiles)
 	}
 	seen := map[string]bool{}
 	var out []Profile
@@ -358,12 +359,12 @@ func parseDescription(b []byte, has map[string]bool) ([]Profile, error) {
 		seen[p.URI] = true
 		switch p.Kind {
 		case "match":
-			if !has[exportMatch] {
-				return nil, fmt.Errorf("describes match profile %q but does not export %s", p.URI, exportMatch)
+			if !has[abi.ExportMatch] {
+				return nil, fmt.Errorf("describes match profile %q but does not export %s", p.URI, abi.ExportMatch)
 			}
 		case "send":
-			if !has[exportSend] {
-				return nil, fmt.Errorf("describes send profile %q but does not export %s", p.URI, exportSend)
+			if !has[abi.ExportSend] {
+				return nil, fmt.Errorf("describes send profile %q but does not export %s", p.URI, abi.ExportSend)
 			}
 		default:
 			return nil, fmt.Errorf("profile %q has kind %q; want \"match\" or \"send\"", p.URI, p.Kind)

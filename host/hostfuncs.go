@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/host/internal/abi"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -35,7 +36,7 @@ func arg(stack []uint64, i int) uint32 { return api.DecodeU32(stack[i]) }
 // memory or larger than MaxArgumentBytes. The view is valid until the guest
 // runs again; host functions never keep it.
 func readMem(mod api.Module, ptr, n uint32) ([]byte, bool) {
-	if n > MaxArgumentBytes {
+	if n > abi.MaxArgumentBytes {
 		return nil, false
 	}
 	if n == 0 {
@@ -53,7 +54,7 @@ func writeOut(mod api.Module, ptr, capacity uint32, data []byte) int32 {
 		return int32(min(len(data), 1<<31-1))
 	}
 	if len(data) > 0 && !mod.Memory().Write(ptr, data) {
-		return StatusInvalid
+		return abi.StatusInvalid
 	}
 	return int32(len(data))
 }
@@ -63,7 +64,7 @@ func writeString(mod api.Module, ptr, capacity uint32, s string) int32 {
 		return int32(min(len(s), 1<<31-1))
 	}
 	if len(s) > 0 && !mod.Memory().WriteString(ptr, s) {
-		return StatusInvalid
+		return abi.StatusInvalid
 	}
 	return int32(len(s))
 }
@@ -72,7 +73,7 @@ func writeString(mod api.Module, ptr, capacity uint32, s string) int32 {
 func (h *Host) hostFuncs() []hostFunc {
 	return []hostFunc{
 		{"abi_v1", nil, []api.ValueType{i32}, func(_ context.Context, _ api.Module, stack []uint64) {
-			ret(stack, ABIRevision)
+			ret(stack, abi.Revision)
 		}},
 		{"output", []api.ValueType{i32, i32}, []api.ValueType{i32}, h.fnOutput},
 		{"set_reason", []api.ValueType{i32, i32}, []api.ValueType{i32}, h.fnSetReason},
@@ -97,42 +98,42 @@ func (h *Host) hostFuncs() []hostFunc {
 func (h *Host) fnOutput(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	if c == nil || (c.kind != kindDescribe && c.kind != kindSend) {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	ptr, n := arg(stack, 0), arg(stack, 1)
 	limit := h.cfg.MaxOutputBytes
 	if c.kind == kindDescribe {
-		limit = MaxDescribeBytes
+		limit = abi.MaxDescribeBytes
 	}
 	if c.overflow || uint64(len(c.out))+uint64(n) > uint64(limit) {
 		c.overflow = true // the call fails even if the guest ignores this
-		ret(stack, StatusTooLarge)
+		ret(stack, abi.StatusTooLarge)
 		return
 	}
 	b, ok := mod.Memory().Read(ptr, n)
 	if !ok {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	c.out = append(c.out, b...)
-	ret(stack, StatusOK)
+	ret(stack, abi.StatusOK)
 }
 
 func (h *Host) fnSetReason(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	if c == nil || c.kind == kindInit || c.kind == kindDescribe {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	ptr, n := arg(stack, 0), arg(stack, 1)
-	b, ok := mod.Memory().Read(ptr, min(n, MaxReasonBytes+utf8.UTFMax))
+	b, ok := mod.Memory().Read(ptr, min(n, abi.MaxReasonBytes+utf8.UTFMax))
 	if !ok {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
-	c.reason, c.hasReply = cleanText(b, MaxReasonBytes), true
-	ret(stack, StatusOK)
+	c.reason, c.hasReply = cleanText(b, abi.MaxReasonBytes), true
+	ret(stack, abi.StatusOK)
 }
 
 // cleanText cuts b to at most limit bytes at a rune boundary and replaces
@@ -157,22 +158,22 @@ func cleanText(b []byte, limit int) string {
 func (h *Host) fnElFind(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	if c == nil {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	e := c.element(api.DecodeI32(stack[0]))
 	if e == nil {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	p, ok := readMem(mod, arg(stack, 1), arg(stack, 2))
 	if !ok {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	steps, err := parsePath(string(p))
 	if err != nil {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	ret(stack, c.handle(findPath(e, steps)))
@@ -181,16 +182,16 @@ func (h *Host) fnElFind(ctx context.Context, mod api.Module, stack []uint64) {
 func (h *Host) fnElChild(ctx context.Context, _ api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	if c == nil {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	e := c.element(api.DecodeI32(stack[0]))
 	i := api.DecodeI32(stack[1])
 	switch {
 	case e == nil || i < 0:
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 	case int(i) >= len(e.Children):
-		ret(stack, StatusNotFound)
+		ret(stack, abi.StatusNotFound)
 	default:
 		ret(stack, c.handle(e.Children[i]))
 	}
@@ -200,12 +201,12 @@ func (h *Host) fnElString(get func(*stanza.Element) string) api.GoModuleFunc {
 	return func(ctx context.Context, mod api.Module, stack []uint64) {
 		c := callFrom(ctx)
 		if c == nil {
-			ret(stack, StatusUnavailable)
+			ret(stack, abi.StatusUnavailable)
 			return
 		}
 		e := c.element(api.DecodeI32(stack[0]))
 		if e == nil {
-			ret(stack, StatusInvalid)
+			ret(stack, abi.StatusInvalid)
 			return
 		}
 		ret(stack, writeString(mod, arg(stack, 1), arg(stack, 2), get(e)))
@@ -215,20 +216,20 @@ func (h *Host) fnElString(get func(*stanza.Element) string) api.GoModuleFunc {
 func (h *Host) fnElAttr(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	if c == nil {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	e := c.element(api.DecodeI32(stack[0]))
 	name, ok := readMem(mod, arg(stack, 1), arg(stack, 2))
 	if e == nil || !ok {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	ns, local := "", string(name)
 	if len(local) > 0 && local[0] == '{' {
 		end := strings.IndexByte(local, '}')
 		if end < 0 {
-			ret(stack, StatusInvalid)
+			ret(stack, abi.StatusInvalid)
 			return
 		}
 		ns, local = local[1:end], local[end+1:]
@@ -239,18 +240,18 @@ func (h *Host) fnElAttr(ctx context.Context, mod api.Module, stack []uint64) {
 			return
 		}
 	}
-	ret(stack, StatusNotFound)
+	ret(stack, abi.StatusNotFound)
 }
 
 func (h *Host) fnElXML(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	if c == nil {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	e := c.element(api.DecodeI32(stack[0]))
 	if e == nil {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	if c.xmlEl != e {
@@ -270,31 +271,31 @@ func (h *Host) fnFact(ctx context.Context, _ api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	id := api.DecodeI32(stack[0])
 	if c == nil {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	switch id {
-	case FactDecisionPriority, FactDecisionVoIP, FactBudget:
+	case abi.FactDecisionPriority, abi.FactDecisionVoIP, abi.FactBudget:
 		if c.kind != kindSend {
-			ret(stack, StatusUnavailable)
+			ret(stack, abi.StatusUnavailable)
 			return
 		}
 		switch id {
-		case FactDecisionPriority:
+		case abi.FactDecisionPriority:
 			p := c.decision.Priority
 			if p == 0 {
 				p = engine.PriorityNormal
 			}
 			ret(stack, int32(p))
-		case FactDecisionVoIP:
+		case abi.FactDecisionVoIP:
 			ret(stack, b2i(c.decision.VoIP))
 		default:
 			ret(stack, int32(min(c.budget, 1<<31-1)))
 		}
 		return
-	case FactTrigger:
+	case abi.FactTrigger:
 		if c.ectx == nil {
-			ret(stack, StatusUnavailable)
+			ret(stack, abi.StatusUnavailable)
 			return
 		}
 		ret(stack, triggerNumber(c.ectx.Trigger))
@@ -302,16 +303,16 @@ func (h *Host) fnFact(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 	f := c.getFacts()
 	if f == nil {
-		if id >= FactKind && id <= FactSuggestedPriority {
-			ret(stack, StatusUnavailable)
+		if id >= abi.FactKind && id <= abi.FactSuggestedPriority {
+			ret(stack, abi.StatusUnavailable)
 		} else {
-			ret(stack, StatusInvalid)
+			ret(stack, abi.StatusInvalid)
 		}
 		return
 	}
 	var v int32
 	switch id {
-	case FactKind:
+	case abi.FactKind:
 		switch f.Kind {
 		case "message":
 			v = 1
@@ -320,11 +321,11 @@ func (h *Host) fnFact(ctx context.Context, _ api.Module, stack []uint64) {
 		case "iq":
 			v = 3
 		}
-	case FactHasBody:
+	case abi.FactHasBody:
 		v = b2i(f.HasBody)
-	case FactEncrypted:
+	case abi.FactEncrypted:
 		v = b2i(f.Encrypted)
-	case FactCall:
+	case abi.FactCall:
 		switch f.Call {
 		case engine.CallPropose:
 			v = 1
@@ -333,36 +334,36 @@ func (h *Host) fnFact(ctx context.Context, _ api.Module, stack []uint64) {
 		case engine.CallOther:
 			v = 3
 		}
-	case FactChatState:
+	case abi.FactChatState:
 		v = b2i(f.ChatState)
-	case FactReceipt:
+	case abi.FactReceipt:
 		v = b2i(f.Receipt)
-	case FactCorrection:
+	case abi.FactCorrection:
 		v = b2i(f.Correction)
-	case FactSentCarbon:
+	case abi.FactSentCarbon:
 		v = b2i(f.SentCarbon)
-	case FactHeadline:
+	case abi.FactHeadline:
 		v = b2i(f.Headline)
-	case FactError:
+	case abi.FactError:
 		v = b2i(f.Error)
-	case FactReflection:
+	case abi.FactReflection:
 		v = b2i(f.Reflection)
-	case FactGroupchat:
+	case abi.FactGroupchat:
 		v = b2i(f.Groupchat)
-	case FactInvite:
+	case abi.FactInvite:
 		v = b2i(f.Invite)
-	case FactMention:
+	case abi.FactMention:
 		v = b2i(f.Mention)
-	case FactReply:
+	case abi.FactReply:
 		v = b2i(f.Reply)
-	case FactContentOnly:
+	case abi.FactContentOnly:
 		v = b2i(f.ContentOnly)
-	case FactImportant:
+	case abi.FactImportant:
 		v = b2i(f.Important())
-	case FactSuggestedPriority:
+	case abi.FactSuggestedPriority:
 		v = int32(f.Priority())
 	default:
-		v = StatusInvalid
+		v = abi.StatusInvalid
 	}
 	ret(stack, v)
 }
@@ -387,48 +388,48 @@ func (h *Host) fnField(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	id := api.DecodeI32(stack[0])
 	if c == nil {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	var s string
 	switch id {
-	case FieldProfile:
+	case abi.FieldProfile:
 		s = c.profile
-	case FieldAccount, FieldTrigger, FieldNick, FieldArchiveBy:
+	case abi.FieldAccount, abi.FieldTrigger, abi.FieldNick, abi.FieldArchiveBy:
 		if c.ectx == nil {
-			ret(stack, StatusUnavailable)
+			ret(stack, abi.StatusUnavailable)
 			return
 		}
 		switch id {
-		case FieldAccount:
+		case abi.FieldAccount:
 			s = c.ectx.Account
-		case FieldTrigger:
+		case abi.FieldTrigger:
 			s = string(c.ectx.Trigger)
-		case FieldNick:
+		case abi.FieldNick:
 			s = c.ectx.Nick
 		default:
 			s = c.ectx.ArchiveBy
 		}
-	case FieldArchiveID, FieldFrom, FieldChat, FieldBody, FieldType:
+	case abi.FieldArchiveID, abi.FieldFrom, abi.FieldChat, abi.FieldBody, abi.FieldType:
 		f := c.getFacts()
 		if f == nil {
-			ret(stack, StatusUnavailable)
+			ret(stack, abi.StatusUnavailable)
 			return
 		}
 		switch id {
-		case FieldArchiveID:
+		case abi.FieldArchiveID:
 			s = f.ArchiveID
-		case FieldFrom:
+		case abi.FieldFrom:
 			s = f.From.String()
-		case FieldChat:
+		case abi.FieldChat:
 			s = f.Chat
-		case FieldBody:
+		case abi.FieldBody:
 			s = f.Body
 		default:
 			s = f.Type
 		}
 	default:
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	ret(stack, writeString(mod, arg(stack, 1), arg(stack, 2), s))
@@ -445,34 +446,34 @@ func (h *Host) fnNow(ctx context.Context, _ api.Module, stack []uint64) {
 func (h *Host) fnLog(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
 	if c == nil {
-		ret(stack, StatusUnavailable)
+		ret(stack, abi.StatusUnavailable)
 		return
 	}
 	level := api.DecodeI32(stack[0])
 	ptr, n := arg(stack, 1), arg(stack, 2)
-	b, ok := mod.Memory().Read(ptr, min(n, MaxLogBytes+utf8.UTFMax))
+	b, ok := mod.Memory().Read(ptr, min(n, abi.MaxLogBytes+utf8.UTFMax))
 	if !ok {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
-	if !c.m.guestLog(guestLevel(level), cleanText(b, MaxLogBytes), "source", "push2.log", "call", c.kind.String(), "profile", c.profile) {
-		ret(stack, StatusRateLimited)
+	if !c.m.guestLog(guestLevel(level), cleanText(b, abi.MaxLogBytes), "source", "push2.log", "call", c.kind.String(), "profile", c.profile) {
+		ret(stack, abi.StatusRateLimited)
 		return
 	}
-	ret(stack, StatusOK)
+	ret(stack, abi.StatusOK)
 }
 
 func (h *Host) cryptoCall(ctx context.Context) (*call, Crypto, int32) {
 	c := callFrom(ctx)
 	if c == nil || (c.kind != kindSend && c.kind != kindPrepare) || h.cfg.Crypto == nil {
-		return nil, nil, StatusUnavailable
+		return nil, nil, abi.StatusUnavailable
 	}
-	return c, h.cfg.Crypto, StatusOK
+	return c, h.cfg.Crypto, abi.StatusOK
 }
 
 func (h *Host) fnEncrypt(ctx context.Context, mod api.Module, stack []uint64) {
 	c, cr, st := h.cryptoCall(ctx)
-	if st != StatusOK {
+	if st != abi.StatusOK {
 		ret(stack, st)
 		return
 	}
@@ -480,13 +481,13 @@ func (h *Host) fnEncrypt(ctx context.Context, mod api.Module, stack []uint64) {
 	auth, ok2 := readMem(mod, arg(stack, 2), arg(stack, 3))
 	pt, ok3 := mod.Memory().Read(arg(stack, 4), arg(stack, 5))
 	if !ok1 || !ok2 || !ok3 || len(pt) > h.cfg.MaxOutputBytes {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	body, err := cr.Encrypt(append([]byte(nil), ua...), append([]byte(nil), auth...), append([]byte(nil), pt...))
 	if err != nil {
 		c.m.logger.Debug("push2.webpush_encrypt failed", "profile", c.profile, "err", err)
-		ret(stack, StatusFailed)
+		ret(stack, abi.StatusFailed)
 		return
 	}
 	ret(stack, writeOut(mod, arg(stack, 6), arg(stack, 7), body))
@@ -494,7 +495,7 @@ func (h *Host) fnEncrypt(ctx context.Context, mod api.Module, stack []uint64) {
 
 func (h *Host) fnJWT(ctx context.Context, mod api.Module, stack []uint64) {
 	c, cr, st := h.cryptoCall(ctx)
-	if st != StatusOK {
+	if st != abi.StatusOK {
 		ret(stack, st)
 		return
 	}
@@ -502,20 +503,20 @@ func (h *Host) fnJWT(ctx context.Context, mod api.Module, stack []uint64) {
 	key, ok2 := readMem(mod, arg(stack, 2), arg(stack, 3))
 	cl, ok3 := readMem(mod, arg(stack, 4), arg(stack, 5))
 	if !ok1 || !ok2 || !ok3 {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	claims := map[string]string{}
 	if len(cl) > 0 {
 		if err := json.Unmarshal(cl, &claims); err != nil {
-			ret(stack, StatusInvalid)
+			ret(stack, abi.StatusInvalid)
 			return
 		}
 	}
 	token, pub, err := cr.SignJWT(string(alg), string(key), claims)
 	if err != nil {
 		c.m.logger.Debug("push2.jwt_sign failed", "profile", c.profile, "err", err)
-		ret(stack, StatusFailed)
+		ret(stack, abi.StatusFailed)
 		return
 	}
 	ret(stack, writeString(mod, arg(stack, 6), arg(stack, 7), token+" "+base64.RawURLEncoding.EncodeToString(pub)))
@@ -524,17 +525,17 @@ func (h *Host) fnJWT(ctx context.Context, mod api.Module, stack []uint64) {
 func (h *Host) fnB64Encode(ctx context.Context, mod api.Module, stack []uint64) {
 	var enc *base64.Encoding
 	switch api.DecodeI32(stack[0]) {
-	case Base64Std:
+	case abi.Base64Std:
 		enc = base64.StdEncoding
-	case Base64RawURL:
+	case abi.Base64RawURL:
 		enc = base64.RawURLEncoding
 	default:
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	in, ok := mod.Memory().Read(arg(stack, 1), arg(stack, 2))
 	if !ok || len(in) > h.cfg.MaxOutputBytes {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	n := enc.EncodedLen(len(in))
@@ -544,7 +545,7 @@ func (h *Host) fnB64Encode(ctx context.Context, mod api.Module, stack []uint64) 
 	}
 	out, ok := mod.Memory().Read(arg(stack, 3), uint32(n))
 	if !ok {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	if n > 0 {
@@ -557,12 +558,12 @@ func (h *Host) fnB64Encode(ctx context.Context, mod api.Module, stack []uint64) 
 func (h *Host) fnB64Decode(ctx context.Context, mod api.Module, stack []uint64) {
 	in, ok := mod.Memory().Read(arg(stack, 0), arg(stack, 1))
 	if !ok || len(in) > h.cfg.MaxOutputBytes {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	out, err := decodeAnyBase64(string(in))
 	if err != nil {
-		ret(stack, StatusInvalid)
+		ret(stack, abi.StatusInvalid)
 		return
 	}
 	ret(stack, writeOut(mod, arg(stack, 2), arg(stack, 3), out))

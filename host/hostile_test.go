@@ -14,6 +14,7 @@ import (
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/host/internal/abi"
 	"github.com/push2/push2/profiles"
 )
 
@@ -239,7 +240,7 @@ func TestGuestErrorIsNotAFailure(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		err := callHostile(ctx, m, "match", "guest-error")
 		var ge *GuestError
-		if !errors.As(err, &ge) || ge.Reason != "the guest refuses" || ge.Status != StatusFailed {
+		if !errors.As(err, &ge) || ge.Reason != "the guest refuses" || ge.Status != abi.StatusFailed {
 			t.Fatalf("got %v", err)
 		}
 	}

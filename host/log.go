@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/push2/push2/host/internal/abi"
 )
 
 // limiter is a token bucket shared by everything one module logs
@@ -46,11 +48,11 @@ func (l *limiter) take() (bool, int) {
 
 func guestLevel(l int32) slog.Level {
 	switch {
-	case l <= LogDebug:
+	case l <= abi.LogDebug:
 		return slog.LevelDebug
-	case l == LogInfo:
+	case l == abi.LogInfo:
 		return slog.LevelInfo
-	case l == LogWarn:
+	case l == abi.LogWarn:
 		return slog.LevelWarn
 	default:
 		return slog.LevelError
@@ -88,13 +90,13 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			room := MaxLogBytes - len(w.buf)
+			room := abi.MaxLogBytes - len(w.buf)
 			if room > 0 {
 				w.buf = append(w.buf, p[:min(room, len(p))]...)
 			}
 			break
 		}
-		room := MaxLogBytes - len(w.buf)
+		room := abi.MaxLogBytes - len(w.buf)
 		if room > 0 {
 			w.buf = append(w.buf, p[:min(room, i)]...)
 		}
@@ -106,7 +108,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 
 func (w *lineWriter) emit() {
 	if len(w.buf) > 0 {
-		w.m.guestLog(w.level, cleanText(w.buf, MaxLogBytes), "source", w.name)
+		w.m.guestLog(w.level, cleanText(w.buf, abi.MaxLogBytes), "source", w.name)
 	}
 	w.buf = w.buf[:0]
 }

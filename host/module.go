@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/host/internal/abi"
 )
 
 // Module is one loaded version of a WebAssembly module, identified by its
@@ -99,9 +100,9 @@ func (h *Host) newModule(ctx context.Context, name, hash string, compiled wazero
 	defer c.release()
 	st, err := m.run(ictx, inst, c, 0)
 	if err == nil && c.overflow {
-		err = fmt.Errorf("push2_describe wrote more than %d bytes", MaxDescribeBytes)
+		err = fmt.Errorf("push2_describe wrote more than %d bytes", abi.MaxDescribeBytes)
 	}
-	if err == nil && api.DecodeI32(st) != StatusOK {
+	if err == nil && api.DecodeI32(st) != abi.StatusOK {
 		err = fmt.Errorf("push2_describe returned status %d", api.DecodeI32(st))
 	}
 	if err != nil {
@@ -238,7 +239,7 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	if mem := mod.Memory(); mem != nil {
 		inst.pages = mem.Size() / pageSize
 	}
-	names := [...]string{kindDescribe: exportDescribe, kindValidate: exportValidate, kindPrepare: exportPrepare, kindMatch: exportMatch, kindSend: exportSend}
+	names := [...]string{kindDescribe: abi.ExportDescribe, kindValidate: abi.ExportValidate, kindPrepare: abi.ExportPrepare, kindMatch: abi.ExportMatch, kindSend: abi.ExportSend}
 	for k, name := range names {
 		if name != "" && m.exports[name] {
 			inst.fns[k] = mod.ExportedFunction(name)
@@ -514,7 +515,7 @@ func (m *Module) failed(parent context.Context, c *call, inst *instance, err err
 	var ie *instantiateError
 	switch {
 	case reason == "timeout" && errors.As(err, &ie):
-		reason = fmt.Sprintf("timeout: creating an instance (%s) took longer than the %s deadline", exportInitialize, m.h.cfg.CallTimeout)
+		reason = fmt.Sprintf("timeout: creating an instance (%s) took longer than the %s deadline", abi.ExportInitialize, m.h.cfg.CallTimeout)
 	case reason == "timeout":
 		reason = fmt.Sprintf("timeout: still running after %s", m.h.cfg.CallTimeout)
 	case errors.As(err, &ie) && !strings.HasPrefix(reason, "instantiate"):

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/host/internal/abi"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -88,12 +89,12 @@ func (p *matchProfile) Match(ctx context.Context, in *engine.MatchInput) (engine
 		if w < 0 {
 			return &GuestError{Status: w, Reason: c.reason}
 		}
-		if w&^matchKnownBits != 0 {
+		if w&^abi.MatchKnownBits != 0 {
 			return malformed("push2_match returned %#x, which sets undefined bits", w)
 		}
-		d.Push = w&MatchPush != 0
-		d.Priority = engine.Priority((w & MatchPriorityMask) >> MatchPriorityShift)
-		d.VoIP = w&MatchVoIP != 0
+		d.Push = w&abi.MatchPush != 0
+		d.Priority = engine.Priority((w & abi.MatchPriorityMask) >> abi.MatchPriorityShift)
+		d.VoIP = w&abi.MatchVoIP != 0
 		d.Reason = c.reason
 		return nil
 	})

@@ -1,17 +1,20 @@
-package host
+// Package abi holds the numbers of the push2 ABI, version 1, for the host:
+// what a WebAssembly module and the host agree on, and nothing an embedder
+// of package host needs.
+package abi
 
 // The numbers of the push2 ABI, version 1. Each constant is defined in
 // sdk/ABI.md, in the section named next to it; the SDKs repeat them. Within
 // version 1 numbers are only ever added, never changed or reused
 // (sdk/ABI.md §10 "Versioning").
 
-// ABIVersion is the major ABI version this host speaks: the one a module
+// Version is the major ABI version this host speaks: the one a module
 // declares by importing push2.abi_v1 (sdk/ABI.md §2 "Version gate").
-const ABIVersion = 1
+const Version = 1
 
-// ABIRevision counts the additive revisions of ABI v1 this host implements;
+// Revision counts the additive revisions of ABI v1 this host implements;
 // push2.abi_v1 returns it (sdk/ABI.md §10).
-const ABIRevision = 0
+const Revision = 0
 
 // ImportModule is the import namespace of every host function (sdk/ABI.md §1
 // "Import namespace").
@@ -35,7 +38,7 @@ const (
 	HandleMatch   int32 = 2 // the registration's <match/>
 	HandleSend    int32 = 3 // the registration's <send/>
 	HandleMessage int32 = 4 // the message the facts describe (carbons unwrapped)
-	firstDynamic  int32 = 8 // handles below this are reserved
+	FirstDynamic  int32 = 8 // the first handle a call hands out; those below are reserved
 )
 
 // Fact ids for push2.fact (sdk/ABI.md §7 "Facts and context").
@@ -84,7 +87,7 @@ const (
 	MatchPriorityShift = 1
 	MatchPriorityMask  = 3 << MatchPriorityShift // 0 default, 1 low, 2 normal, 3 high
 	MatchVoIP          = 1 << 3
-	matchKnownBits     = MatchPush | MatchPriorityMask | MatchVoIP
+	MatchKnownBits     = MatchPush | MatchPriorityMask | MatchVoIP
 )
 
 // Log levels for push2.log (sdk/ABI.md §8 "Logging").
@@ -111,24 +114,25 @@ const (
 	MaxDescribeBytes = 16 << 10
 )
 
-// Export names (sdk/ABI.md §3 "Exports").
+// Export names (sdk/ABI.md §3 "Exports"), and the WASI reactor and command entry points.
 const (
-	exportDescribe   = "push2_describe"
-	exportMatch      = "push2_match"
-	exportSend       = "push2_send"
-	exportValidate   = "push2_validate"
-	exportPrepare    = "push2_prepare"
-	exportInitialize = "_initialize"
-	exportStart      = "_start"
-	exportMemory     = "memory"
+	ExportDescribe   = "push2_describe"
+	ExportMatch      = "push2_match"
+	ExportSend       = "push2_send"
+	ExportValidate   = "push2_validate"
+	ExportPrepare    = "push2_prepare"
+	ExportInitialize = "_initialize"
+	ExportStart      = "_start"
+	ExportMemory     = "memory"
 )
 
-const wasiModule = "wasi_snapshot_preview1"
+// WASIModule is the import namespace of WASI preview 1.
+const WASIModule = "wasi_snapshot_preview1"
 
-// wasiAllowed is the part of WASI preview 1 a module may import: what Go's
+// WASIAllowed is the part of WASI preview 1 a module may import: what Go's
 // wasip1 runtime needs, and nothing that reaches a filesystem or a network
 // (sdk/ABI.md §12 "WASI").
-var wasiAllowed = map[string]bool{
+var WASIAllowed = map[string]bool{
 	"args_get": true, "args_sizes_get": true,
 	"environ_get": true, "environ_sizes_get": true,
 	"clock_res_get": true, "clock_time_get": true,
