@@ -47,7 +47,7 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 	mux.HandleFunc("GET /disabled", g.needToken(func(w http.ResponseWriter, r *http.Request) {
 		recs, err := d.eng.Disabled(r.URL.Query().Get("account"))
 		if err != nil {
-			http.Error(w, "account: "+err.Error(), http.StatusBadRequest)
+			d.adminError(w, r, "account", err)
 			return
 		}
 		writeJSON(w, disabledsJSON(recs))
@@ -68,7 +68,7 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 		}
 		ns, err := d.eng.Ping(r.Context(), account, ids)
 		if err != nil {
-			http.Error(w, "ping: "+err.Error(), http.StatusBadRequest)
+			d.adminError(w, r, "ping", err)
 			return
 		}
 		ids = []string{}
@@ -84,7 +84,7 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 		account := r.URL.Query().Get("account")
 		regs, err := d.eng.Registrations(r.Context(), account)
 		if err != nil {
-			http.Error(w, "account: "+err.Error(), http.StatusBadRequest)
+			d.adminError(w, r, "account", err)
 			return
 		}
 		writeJSON(w, registrationsJSON(regs))
