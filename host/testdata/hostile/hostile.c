@@ -45,7 +45,7 @@ __attribute__((noinline)) static int32_t recurse(int32_t n) {
 }
 
 /* fib is a tree recursion without a loop, so that no loop back-edge (where
- * wazero checks the deadline) ever runs: fib(40) makes 3e8 calls, seconds
+ * wazero checks the deadline) ever runs: fib(42) makes 8.7e8 calls, seconds
  * of work. The combination of the two results keeps the optimizer from
  * turning either call into a loop. */
 __attribute__((noinline)) static int32_t fib(int32_t n) {
@@ -84,7 +84,7 @@ static void misbehave(void) {
 	}
 	if (is("trap")) __builtin_trap();
 	if (is("recurse")) sink = recurse(0);
-	if (is("fib")) sink = fib(40);
+	if (is("fib")) sink = fib(42);
 	if (is("deep")) sink = deep(5000);
 	if (is("grow-ok")) {
 		/* Grows by 20 MiB, writes to every 4 KiB page of it (so that it
