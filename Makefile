@@ -4,7 +4,17 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 
-.PHONY: all build test unit e2e bench fuzz plugins demo deps vet clean
+.PHONY: all build test unit e2e bench fuzz plugins demo deps vet clean install
+
+# make install: where things go (docs/push2d.md "Installing"). DESTDIR is
+# prepended to every path (packaging, the install test); PREFIX moves the
+# binaries, the Prosody module and the systemd files; SYSCONFDIR the config.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SYSCONFDIR  ?= /etc
+PROSODYMODDIR ?= $(PREFIX)/lib/prosody/modules
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 
 all: build
 
@@ -50,6 +60,24 @@ demo:
 # End-to-end tests alone (real Prosody, bridge, push2d, mellium clients).
 e2e: deps
 	$(GO) test -count=1 -v -run . ./internal/e2e/
+
+# The binaries, the bridge module, the systemd unit (ExecStart following
+# BINDIR and SYSCONFDIR) and its user, and the example config, which never
+# replaces an existing one. Nothing here starts, creates a user or touches
+# a running system: docs/push2d.md "Installing" lists the steps after it.
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PROSODYMODDIR)/mod_push2_bridge $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/push2
+	install -m 755 $(BIN)/push2d $(BIN)/push2 $(DESTDIR)$(BINDIR)/
+	install -m 644 examples/prosody/mod_push2_bridge/mod_push2_bridge.lua $(DESTDIR)$(PROSODYMODDIR)/mod_push2_bridge/
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/push2/|$(SYSCONFDIR)/push2/|g' examples/systemd/push2d.service > $(DESTDIR)$(UNITDIR)/push2d.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/push2d.service
+	install -m 644 examples/systemd/push2.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/push2.conf
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml ]; then \
+		echo "$(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml exists: kept (the example is examples/push2d.toml)"; \
+	else \
+		sed -e 's|/etc/push2/|$(SYSCONFDIR)/push2/|g' examples/push2d.toml > $(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml && \
+		chmod 644 $(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml; \
+	fi
 
 clean:
 	rm -rf $(BIN)

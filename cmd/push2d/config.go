@@ -167,7 +167,7 @@ func defaultConfig() Config {
 			ReconnectMin: duration{500 * time.Millisecond},
 			ReconnectMax: duration{30 * time.Second},
 		},
-		Store: StoreConfig{Dir: "/var/lib/push2d"},
+		Store: StoreConfig{Dir: "/var/lib/push2"},
 		Engine: EngineConfig{
 			MaxRegistrations: eng.MaxRegistrations, NotificationLimit: eng.NotificationLimit,
 			MaxGrace: duration{eng.Limits.MaxGrace}, DedupeRetention: duration{eng.DedupeRetention}, Workers: 16,

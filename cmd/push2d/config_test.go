@@ -281,8 +281,8 @@ func TestExampleConfig(t *testing.T) {
 	}
 	secret := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secret, []byte("x"), 0o600)
-	text := strings.Replace(string(b), "/etc/push2d/component.secret", secret, 1)
-	text = strings.ReplaceAll(text, "/etc/push2d/admin.token", writeToken(t, testToken, 0o600))
+	text := strings.Replace(string(b), "/etc/push2/component.secret", secret, 1)
+	text = strings.ReplaceAll(text, "/etc/push2/admin.token", writeToken(t, testToken, 0o600))
 	cfg, err := loadConfig(writeConfig(t, text))
 	if err != nil {
 		t.Fatal(err)
