@@ -63,7 +63,7 @@ type Engine struct {
 	cfg      Config
 	store    Store
 	registry *Registry
-	activity *Activity
+	activity *activity
 	outbox   *Outbox
 
 	mu    sync.Mutex
@@ -83,7 +83,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		cfg:      cfg,
 		store:    store,
 		registry: registry,
-		activity: NewActivity(cfg.Limits.MaxGrace),
+		activity: newActivity(cfg.Limits.MaxGrace),
 		cache:    map[string][]*Registration{},
 		gen:      map[string]uint64{},
 		writing:  map[string]int{},

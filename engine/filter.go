@@ -15,8 +15,8 @@ type Filter struct {
 	Reply   bool
 }
 
-// Muted reports whether the filter lets nothing through.
-func (f Filter) Muted() bool { return !f.Mention && !f.Reply }
+// muted reports whether the filter lets nothing through.
+func (f Filter) muted() bool { return !f.Mention && !f.Reply }
 
 func parseFilter(el *stanza.Element) (Filter, error) {
 	raw, ok := el.LookupAttr("jid")
@@ -51,7 +51,7 @@ func applyFilters(filters []Filter, facts *Facts) (string, bool) {
 			continue
 		}
 		switch {
-		case f.Muted():
+		case f.muted():
 			return "filter: " + f.JID + " is muted", false
 		case f.Mention && facts.Mention, f.Reply && facts.Reply:
 			return "", true

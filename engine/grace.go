@@ -6,26 +6,26 @@ import (
 	"time"
 )
 
-// Activity remembers when each session of an account last did something a
-// user does, for <grace/> (push2.md "Client registers to receive push notifications", <grace/>): activity on another session of
-// the same user pauses pushes for the grace period. It is kept in memory
-// only: after a restart the worst case is one push that grace would have
-// suppressed.
-type Activity struct {
+// activity remembers when each session of an account last did something a
+// user does, for <grace/> (push2.md "Client registers to receive push
+// notifications", <grace/>): activity on another session of the same user
+// pauses pushes for the grace period. It is kept in memory only: after a
+// restart the worst case is one push that grace would have suppressed.
+type activity struct {
 	mu     sync.Mutex
 	maxAge time.Duration
 	last   map[string]map[string]time.Time // account → session id → time
 	writes int
 }
 
-// NewActivity returns a tracker that forgets entries older than maxAge (the
+// newActivity returns a tracker that forgets entries older than maxAge (the
 // largest grace period a registration may ask for).
-func NewActivity(maxAge time.Duration) *Activity {
-	return &Activity{maxAge: maxAge, last: map[string]map[string]time.Time{}}
+func newActivity(maxAge time.Duration) *activity {
+	return &activity{maxAge: maxAge, last: map[string]map[string]time.Time{}}
 }
 
-// Note records activity of session id of account at time at.
-func (a *Activity) Note(account, id string, at time.Time) {
+// note records activity of session id of account at time at.
+func (a *activity) note(account, id string, at time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.last[account]
@@ -42,9 +42,9 @@ func (a *Activity) Note(account, id string, at time.Time) {
 	}
 }
 
-// ActiveElsewhere reports whether a session of account other than id was
+// activeElsewhere reports whether a session of account other than id was
 // active at or after since.
-func (a *Activity) ActiveElsewhere(account, id string, since time.Time) bool {
+func (a *activity) activeElsewhere(account, id string, since time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for sid, t := range a.last[account] {
@@ -55,7 +55,7 @@ func (a *Activity) ActiveElsewhere(account, id string, since time.Time) bool {
 	return false
 }
 
-func (a *Activity) prune(before time.Time) {
+func (a *activity) prune(before time.Time) {
 	for acct, s := range a.last {
 		for id, t := range s {
 			if t.Before(before) {
@@ -72,7 +72,7 @@ func (a *Activity) prune(before time.Time) {
 // (sent a message, a chat state…), for <grace/>.
 func (e *Engine) NoteActivity(account, id string, at time.Time) {
 	if j, err := NormalizeJID(account); err == nil {
-		e.activity.Note(j.Bare().String(), id, at)
+		e.activity.note(j.Bare().String(), id, at)
 	}
 }
 
@@ -83,7 +83,7 @@ func (e *Engine) inGrace(r *Registration, m *Match, c *Context, facts *Facts) (s
 	if m.Grace <= 0 || facts.Call == CallPropose || facts.Call == CallRetract {
 		return "", false
 	}
-	if !e.activity.ActiveElsewhere(r.Account, r.ID, c.Now.Add(-m.Grace)) {
+	if !e.activity.activeElsewhere(r.Account, r.ID, c.Now.Add(-m.Grace)) {
 		return "", false
 	}
 	return fmt.Sprintf("grace: another session was active in the last %s", m.Grace), true

@@ -61,11 +61,11 @@ var permanentConditions = map[stanza.Condition]bool{
 	stanza.CondRemoteServerNotFound:  true,
 }
 
-// Retryable reports whether an error reply of this type and condition is
+// retryable reports whether an error reply of this type and condition is
 // retried: type wait (push2.md: SHOULD be retried) unless the condition is
 // permanent, or a transient condition whatever the type. Other errors MUST
 // NOT be retried.
-func Retryable(errType stanza.ErrorType, condition stanza.Condition) bool {
+func retryable(errType stanza.ErrorType, condition stanza.Condition) bool {
 	if transientConditions[condition] {
 		return true
 	}
@@ -408,7 +408,7 @@ func (o *Outbox) DeliveryError(id, from, errType, condition string) (retry bool,
 	}
 	now := o.clock()
 	e.LastErr = errType + "/" + condition
-	if Retryable(stanza.ErrorType(errType), stanza.Condition(condition)) && e.Attempts < o.pol.MaxAttempts && now.Sub(e.Created) < o.pol.MaxAge {
+	if retryable(stanza.ErrorType(errType), stanza.Condition(condition)) && e.Attempts < o.pol.MaxAttempts && now.Sub(e.Created) < o.pol.MaxAge {
 		d := o.pol.BaseDelay << min(e.Attempts-1, 30)
 		if d > o.pol.MaxDelay || d <= 0 {
 			d = o.pol.MaxDelay

@@ -71,29 +71,6 @@ func pushOne(t *testing.T, e *engine.Engine, id string) *engine.Notification {
 	return res.Notifications[0]
 }
 
-func TestRetryable(t *testing.T) {
-	for _, tc := range []struct {
-		typ  stanza.ErrorType
-		cond stanza.Condition
-		want bool
-	}{
-		{"wait", "internal-server-error", true},
-		{"wait", "resource-constraint", true},
-		{"cancel", "resource-constraint", true},   // transient condition, inconsistent type
-		{"cancel", "remote-server-timeout", true}, // likewise
-		{"wait", "item-not-found", false},         // permanent condition, inconsistent type
-		{"wait", "not-authorized", false},
-		{"cancel", "item-not-found", false},
-		{"modify", "bad-request", false},
-		{"auth", "forbidden", false},
-		{"cancel", "internal-server-error", false},
-	} {
-		if got := engine.Retryable(tc.typ, tc.cond); got != tc.want {
-			t.Errorf("Retryable(%s, %s) = %v", tc.typ, tc.cond, got)
-		}
-	}
-}
-
 func TestOutboxRetryThenDeliver(t *testing.T) {
 	e, _, now := newEngine(t, engine.Config{Retry: engine.RetryPolicy{BaseDelay: time.Second, MaxAttempts: 3}})
 	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
@@ -49,19 +48,6 @@ func (p Priority) String() string {
 	default:
 		return "normal"
 	}
-}
-
-// ParsePriority parses "low", "normal" or "high".
-func ParsePriority(s string) (Priority, bool) {
-	switch s {
-	case "low":
-		return PriorityLow, true
-	case "normal":
-		return PriorityNormal, true
-	case "high":
-		return PriorityHigh, true
-	}
-	return 0, false
 }
 
 // Context is what the server knows about a stanza beyond its bytes. The
@@ -242,10 +228,4 @@ type ProfileInfo struct {
 	URI    string
 	Kind   string // "match" or "send"
 	Source string // "builtin" or a module description such as "wasm sha256:…"
-}
-
-// IsReservedURI reports whether uri is in one of the prefixes push2.md
-// reserves for profiles defined by XEPs.
-func IsReservedURI(uri string) bool {
-	return strings.HasPrefix(uri, stanza.MatchPrefix) || strings.HasPrefix(uri, stanza.SendPrefix)
 }

@@ -22,8 +22,6 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-
-	"github.com/push2/push2/engine"
 )
 
 // Host runs WebAssembly profiles: one wazero runtime (compiler engine, with
@@ -351,7 +349,7 @@ func parseDescription(b []byte, has map[string]bool) ([]Profile, error) {
 		switch {
 		case p.URI == "" || len(p.URI) > 1024 || strings.IndexFunc(p.URI, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
 			return nil, fmt.Errorf("profile %d has an empty, overlong or malformed URI %q", i, p.URI)
-		case engine.IsReservedURI(p.URI) || strings.HasPrefix(p.URI, stanza.NSPush2):
+		case stanza.IsReservedURI(p.URI) || strings.HasPrefix(p.URI, stanza.NSPush2):
 			return nil, fmt.Errorf("profile URI %q is in a prefix push2.md reserves for XEPs: use a URI of your own, e.g. urn:example:…", p.URI)
 		case seen[p.URI]:
 			return nil, fmt.Errorf("profile URI %q is listed twice", p.URI)

@@ -287,7 +287,7 @@ func truncateName(s string) string {
 }
 
 // Fits implements engine.FitChecker: the minimal form of a typical message
-// (what Minimize always keeps: sender, recipient, type, id, the archive's
+// (what minimize always keeps: sender, recipient, type, id, the archive's
 // stanza-id, a body of one character) must fit in budget, or nearly every
 // push of this registration would fail. It signs (and caches) the JWT the
 // pushes will use.
@@ -315,7 +315,7 @@ func (p *encrypted) Fits(provisioned any, account string, budget int) error {
 // Send builds <encrypted><payload/></encrypted> and, with a VAPID key,
 // <jwt key='…'>TOKEN</jwt>, so that together they take at most in.Budget
 // bytes: the token is signed (or taken from the Signer's cache) first, the
-// payload gets what is left, the stanza is minimized to fit (see Minimize)
+// payload gets what is left, the stanza is minimized to fit (see minimize, minimize.go)
 // and the RFC 8188 padding rounds the body up to its bucket (see
 // webpush.BucketPad).
 func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.Element, error) {
@@ -361,7 +361,7 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.E
 
 	env, keep := Envelope(in.Stanza, c, now)
 	fits := func() bool { return webpush.EncryptedSize(env.Size(), 0) <= maxBody }
-	if _, err := Minimize(env, keep, fits); err != nil {
+	if _, err := minimize(env, keep, fits); err != nil {
 		return nil, fmt.Errorf("encrypted: %w: the envelope needs %d bytes, the notification has room for %d", err, env.Size(), maxBody-webpush.Overhead)
 	}
 	plain := env.Marshal()
@@ -436,7 +436,7 @@ func domainPart(j string) string {
 // text of elements that have children (indentation). If the context names an
 // archive id of the user's own archive (engine.Facts.ArchiveID) and the
 // stanza carries no <stanza-id/> with it, one is added with by = the
-// account. keep selects that <stanza-id/>, for Minimize. XEP-0420 <rpad/> is
+// account. keep selects that <stanza-id/>, for minimize. XEP-0420 <rpad/> is
 // left out: the RFC 8188 padding hides the length (see webpush.BucketPad).
 func Envelope(st *stanza.Element, c *engine.Context, now time.Time) (env *stanza.Element, keep func(*stanza.Element) bool) {
 	s := st.Clone()

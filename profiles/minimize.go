@@ -12,7 +12,7 @@ import (
 // limit; DESIGN.md "Delivery and state": "Minimization drops what matters
 // least first and always keeps the MAM id").
 //
-// Minimize shrinks a tree that carries one or more stanzas until a caller's
+// minimize shrinks a tree that carries one or more stanzas until a caller's
 // size test passes. It works in stages, in a fixed order; after each stage
 // it asks again and stops as soon as the tree fits, so a stanza loses only
 // as much as it must. The order, least important first:
@@ -42,39 +42,39 @@ import (
 //     truncated again if needed
 //
 // What is never removed: the wrappers that carry a stanza (the elements
-// Minimize is told are structural: SCE envelope and content, XEP-0297
+// minimize is told are structural: SCE envelope and content, XEP-0297
 // forwarded, carbons), the stanza elements themselves with their from, to,
 // type and id, the first <body/> of each stanza (possibly truncated), and
 // every element the keep function selects (the MAM <stanza-id/> of the
-// user's archive). If the tree does not fit even then, Minimize returns
-// ErrCannotMinimize.
+// user's archive). If the tree does not fit even then, minimize returns
+// errCannotMinimize.
 //
 // A body-less stanza whose essentials are too large (a huge subject, say)
 // therefore fails rather than being delivered in a form that misrepresents
 // it; the engine records the failure for that registration.
 
-// Stage names as reported by Minimize, in the order they are applied.
+// Stage names as reported by minimize, in the order they are applied.
 const (
-	StageUnknown    = "unknown"
-	StageSignals    = "signals"
-	StageFormatting = "formatting"
-	StageReferences = "references"
-	StageMedia      = "media"
-	StageAttributes = "attributes"
-	StageContext    = "context"
-	StageBody       = "body"
-	StagePayloads   = "payloads"
+	stageUnknown    = "unknown"
+	stageSignals    = "signals"
+	stageFormatting = "formatting"
+	stageReferences = "references"
+	stageMedia      = "media"
+	stageAttributes = "attributes"
+	stageContext    = "context"
+	stageBody       = "body"
+	stagePayloads   = "payloads"
 )
 
-// MinimizeOrder lists the stages in the order Minimize applies them.
-var MinimizeOrder = []string{
-	StageUnknown, StageSignals, StageFormatting, StageReferences, StageMedia,
-	StageAttributes, StageContext, StageBody, StagePayloads,
+// minimizeOrder lists the stages in the order minimize applies them.
+var minimizeOrder = []string{
+	stageUnknown, stageSignals, stageFormatting, stageReferences, stageMedia,
+	stageAttributes, stageContext, stageBody, stagePayloads,
 }
 
-// ErrCannotMinimize is returned by Minimize when even the minimal form of
+// errCannotMinimize is returned by minimize when even the minimal form of
 // the tree does not fit.
-var ErrCannotMinimize = errors.New("the stanza does not fit even when minimized")
+var errCannotMinimize = errors.New("the stanza does not fit even when minimized")
 
 // Ellipsis is appended to a truncated body.
 const Ellipsis = "…"
@@ -212,7 +212,7 @@ func classify(child *stanza.Element, inStanza bool) class {
 	return classUnknown
 }
 
-// minimizer holds one Minimize run.
+// minimizer holds one minimize run.
 type minimizer struct {
 	root   *stanza.Element
 	keep   func(*stanza.Element) bool
@@ -225,7 +225,7 @@ type bodyText struct {
 	full string
 }
 
-// Minimize removes parts of root, in place, until fits reports true, in the
+// minimize removes parts of root, in place, until fits reports true, in the
 // order documented above, and returns the stages it applied. root is the
 // whole tree whose size matters (for the encrypted profile, the SCE
 // envelope); the stanzas are found inside it by descending through the
@@ -233,9 +233,9 @@ type bodyText struct {
 // nil); fits is called after every change and must measure root as it is at
 // that moment.
 //
-// root must be owned by the caller (a clone), since Minimize edits it. On
-// ErrCannotMinimize root is left minimized as far as it went.
-func Minimize(root *stanza.Element, keep func(*stanza.Element) bool, fits func() bool) ([]string, error) {
+// root must be owned by the caller (a clone), since minimize edits it. On
+// errCannotMinimize root is left minimized as far as it went.
+func minimize(root *stanza.Element, keep func(*stanza.Element) bool, fits func() bool) ([]string, error) {
 	if fits() {
 		return nil, nil
 	}
@@ -251,33 +251,33 @@ func Minimize(root *stanza.Element, keep func(*stanza.Element) bool, fits func()
 		return fits()
 	}
 	switch {
-	case drop(StageUnknown, classUnknown),
-		drop(StageSignals, classSignals),
+	case drop(stageUnknown, classUnknown),
+		drop(stageSignals, classSignals),
 		m.dropFormatting(&applied),
-		drop(StageReferences, classReferences),
-		drop(StageMedia, classMedia),
+		drop(stageReferences, classReferences),
+		drop(stageMedia, classMedia),
 		m.dropAttributes(&applied),
-		drop(StageContext, classContext):
+		drop(stageContext, classContext):
 		return applied, nil
 	}
 	m.collectBodies(root, isStanza(root))
 	if m.truncate() {
-		return append(applied, StageBody), nil
+		return append(applied, stageBody), nil
 	}
 	if m.drop(root, isStanza(root), classPayloads) {
-		applied = append(applied, StagePayloads)
+		applied = append(applied, stagePayloads)
 	}
 	if fits() {
 		return applied, nil
 	}
 	if m.truncate() {
-		return append(applied, StageBody), nil
+		return append(applied, stageBody), nil
 	}
 	if len(m.bodies) > 0 {
 		m.setBodies(0) // leave the minimal form, so that callers can report its size
-		applied = append(applied, StageBody)
+		applied = append(applied, stageBody)
 	}
-	return applied, ErrCannotMinimize
+	return applied, errCannotMinimize
 }
 
 // drop removes the children of class c below e (a stanza if inStanza) and
@@ -315,7 +315,7 @@ func (m *minimizer) dropFormatting(applied *[]string) bool {
 		removed = true
 	}
 	if removed {
-		*applied = append(*applied, StageFormatting)
+		*applied = append(*applied, stageFormatting)
 	}
 	return m.fits()
 }
@@ -346,7 +346,7 @@ func (m *minimizer) dropExtraBodies(e *stanza.Element, inStanza bool) bool {
 // dropAttributes is the attributes stage.
 func (m *minimizer) dropAttributes(applied *[]string) bool {
 	if m.stripAttrs(m.root, isStanza(m.root)) {
-		*applied = append(*applied, StageAttributes)
+		*applied = append(*applied, stageAttributes)
 	}
 	return m.fits()
 }
@@ -434,18 +434,18 @@ func (m *minimizer) truncate() bool {
 // setBodies cuts every body to at most n bytes plus the ellipsis.
 func (m *minimizer) setBodies(n int) {
 	for _, b := range m.bodies {
-		b.el.Text = TruncateText(b.full, n)
+		b.el.Text = truncateText(b.full, n)
 	}
 }
 
-// TruncateText returns s unchanged if it is at most n bytes long; otherwise
+// truncateText returns s unchanged if it is at most n bytes long; otherwise
 // the longest prefix of at most n bytes that ends on a character boundary,
 // followed by Ellipsis. The cut never splits a UTF-8 sequence, and it backs
 // off so as not to separate a character from the combining marks, variation
 // selectors, emoji modifiers or zero-width joiners that follow it; trailing
 // whitespace before the ellipsis is removed. The result is valid UTF-8 if s
 // is.
-func TruncateText(s string, n int) string {
+func truncateText(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

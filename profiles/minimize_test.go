@@ -1,4 +1,4 @@
-package profiles_test
+package profiles
 
 import (
 	"slices"
@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/push2/push2/engine/stanza"
-	"github.com/push2/push2/profiles"
 )
 
 // kitchenSink has one child of every class the minimizer knows, in an
@@ -63,19 +62,19 @@ func TestMinimizeOrder(t *testing.T) {
 		after string
 		want  want
 	}{
-		{profiles.StageUnknown, want{[]string{"unknown"}, []string{"frobnicate@unknown", "unknown2@other"}, []string{"active@chatstates", "html@xhtml-im"}}},
-		{profiles.StageSignals, want{[]string{"unknown", "signals"}, []string{"active@chatstates", "request@receipts", "origin-id@0"}, []string{"html@xhtml-im"}}},
-		{profiles.StageFormatting, want{[]string{"unknown", "signals", "formatting"}, []string{"html@xhtml-im"}, []string{"reference@0", "x@oob"}}},
-		{profiles.StageReferences, want{[]string{"unknown", "signals", "formatting", "references"}, []string{"reference@0", "fallback@0"}, []string{"x@oob"}}},
-		{profiles.StageMedia, want{[]string{"unknown", "signals", "formatting", "references", "media"}, []string{"x@oob"}, []string{"thread@client", "delay@delay"}}},
-		{profiles.StageAttributes, want{[]string{"unknown", "signals", "formatting", "references", "media", "attributes"}, nil, []string{"thread@client", "delay@delay"}}},
-		{profiles.StageContext, want{[]string{"unknown", "signals", "formatting", "references", "media", "attributes", "context"}, []string{"thread@client", "delay@delay"}, []string{"encrypted@eu.siacs.conversations.axolotl", "propose@0", "body@client"}}},
+		{stageUnknown, want{[]string{"unknown"}, []string{"frobnicate@unknown", "unknown2@other"}, []string{"active@chatstates", "html@xhtml-im"}}},
+		{stageSignals, want{[]string{"unknown", "signals"}, []string{"active@chatstates", "request@receipts", "origin-id@0"}, []string{"html@xhtml-im"}}},
+		{stageFormatting, want{[]string{"unknown", "signals", "formatting"}, []string{"html@xhtml-im"}, []string{"reference@0", "x@oob"}}},
+		{stageReferences, want{[]string{"unknown", "signals", "formatting", "references"}, []string{"reference@0", "fallback@0"}, []string{"x@oob"}}},
+		{stageMedia, want{[]string{"unknown", "signals", "formatting", "references", "media"}, []string{"x@oob"}, []string{"thread@client", "delay@delay"}}},
+		{stageAttributes, want{[]string{"unknown", "signals", "formatting", "references", "media", "attributes"}, nil, []string{"thread@client", "delay@delay"}}},
+		{stageContext, want{[]string{"unknown", "signals", "formatting", "references", "media", "attributes", "context"}, []string{"thread@client", "delay@delay"}, []string{"encrypted@eu.siacs.conversations.axolotl", "propose@0", "body@client"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.after, func(t *testing.T) {
 			limit := sizeAfter(t, full, isMAM, tc.after)
 			st := full.Clone()
-			stages, err := profiles.Minimize(st, isMAM, func() bool { return st.Size() <= limit })
+			stages, err := minimize(st, isMAM, func() bool { return st.Size() <= limit })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +92,7 @@ func TestMinimizeOrder(t *testing.T) {
 					t.Errorf("%s removed too early: %v", k, got)
 				}
 			}
-			if slices.Index(profiles.MinimizeOrder, tc.after) >= slices.Index(profiles.MinimizeOrder, profiles.StageAttributes) {
+			if slices.Index(minimizeOrder, tc.after) >= slices.Index(minimizeOrder, stageAttributes) {
 				if _, ok := st.LookupAttr("extra"); ok {
 					t.Error("non-essential attribute kept after the attributes stage")
 				}
@@ -106,15 +105,15 @@ func TestMinimizeOrder(t *testing.T) {
 	}
 
 	t.Run("body then payloads", func(t *testing.T) {
-		limit := sizeAfter(t, full, isMAM, profiles.StageContext)
+		limit := sizeAfter(t, full, isMAM, stageContext)
 		// 20 bytes less than after the context stage: the body is cut,
 		// the encrypted payload and the call stay.
 		st := full.Clone()
-		stages, err := profiles.Minimize(st, isMAM, func() bool { return st.Size() <= limit-20 })
-		if err != nil || stages[len(stages)-1] != profiles.StageBody {
+		stages, err := minimize(st, isMAM, func() bool { return st.Size() <= limit-20 })
+		if err != nil || stages[len(stages)-1] != stageBody {
 			t.Fatalf("stages %v, err %v", stages, err)
 		}
-		if b := st.ChildText(stanza.NSClient, "body"); !strings.HasSuffix(b, profiles.Ellipsis) {
+		if b := st.ChildText(stanza.NSClient, "body"); !strings.HasSuffix(b, Ellipsis) {
 			t.Errorf("body %q not truncated", b)
 		}
 		if st.Child("", "encrypted") == nil {
@@ -123,12 +122,12 @@ func TestMinimizeOrder(t *testing.T) {
 		// Too small for the payloads: they go, and the body comes back
 		// whole if it then fits.
 		st = full.Clone()
-		payloadFree := sizeAfter(t, full, isMAM, profiles.StagePayloads)
-		stages, err = profiles.Minimize(st, isMAM, func() bool { return st.Size() <= payloadFree })
-		if err != nil || stages[len(stages)-1] != profiles.StagePayloads {
+		payloadFree := sizeAfter(t, full, isMAM, stagePayloads)
+		stages, err = minimize(st, isMAM, func() bool { return st.Size() <= payloadFree })
+		if err != nil || stages[len(stages)-1] != stagePayloads {
 			t.Fatalf("stages %v, err %v", stages, err)
 		}
-		if b := st.ChildText(stanza.NSClient, "body"); strings.HasSuffix(b, profiles.Ellipsis) {
+		if b := st.ChildText(stanza.NSClient, "body"); strings.HasSuffix(b, Ellipsis) {
 			t.Errorf("body %q truncated although it fits once the payloads are gone", b)
 		}
 		if got := present(st); !slices.Equal(got, []string{"body@client", "stanza-id@0"}) {
@@ -139,8 +138,8 @@ func TestMinimizeOrder(t *testing.T) {
 
 	t.Run("impossible", func(t *testing.T) {
 		st := full.Clone()
-		stages, err := profiles.Minimize(st, isMAM, func() bool { return st.Size() <= 100 })
-		if err != profiles.ErrCannotMinimize {
+		stages, err := minimize(st, isMAM, func() bool { return st.Size() <= 100 })
+		if err != errCannotMinimize {
 			t.Fatalf("err %v, want ErrCannotMinimize (stages %v)", err, stages)
 		}
 		assertEssentials(t, st)
@@ -153,13 +152,13 @@ func TestMinimizeOrder(t *testing.T) {
 func sizeAfter(t *testing.T, full *stanza.Element, keep func(*stanza.Element) bool, stage string) int {
 	t.Helper()
 	st := full.Clone()
-	n := slices.Index(profiles.MinimizeOrder, stage) + 1
+	n := slices.Index(minimizeOrder, stage) + 1
 	calls := 0
 	// fits is called once up front and once after each stage; the body
 	// stage is skipped here (its test fails), so count only the others.
-	_, _ = profiles.Minimize(st, keep, func() bool {
+	_, _ = minimize(st, keep, func() bool {
 		calls++
-		return calls > n && !strings.HasSuffix(st.ChildText(stanza.NSClient, "body"), profiles.Ellipsis)
+		return calls > n && !strings.HasSuffix(st.ChildText(stanza.NSClient, "body"), Ellipsis)
 	})
 	return st.Size()
 }
@@ -204,15 +203,15 @@ func TestTruncateText(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := profiles.TruncateText(tc.in, tc.n)
+			got := truncateText(tc.in, tc.n)
 			if got != tc.want {
 				t.Errorf("TruncateText(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 			}
 			if !utf8.ValidString(got) {
 				t.Errorf("invalid UTF-8: %q", got)
 			}
-			if got != tc.in && len(got)-len(profiles.Ellipsis) > max(tc.n, 0) {
-				t.Errorf("kept %d bytes, more than %d", len(got)-len(profiles.Ellipsis), tc.n)
+			if got != tc.in && len(got)-len(Ellipsis) > max(tc.n, 0) {
+				t.Errorf("kept %d bytes, more than %d", len(got)-len(Ellipsis), tc.n)
 			}
 		})
 	}
@@ -240,11 +239,11 @@ func FuzzMinimize(f *testing.F) {
 				attrs[a] = v
 			}
 		}
-		_, err = profiles.Minimize(st, keep, func() bool { return st.Size() <= limit })
+		_, err = minimize(st, keep, func() bool { return st.Size() <= limit })
 		if err == nil && st.Size() > limit {
 			t.Fatalf("fits reported, but %d > %d", st.Size(), limit)
 		}
-		if err != nil && err != profiles.ErrCannotMinimize {
+		if err != nil && err != errCannotMinimize {
 			t.Fatalf("error %v", err)
 		}
 		for a, v := range attrs {

@@ -1,5 +1,7 @@
 package stanza
 
+import "strings"
+
 // Namespaces, each written once for the whole repository: the pipeline, the
 // built-in profiles, the WebAssembly host and the commands all refer to
 // these names rather than repeating the URIs.
@@ -88,3 +90,9 @@ const (
 	NSModerate0   = "urn:xmpp:message-moderate:0"           // XEP-0425, old namespace
 	NSAttention   = "urn:xmpp:attention:0"                  // XEP-0224
 )
+
+// IsReservedURI reports whether uri is in one of the prefixes push2.md
+// reserves for profiles defined by XEPs.
+func IsReservedURI(uri string) bool {
+	return strings.HasPrefix(uri, MatchPrefix) || strings.HasPrefix(uri, SendPrefix)
+}
