@@ -44,6 +44,10 @@ var DefaultLimits = Limits{
 	MaxGrace:       24 * time.Hour,
 	MaxClientBytes: 1024,
 	MaxSendBytes:   8192,
+	// 32 KiB holds a <match/> with all 256 filters on typical room JIDs
+	// (about 64 bytes each), or all 8 matches with an encrypted <send/>
+	// (about 700 bytes with its keys).
+	MaxEnableBytes: 32 << 10,
 }
 
 // maxNotificationLimit is push2.md's bound on a notification stanza.
@@ -64,6 +68,7 @@ func (l Limits) withDefaults() Limits {
 	fillZero(&l.MaxGrace, d.MaxGrace)
 	fillZero(&l.MaxClientBytes, d.MaxClientBytes)
 	fillZero(&l.MaxSendBytes, d.MaxSendBytes)
+	fillZero(&l.MaxEnableBytes, d.MaxEnableBytes)
 	return l
 }
 

@@ -25,7 +25,7 @@ func (e *Engine) Enable(ctx context.Context, account, id string, enable *stanza.
 		return nil, nil, err
 	}
 	r.Created = e.cfg.Clock()
-	stored := StoredRegistration{Account: r.Account, ID: r.ID, Created: r.Created, Enable: enable.String()}
+	stored := StoredRegistration{Account: r.Account, ID: r.ID, Created: r.Created, Enable: r.Enable.String()}
 	done := e.changing(r.Account)
 	evicted, err := e.store.PutRegistration(stored, e.cfg.MaxRegistrations)
 	done()

@@ -41,10 +41,18 @@ func parseForeignEnable(ctx context.Context, reg *Registry, lim Limits, account 
 	if err != nil {
 		return nil, provisionError(ctx, err, "<enable/>")
 	}
-	// The store keys and re-parses by these; a parser cannot change them.
-	r.Account, r.Enable = acct.Bare().String(), enable
+	// The store keys and re-parses by these: the account is not the
+	// parser's to change, and what it keeps of the element (r.Enable, if
+	// it trimmed it) must be an <enable/> it parses again.
+	r.Account = acct.Bare().String()
+	if r.Enable == nil || !r.Enable.Is(enable.Name.Space, "enable") {
+		r.Enable = enable
+	}
 	if r.ID == "" || len(r.Matches) == 0 {
 		return nil, stanza.InternalServerError("the %s registration is incomplete", enable.Name.Space)
+	}
+	if err := checkStoredSize(lim, r.Enable); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

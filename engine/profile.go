@@ -202,7 +202,11 @@ type StanzaBuilder interface {
 // returned). It is called when Provision would be (see Profile): at enable
 // time and again whenever registrations are reloaded (restart, profile
 // swap), so it must be pure and cheap, and return ctx.Err() once ctx is
-// done. Errors are as Provision's; nothing is stored when it fails.
+// done. Errors are as Provision's; nothing is stored when it fails. Its
+// Registration.Enable is what the store keeps: an <enable/> in the same
+// namespace holding only what ParseEnable reads again on load (nil: the
+// element as received). The stored form is limited as a Push 2.0 one is
+// (Limits.MaxEnableBytes, refused with policy-violation).
 //
 // ParseDisable reads a <disable/> and returns which of the account's
 // registrations it removes; Engine.DisableForeign removes them.

@@ -25,8 +25,10 @@ type Registration struct {
 	Service string    // where notifications go: host, bare or full JID
 	Client  string    // opaque, echoed in every notification
 	Matches []*Match
-	// Enable is the <enable/> element as received; the store keeps it and
-	// re-parses on load, so parsing rules live in one place.
+	// Enable is the <enable/> as stored: what of the received element the
+	// engine and the profiles read (see ParseEnable), at most
+	// Limits.MaxEnableBytes serialized. The store keeps it and re-parses it
+	// on load, so parsing rules live in one place.
 	Enable *stanza.Element
 }
 
@@ -61,6 +63,24 @@ type Limits struct {
 	MaxGrace       time.Duration
 	MaxClientBytes int
 	MaxSendBytes   int // serialized <send/> size
+	// MaxEnableBytes bounds the serialized <enable/> as stored
+	// (Registration.Enable). Every reload of an account's registrations
+	// parses them again, so this also bounds what one registration costs
+	// the engine per reload.
+	MaxEnableBytes int
+}
+
+// checkStoredSize refuses a registration whose stored form is larger than
+// lim allows, with policy-violation: the request is well-formed, this
+// server just does not keep that much per device.
+func checkStoredSize(lim Limits, stored *stanza.Element) error {
+	max := lim.MaxEnableBytes
+	fillZero(&max, DefaultLimits.MaxEnableBytes) // ParseEnable may get a partial Limits
+	if n := stored.Size(); n > max {
+		return stanza.NewError(stanza.Modify, stanza.CondPolicyViolation,
+			"the registration is %d bytes as stored (<service/>, <client/> and the <match/> elements with everything in them); this server keeps at most %d bytes per registration", n, max)
+	}
+	return nil
 }
 
 // NormalizeJID returns the canonical string form of a JID (PRECIS-prepared
@@ -73,6 +93,13 @@ func NormalizeJID(s string) (jid.JID, error) {
 // returns the registration. Nothing is stored here; the caller stores the
 // result only if err is nil. Errors are *stanza.Error with a text naming the
 // offending element.
+//
+// The registration keeps (in Registration.Enable, which is what the store
+// gets) only what push2d reads: the text of <service/> and <client/>, and
+// the <match/> elements whole, since match and send profiles (custom ones
+// too) read their own children and attributes there. Children of <enable/>
+// in other namespaces are ignored and not stored. A stored form over
+// Limits.MaxEnableBytes is refused with policy-violation.
 //
 // An <enable/> in a namespace other than urn:xmpp:push2:0 goes to the send
 // profile registered under that namespace if it is an EnableParser
@@ -93,13 +120,26 @@ func ParseEnable(ctx context.Context, reg *Registry, lim Limits, account, id str
 	if id == "" {
 		return nil, stanza.BadRequest("the session has neither a SASL2 client id nor a resource")
 	}
-	r := &Registration{Account: acct.String(), ID: id, Enable: enable}
+	stored := stanza.NewElement(stanza.NSPush2, "enable")
+	for _, c := range enable.Children {
+		switch {
+		case c.Name.Space != stanza.NSPush2:
+			// Foreign extensions are ignored, as XMPP expects; storing them
+			// would make every reload parse them again.
+		case c.Name.Local == "service" || c.Name.Local == "client":
+			stored.Append(stanza.NewElement(stanza.NSPush2, c.Name.Local).WithText(c.Text))
+		default:
+			stored.Append(c)
+		}
+	}
+	// Before any profile's Provision sees a <match/>.
+	if err := checkStoredSize(lim, stored); err != nil {
+		return nil, err
+	}
+	r := &Registration{Account: acct.String(), ID: id, Enable: stored}
 
 	var services, clients []*stanza.Element
-	for _, c := range enable.Children {
-		if c.Name.Space != stanza.NSPush2 {
-			continue // foreign extensions are ignored, as XMPP expects
-		}
+	for _, c := range stored.Children {
 		switch c.Name.Local {
 		case "service":
 			services = append(services, c)

@@ -846,3 +846,19 @@ func BenchmarkPrimitiveECDHHKDFAESGCM(b *testing.B) {
 		out = gcm.Seal(out[:0], nonce, record, nil)
 	}
 }
+
+// TestEncryptedFitsStoredLimit: a registration with the most matches the
+// engine allows, each with an encrypted <send/> and its VAPID key, is well
+// within the engine's limit on a stored registration (MaxEnableBytes).
+func TestEncryptedFitsStoredLimit(t *testing.T) {
+	e := newEngine(t, 4096, profiles.Options{})
+	match := `<match profile="` + profiles.MatchAll + `">` + sendXML(newIdentity(t), true, "") + `</match>`
+	el := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>pusher@push.example.com</service><client>https://push.example.com/adlfkjadafdasf</client>` +
+		strings.Repeat(match, engine.DefaultLimits.MaxMatches) + `</enable>`)
+	if _, _, err := e.Enable(context.Background(), account, "phone", el); err != nil {
+		t.Fatal(err)
+	}
+	if n, max := el.Size(), engine.DefaultLimits.MaxEnableBytes; n > max/2 {
+		t.Errorf("%d encrypted matches take %d bytes, more than half of MaxEnableBytes (%d)", engine.DefaultLimits.MaxMatches, n, max)
+	}
+}

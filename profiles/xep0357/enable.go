@@ -37,6 +37,12 @@ func (p *Profile) ParseEnable(ctx context.Context, account string, enable *stanz
 	if len(node) > lim.MaxClientBytes {
 		return nil, badRequest("'node' is longer than %d bytes", lim.MaxClientBytes)
 	}
+	// What is stored: the attributes read here and the forms, not the
+	// children XEP-0357 does not define.
+	stored := stanza.NewElement(NS, "enable", "jid", raw)
+	if n, ok := enable.LookupAttr("node"); ok {
+		stored.SetAttr("node", n)
+	}
 	send := stanza.NewElement(NS, "send")
 	for _, c := range enable.Children {
 		if !c.Is(stanza.NSDataForm, "x") {
@@ -55,6 +61,7 @@ func (p *Profile) ParseEnable(ctx context.Context, account string, enable *stanz
 			return nil, badRequest("the form's FORM_TYPE must be %s", formPublishOptions)
 		}
 		send.Append(c)
+		stored.Append(c)
 	}
 	if send.Size() > lim.MaxSendBytes {
 		return nil, badRequest("the publish-options form is larger than %d bytes", lim.MaxSendBytes)
@@ -70,7 +77,7 @@ func (p *Profile) ParseEnable(ctx context.Context, account string, enable *stanz
 		Service: svc.String(),
 		Client:  node,
 		Matches: []*engine.Match{{Profile: NS, Element: match, Send: send, SendNS: NS}},
-		Enable:  enable,
+		Enable:  stored,
 	}, nil
 }
 
