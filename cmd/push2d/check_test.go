@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -76,5 +77,41 @@ func TestCheckConnect(t *testing.T) {
 	defer sess.Close()
 	if code, out, errOut := check(config(comp, addr, secret, domain)); code != 1 || !strings.Contains(errOut, "accepted the secret") || !strings.Contains(errOut, "already logged in") {
 		t.Errorf("second connection: exit %d, stdout %q, stderr %q; want 1 and the conflict explained", code, out, errOut)
+	}
+}
+
+// TestCheckCommandAndAlias: `push2d check --config FILE` and the older
+// `push2d -check -config FILE` are the same command, as processes: same
+// output and exit status, for a good and a bad file.
+func TestCheckCommandAndAlias(t *testing.T) {
+	good := writeConfig(t, validConfig)
+	bad := writeConfig(t, validConfig+"\n[engine]\nworkers = 0\n")
+	for _, tc := range []struct {
+		path string
+		code int
+		want string
+	}{{good, 0, "push2d: configuration ok (" + good + ")"}, {bad, 2, "engine.workers must be at least 1"}} {
+		var outs []string
+		for _, args := range [][]string{{"check", "--config", tc.path}, {"-check", "-config", tc.path}} {
+			out, err := push2dCommand(t, args...).CombinedOutput()
+			code := 0
+			if err != nil {
+				ee, ok := err.(*exec.ExitError)
+				if !ok {
+					t.Fatal(err)
+				}
+				code = ee.ExitCode()
+			}
+			if code != tc.code || !strings.Contains(string(out), tc.want) {
+				t.Errorf("push2d %v: exit %d %q, want %d with %q", args, code, out, tc.code, tc.want)
+			}
+			outs = append(outs, string(out))
+		}
+		if outs[0] != outs[1] {
+			t.Errorf("check and -check differ: %q vs %q", outs[0], outs[1])
+		}
+	}
+	if out, err := push2dCommand(t, "check", "--connect", "extra").CombinedOutput(); err == nil || !strings.Contains(string(out), `unexpected argument "extra"`) {
+		t.Errorf("push2d check with an extra argument: %v %q", err, out)
 	}
 }

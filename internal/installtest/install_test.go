@@ -66,6 +66,17 @@ func TestMakeInstall(t *testing.T) {
 	if users := wantFile(t, filepath.Join(dest, "usr/local/lib/sysusers.d/push2.conf"), 0o644); !regexpLine(users, "u push2 - ") {
 		t.Errorf("push2.conf does not create the user push2:\n%s", users)
 	}
+	if sysusers, err := exec.LookPath("systemd-sysusers"); err == nil {
+		// The file creates the user in DESTDIR's /etc/passwd, as the
+		// README's `systemd-sysusers` does in the real one.
+		os.MkdirAll(filepath.Join(dest, "etc"), 0o755)
+		if out, err := exec.Command(sysusers, "--root="+dest).CombinedOutput(); err != nil {
+			t.Errorf("systemd-sysusers --root: %v\n%s", err, out)
+		}
+		if pw, _ := os.ReadFile(filepath.Join(dest, "etc/passwd")); !regexpLine(pw, "push2:x:") || !bytes.Contains(pw, []byte(":/var/lib/push2:/usr/sbin/nologin\n")) {
+			t.Errorf("systemd-sysusers made no push2 user with home /var/lib/push2 and no shell:\n%s", pw)
+		}
+	}
 	unitPath := filepath.Join(dest, "usr/local/lib/systemd/system/push2d.service")
 	unit := parseUnit(t, wantFile(t, unitPath, 0o644))
 	checkUnit(t, unit, "/usr/local/bin/push2d --config /etc/push2/push2d.toml")
