@@ -6,8 +6,9 @@ import (
 )
 
 // SystemModulesDir is where Debian's prosody and prosody-modules packages
-// install their modules. It is always on the generated plugin_paths, after
-// [Options.PluginPaths].
+// install their modules: Prosody012's module directory. Each version's own
+// directory ([Server.ModulesDir]) is always on the generated plugin_paths,
+// after [Options.PluginPaths].
 const SystemModulesDir = "/usr/lib/prosody/modules"
 
 // DefaultModules are the modules enabled on the VirtualHost besides the ones

@@ -92,6 +92,14 @@ func waitMessage(t *testing.T, msgs <-chan message, body string) message {
 	panic("unreachable")
 }
 
+// eachVersion runs test once per supported Prosody version, as subtests
+// named after it ("prosody13", "prosody012").
+func eachVersion(t *testing.T, test func(t *testing.T, v Version)) {
+	for _, v := range Versions {
+		t.Run(v.Name(), func(t *testing.T) { test(t, v) })
+	}
+}
+
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -114,12 +122,17 @@ func login(t *testing.T, ctx context.Context, s *Server, localpart string) (*xmp
 	return sess, msgs
 }
 
-func TestClientsExchangeMessages(t *testing.T) {
+func TestClientsExchangeMessages(t *testing.T) { eachVersion(t, testClientsExchangeMessages) }
+
+func testClientsExchangeMessages(t *testing.T, v Version) {
 	t.Parallel()
 	ctx := testContext(t)
 	begin := time.Now()
-	s := MustStart(t, Options{})
-	t.Logf("prosody started in %v (c2s %s, component %s, dir %s)", time.Since(begin), s.C2SAddr(), s.ComponentAddr(), s.Dir())
+	s := MustStart(t, Options{Version: v})
+	t.Logf("prosody %s started in %v (c2s %s, component %s, dir %s)", s.RunningVersion(), time.Since(begin), s.C2SAddr(), s.ComponentAddr(), s.Dir())
+	if s.Version() != v || !strings.HasPrefix(s.RunningVersion(), string(v)+".") {
+		t.Fatalf("asked for %s, running %s (%q)", v, s.Version(), s.RunningVersion())
+	}
 
 	for _, u := range []string{"alice", "bob"} {
 		if err := s.CreateUser(u, u+"-pw"); err != nil {
@@ -152,10 +165,12 @@ func TestClientsExchangeMessages(t *testing.T) {
 	}
 }
 
-func TestComponent(t *testing.T) {
+func TestComponent(t *testing.T) { eachVersion(t, testComponent) }
+
+func testComponent(t *testing.T, v Version) {
 	t.Parallel()
 	ctx := testContext(t)
-	s := MustStart(t, Options{ComponentDomain: "push.localhost", ComponentSecret: "s3cr3t"})
+	s := MustStart(t, Options{Version: v, ComponentDomain: "push.localhost", ComponentSecret: "s3cr3t"})
 	if s.ComponentDomain() != "push.localhost" || s.ComponentSecret() != "s3cr3t" {
 		t.Fatalf("component %q secret %q", s.ComponentDomain(), s.ComponentSecret())
 	}
@@ -200,10 +215,12 @@ func TestComponent(t *testing.T) {
 	}
 }
 
-func TestRestart(t *testing.T) {
+func TestRestart(t *testing.T) { eachVersion(t, testRestart) }
+
+func testRestart(t *testing.T, v Version) {
 	t.Parallel()
 	ctx := testContext(t)
-	s := MustStart(t, Options{})
+	s := MustStart(t, Options{Version: v})
 	if err := s.CreateUser("dave", "dave-pw"); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +303,9 @@ func TestRestart(t *testing.T) {
 	sess2.Close()
 }
 
-func TestPluginPathsAndExtraConfig(t *testing.T) {
+func TestPluginPathsAndExtraConfig(t *testing.T) { eachVersion(t, testPluginPathsAndExtraConfig) }
+
+func testPluginPathsAndExtraConfig(t *testing.T, v Version) {
 	t.Parallel()
 	ctx := testContext(t)
 	mods := t.TempDir()
@@ -298,6 +317,7 @@ module:log("info", "probe loaded on %s, greeting=%s", module.host, module:get_op
 	}
 	var logCopy syncBuffer
 	s := MustStart(t, Options{
+		Version:          v,
 		Log:              &logCopy,
 		Domain:           "example.test",
 		ExtraModules:     []string{"probe", "cloud_notify"}, // cloud_notify: prosody-modules
@@ -329,19 +349,21 @@ module:log("info", "probe loaded on %s, greeting=%s", module.host, module:get_op
 	}
 }
 
-func TestStartErrors(t *testing.T) {
+func TestStartErrors(t *testing.T) { eachVersion(t, testStartErrors) }
+
+func testStartErrors(t *testing.T, v Version) {
 	t.Parallel()
 	ctx := testContext(t)
 
 	t.Run("missing module", func(t *testing.T) {
-		_, err := Start(ctx, Options{ExtraModules: []string{"no_such_module_xyz"}})
+		_, err := Start(ctx, Options{Version: v, ExtraModules: []string{"no_such_module_xyz"}})
 		if err == nil || !strings.Contains(err.Error(), "no_such_module_xyz") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("bad lua config", func(t *testing.T) {
 		dir := t.TempDir()
-		_, err := Start(ctx, Options{Dir: dir, ExtraConfig: "this is not lua"})
+		_, err := Start(ctx, Options{Version: v, Dir: dir, ExtraConfig: "this is not lua"})
 		if err == nil || !strings.Contains(err.Error(), "exited during start-up") ||
 			!strings.Contains(err.Error(), "config") {
 			t.Fatalf("err = %v", err)
@@ -353,17 +375,20 @@ func TestStartErrors(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(mods, "mod_broken.lua"), []byte(`error("broken on purpose")`), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Start(ctx, Options{ExtraModules: []string{"broken"}, PluginPaths: []string{mods}})
+		_, err := Start(ctx, Options{Version: v, ExtraModules: []string{"broken"}, PluginPaths: []string{mods}})
 		if err == nil || !strings.Contains(err.Error(), "broken on purpose") {
 			t.Fatalf("err = %v", err)
 		}
 	})
 }
 
-func TestNotInstalled(t *testing.T) {
-	// Not parallel: changes PATH.
+func TestNotInstalled(t *testing.T) { eachVersion(t, testNotInstalled) }
+
+func testNotInstalled(t *testing.T, v Version) {
+	// Not parallel: changes PATH and where Prosody 13 is looked for.
 	t.Setenv("PATH", t.TempDir())
-	_, err := Start(t.Context(), Options{})
+	t.Setenv("PUSH2_PROSODY13_ROOT", t.TempDir())
+	_, err := Start(t.Context(), Options{Version: v})
 	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "scripts/install-deps.sh") {
 		t.Fatalf("err = %v", err)
 	}

@@ -27,6 +27,10 @@ var ErrNotInstalled = errors.New("prosody is not installed: run scripts/install-
 
 // Options configures a test server. The zero value is usable.
 type Options struct {
+	// Version is the Prosody release line to run. Default (zero):
+	// Prosody012, the system's prosody.
+	Version Version
+
 	// Domain is the VirtualHost users live on. Default "localhost".
 	Domain string
 	// ComponentDomain is the XEP-0114 component push2d connects as.
@@ -39,7 +43,8 @@ type Options struct {
 	// loaded on the VirtualHost, not on the component).
 	ExtraModules []string
 	// PluginPaths are extra module directories (e.g. examples/prosody),
-	// searched before the system module directory. Relative paths are made
+	// searched before the version's own module directory (Prosody's and
+	// prosody-modules'). Relative paths are made
 	// absolute against the current directory.
 	PluginPaths []string
 	// ExtraConfig is Lua appended to the global section, after the generated
@@ -74,6 +79,8 @@ type Server struct {
 	logPath     string
 	prosody     string
 	prosodyctl  string
+	modulesDir  string
+	version     string // as Prosody logged it at start-up, e.g. "13.0.1"
 	c2sPort     int
 	compPort    int
 	mu          sync.Mutex
@@ -133,14 +140,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		opts.StopTimeout = 10 * time.Second
 	}
 
+	opts.Version = opts.Version.orDefault()
+
 	s := &Server{opts: opts}
-	var err error
-	if s.prosody, err = exec.LookPath("prosody"); err != nil {
-		return nil, fmt.Errorf("%w (%v)", ErrNotInstalled, err)
+	in, err := opts.Version.locate()
+	if err != nil {
+		return nil, err
 	}
-	if s.prosodyctl, err = exec.LookPath("prosodyctl"); err != nil {
-		return nil, fmt.Errorf("%w (%v)", ErrNotInstalled, err)
-	}
+	s.prosody, s.prosodyctl, s.modulesDir = in.prosody, in.prosodyctl, in.modulesDir
 
 	paths := make([]string, 0, len(opts.PluginPaths)+1)
 	for _, p := range opts.PluginPaths {
@@ -153,11 +160,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		paths = append(paths, abs)
 	}
-	paths = append(paths, SystemModulesDir)
+	paths = append(paths, s.modulesDir)
 	modules := append(append([]string{}, DefaultModules...), opts.ExtraModules...)
 	for _, m := range opts.ExtraModules {
 		if !moduleExists(m, paths) {
-			return nil, fmt.Errorf("module %q not found in plugin paths %v (community modules come from Debian's prosody-modules: run scripts/install-deps.sh)", m, paths)
+			return nil, fmt.Errorf("module %q not found in %s's plugin paths %v (community modules come from Debian's prosody-modules: run scripts/install-deps.sh)", m, opts.Version, paths)
 		}
 	}
 
@@ -252,6 +259,7 @@ func (s *Server) start(ctx context.Context) error {
 	os.Remove(s.pidFile)
 	off, _ := s.logFile.Seek(0, io.SeekEnd)
 	s.startOffset = off
+	s.version = ""
 	fmt.Fprintf(s.logFile, "=== prosodytest: starting %s --config %s -F (c2s 127.0.0.1:%d, component 127.0.0.1:%d) at %s\n",
 		s.prosody, s.configPath, s.c2sPort, s.compPort, time.Now().Format(time.RFC3339Nano))
 
@@ -318,7 +326,17 @@ func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
 		if m := reFatal.FindString(log); m != "" {
 			return fmt.Errorf("prosody logged an error during start-up: %s", strings.TrimSpace(m))
 		}
-		if !strings.Contains(log, c2sLine) || !strings.Contains(log, compLine) {
+		if s.version == "" {
+			if m := reHello.FindStringSubmatch(log); m != nil {
+				if !s.opts.Version.matches(m[1]) {
+					return fmt.Errorf("%s asked for, but %s is Prosody %s", s.opts.Version, s.prosody, m[1])
+				}
+				s.mu.Lock()
+				s.version = m[1]
+				s.mu.Unlock()
+			}
+		}
+		if s.version == "" || !strings.Contains(log, c2sLine) || !strings.Contains(log, compLine) {
 			continue
 		}
 		if err := probeC2S(ctx, s.C2SAddr(), s.opts.Domain); err != nil {
@@ -500,6 +518,22 @@ func (s *Server) ComponentAddr() string {
 // Domain is the VirtualHost users live on.
 func (s *Server) Domain() string { return s.opts.Domain }
 
+// Version is the release line the server was started as (Options.Version,
+// defaulted).
+func (s *Server) Version() Version { return s.opts.Version }
+
+// RunningVersion is the exact version Prosody logged when it last started,
+// e.g. "13.0.1" or "0.12.3".
+func (s *Server) RunningVersion() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version
+}
+
+// ModulesDir is the version's own module directory (Prosody's modules and
+// Debian's prosody-modules), the last of the generated plugin_paths.
+func (s *Server) ModulesDir() string { return s.modulesDir }
+
 // ComponentDomain is the configured component's domain.
 func (s *Server) ComponentDomain() string { return s.opts.ComponentDomain }
 
@@ -563,7 +597,7 @@ func freePorts() (int, int, error) {
 
 // moduleExists reports whether Prosody's plugin loader would find module
 // name in one of paths, trying the same file names as util.pluginloader. Modules
-// that ship inside Prosody itself are in SystemModulesDir too.
+// that ship inside Prosody itself are in the version's ModulesDir too.
 func moduleExists(name string, paths []string) bool {
 	for _, p := range paths {
 		for _, f := range []string{
