@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -15,8 +16,10 @@ import (
 // a cross-site form post, or to a rebound Host, no ping reaches the push
 // service; with the token the account's pings are rate-limited (the
 // default 3 at once, then one per 20 s).
-func TestAdminPingGuarded(t *testing.T) {
-	s := startStack(t, stack.Options{})
+func TestAdminPingGuarded(t *testing.T) { eachProsody(t, testAdminPingGuarded) }
+
+func testAdminPingGuarded(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	juliet := login(t, s, "juliet", "balcony", true)

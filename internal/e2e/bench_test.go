@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -16,12 +17,21 @@ import (
 // (pushes/s), then the latency of single pushes (send → notification at the
 // push service) one at a time.
 //
+// It runs on each supported Prosody version (sub-benchmarks prosody13,
+// prosody012).
+//
 //	go test -run '^$' -bench OfflineBurst -benchtime 1x ./internal/e2e/
 func BenchmarkOfflineBurst(b *testing.B) {
+	for _, p := range prosodytest.Versions {
+		b.Run(p.Name(), func(b *testing.B) { benchmarkOfflineBurst(b, p) })
+	}
+}
+
+func benchmarkOfflineBurst(b *testing.B, p prosodytest.Version) {
 	const burst, samples = 2000, 100
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	s, err := stack.Start(ctx, b.TempDir(), stack.Options{Push2dConfig: "\n"})
+	s, err := stack.Start(ctx, b.TempDir(), stack.Options{Prosody: p, Push2dBinary: push2dBinary(b), Push2dConfig: "\n"})
 	if err != nil {
 		b.Fatal(err)
 	}

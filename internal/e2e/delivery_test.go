@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -49,8 +50,10 @@ func offlineWithRegistration(t *testing.T, s *stack.Stack, client string) (pushe
 
 // TestWaitErrorRetried: the push service answers wait twice; the same
 // notification (same id) comes again each time, then is delivered.
-func TestWaitErrorRetried(t *testing.T) {
-	s := startStack(t, stack.Options{Push2dConfig: fastRetries})
+func TestWaitErrorRetried(t *testing.T) { eachProsody(t, testWaitErrorRetried) }
+
+func testWaitErrorRetried(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries})
 	pusher, romeo := offlineWithRegistration(t, s, "wait-client")
 	send(t, romeo, chat("juliet@"+s.Prosody.Domain(), "w1", "retry me"))
 	first := waitNotification(t, pusher, 15*time.Second)
@@ -82,8 +85,10 @@ func TestWaitErrorRetried(t *testing.T) {
 // TestCancelErrorDisables: cancel errors are never retried; after
 // max_errors of them the registration is disabled, and the operator can see
 // why.
-func TestCancelErrorDisables(t *testing.T) {
-	s := startStack(t, stack.Options{Push2dConfig: fastRetries})
+func TestCancelErrorDisables(t *testing.T) { eachProsody(t, testCancelErrorDisables) }
+
+func testCancelErrorDisables(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries})
 	domain := s.Prosody.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "cancel-client")
 	for i := 1; i <= 3; i++ {
@@ -110,9 +115,11 @@ func TestCancelErrorDisables(t *testing.T) {
 // notification (the bridge replays unacked events, the outbox resends what
 // it had accepted); duplicates are possible for notifications sent right
 // before the kill, and are counted.
-func TestKillDuringBurst(t *testing.T) {
+func TestKillDuringBurst(t *testing.T) { eachProsody(t, testKillDuringBurst) }
+
+func testKillDuringBurst(t *testing.T, p prosodytest.Version) {
 	const burst = 1000
-	s := startStack(t, stack.Options{})
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "burst-client")
 	seen := map[string]int{}

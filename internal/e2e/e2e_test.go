@@ -1,21 +1,69 @@
-// Package e2e runs push2 end to end from real parts: Debian's Prosody with
-// the bridge module, the push2d binary, and mellium as the XMPP client of
-// the user, of the contact and of the push service. Nothing is mocked.
+// Package e2e runs push2 end to end from real parts: Prosody with the
+// bridge module (every test on each supported version, Prosody 13 from
+// bookworm-backports and Debian 12's 0.12: see eachProsody), the push2d
+// binary, and mellium as the XMPP client of the user, of the contact and of
+// the push service. Nothing is mocked.
 package e2e
 
 import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
-func startStack(t *testing.T, opts stack.Options) *stack.Stack {
+// eachProsody runs test once per supported Prosody version
+// (prosodytest.Versions), as subtests named after the server:
+// TestX/prosody13, TestX/prosody012. Every end-to-end test goes through it,
+// so the suite runs case for case on each server.
+func eachProsody(t *testing.T, test func(t *testing.T, p prosodytest.Version)) {
+	for _, p := range prosodytest.Versions {
+		t.Run(p.Name(), func(t *testing.T) { test(t, p) })
+	}
+}
+
+// push2d is built once per test binary (a link takes long on a loaded
+// machine) into binDir, which TestMain removes.
+var (
+	binDir    string
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// push2dBinary returns the path of the push2d built from this tree.
+func push2dBinary(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "push2-e2e-bin-"); buildErr == nil {
+			binary, buildErr = stack.BuildPush2d(binDir)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return binary
+}
+
+// startStack starts Prosody p with the bridge, and push2d.
+func startStack(t *testing.T, p prosodytest.Version, opts stack.Options) *stack.Stack {
 	t.Helper()
+	opts.Prosody = p
+	opts.Push2dBinary = push2dBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if testing.Verbose() {
@@ -129,8 +177,10 @@ func send(t *testing.T, c *stack.Client, el *stanza.Element) {
 // bridge and disables again: no push. It registers, goes offline, a contact
 // writes, the push service gets the notification. Either way the message is
 // stored offline and delivered when the user comes back, as without push2.
-func TestOfflinePush(t *testing.T) {
-	s := startStack(t, stack.Options{})
+func TestOfflinePush(t *testing.T) { eachProsody(t, testOfflinePush) }
+
+func testOfflinePush(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -211,8 +261,10 @@ func grep(s, sub string) string {
 
 // TestDiscoAndErrors: the account's disco#info lists the protocol and every
 // profile; a malformed enable gets push2d's exact error and stores nothing.
-func TestDiscoAndErrors(t *testing.T) {
-	s := startStack(t, stack.Options{})
+func TestDiscoAndErrors(t *testing.T) { eachProsody(t, testDiscoAndErrors) }
+
+func testDiscoAndErrors(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 
 	"mellium.im/xmpp"
@@ -55,8 +56,10 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 // went to can report an error for it. The registration stays enabled and
 // keeps getting pushes, the push service's own error still counts, and every
 // notification id is a fresh version 4 UUID.
-func TestForgedDeliveryErrors(t *testing.T) {
-	s := startStack(t, stack.Options{Push2dConfig: fastRetries, ProsodyGlobalConfig: otherDomainConfig})
+func TestForgedDeliveryErrors(t *testing.T) { eachProsody(t, testForgedDeliveryErrors) }
+
+func testForgedDeliveryErrors(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries, ProsodyGlobalConfig: otherDomainConfig})
 	domain := s.Prosody.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "forged-client")
 	mallory := loginElsewhere(t, s, "mallory")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -35,7 +36,9 @@ func accountFeatures(t *testing.T, c *stack.Client, account string) []string {
 // plugins directory shows up in the account's disco#info without a
 // restart, takes registrations and decides pushes; removing it takes it out
 // of disco again.
-func TestPluginHotLoad(t *testing.T) {
+func TestPluginHotLoad(t *testing.T) { eachProsody(t, testPluginHotLoad) }
+
+func testPluginHotLoad(t *testing.T, p prosodytest.Version) {
 	root, err := stack.Root()
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +50,7 @@ func TestPluginHotLoad(t *testing.T) {
 		t.Fatalf("build vip-c: %v\n%s", err, out)
 	}
 	plugins := t.TempDir()
-	s := startStack(t, stack.Options{Push2dConfig: "\n[plugins]\ndir = \"" + plugins + "\"\nscan_every = \"100ms\"\nverify_cases = false\n"})
+	s := startStack(t, p, stack.Options{Push2dConfig: "\n[plugins]\ndir = \"" + plugins + "\"\nscan_every = \"100ms\"\nverify_cases = false\n"})
 	domain := s.Prosody.Domain()
 	const uri = "urn:push2:plugin:vip:0"
 	pusher := login(t, s, "pusher", "svc", true)

@@ -7,14 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
 // TestServerRestart: Prosody goes away and comes back; push2d reconnects by
 // itself (with back-off), registrations survive, and pushes flow again.
 // Then push2d stops cleanly on SIGTERM.
-func TestServerRestart(t *testing.T) {
-	s := startStack(t, stack.Options{})
+func TestServerRestart(t *testing.T) { eachProsody(t, testServerRestart) }
+
+func testServerRestart(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 	if resp := iq(t, juliet, "set", enableFor("pusher@"+domain, "restart-device")); resp.AttrValue("type") != "result" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -75,9 +76,11 @@ func outcomes(s *stack.Stack, trigger string) int {
 // normal hibernation timeout applies again: a second message is pushed, the
 // session then expires, the message goes to offline storage (reported
 // again, not pushed again) and reaches the device when it logs in anew.
-func TestHibernatedPush(t *testing.T) {
-	const hibernation = 2 // seconds; mod_smacks' watchdog fires 1-2 s late
-	s := startStack(t, stack.Options{ProsodyConfig: "smacks_hibernation_time = 2\n"})
+func TestHibernatedPush(t *testing.T) { eachProsody(t, testHibernatedPush) }
+
+func testHibernatedPush(t *testing.T, p prosodytest.Version) {
+	const hibernation = 5 // seconds; mod_smacks' watchdog fires 1-2 s late
+	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_hibernation_time = " + strconv.Itoa(hibernation) + "\n"})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -125,8 +128,10 @@ func TestHibernatedPush(t *testing.T) {
 // message is pushed to that session's registration, and so is every message
 // sent to it while it still owes the ack. Once it acks again, messages it
 // gets are not pushed (its session is live).
-func TestAckDelayedPush(t *testing.T) {
-	s := startStack(t, stack.Options{ProsodyConfig: "smacks_max_ack_delay = 1\n"})
+func TestAckDelayedPush(t *testing.T) { eachProsody(t, testAckDelayedPush) }
+
+func testAckDelayedPush(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_max_ack_delay = 1\n"})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -161,8 +166,10 @@ func TestAckDelayedPush(t *testing.T) {
 // same round trip, and the registration is keyed by the SASL2 client id
 // (<user-agent id=…>), not by the resource. A refused inline enable gets
 // push2d's error there and stores nothing.
-func TestSASL2InlineEnable(t *testing.T) {
-	s := startStack(t, stack.Options{ProsodyConfig: `modules_enabled = { "sasl2"; "sasl2_bind2" }` + "\n"})
+func TestSASL2InlineEnable(t *testing.T) { eachProsody(t, testSASL2InlineEnable) }
+
+func testSASL2InlineEnable(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{ProsodyConfig: `modules_enabled = { "sasl2"; "sasl2_bind2" }` + "\n"})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -202,9 +209,11 @@ func TestSASL2InlineEnable(t *testing.T) {
 // TestGrace: the user writes from a laptop; a message that arrives within
 // the phone registration's <grace/> period is not pushed to the phone
 // (the laptop gets it), one after the period is.
-func TestGrace(t *testing.T) {
+func TestGrace(t *testing.T) { eachProsody(t, testGrace) }
+
+func testGrace(t *testing.T, p prosodytest.Version) {
 	const grace = 3 * time.Second
-	s := startStack(t, stack.Options{})
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -237,9 +246,11 @@ func TestGrace(t *testing.T) {
 // and its device drops off (hibernated). A room message that does not
 // mention the nick is not pushed; one that does is, once: the bridge
 // learnt the nick from the user's presence and passes it with the event.
-func TestMUCMentionWithNick(t *testing.T) {
+func TestMUCMentionWithNick(t *testing.T) { eachProsody(t, testMUCMentionWithNick) }
+
+func testMUCMentionWithNick(t *testing.T, p prosodytest.Version) {
 	const room = "balcony@conference.localhost"
-	s := startStack(t, stack.Options{ProsodyGlobalConfig: "Component \"conference.localhost\" \"muc\"\n\tmuc_room_locking = false\n"})
+	s := startStack(t, p, stack.Options{ProsodyGlobalConfig: "Component \"conference.localhost\" \"muc\"\n\tmuc_room_locking = false\n"})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -289,8 +300,10 @@ func TestMUCMentionWithNick(t *testing.T) {
 // TestOneStanzaManyTriggers: a message for an account with no session is
 // reported by offline storage and by the archive; push2d pushes it once
 // per registration.
-func TestOneStanzaManyTriggers(t *testing.T) {
-	s := startStack(t, stack.Options{})
+func TestOneStanzaManyTriggers(t *testing.T) { eachProsody(t, testOneStanzaManyTriggers) }
+
+func testOneStanzaManyTriggers(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -327,8 +340,10 @@ func TestOneStanzaManyTriggers(t *testing.T) {
 // the events of messages for an offline user; when push2d is back it gets
 // them all and every push arrives, once. The messages themselves were
 // stored as usual.
-func TestPush2dDownEventsReplayed(t *testing.T) {
-	s := startStack(t, stack.Options{})
+func TestPush2dDownEventsReplayed(t *testing.T) { eachProsody(t, testPush2dDownEventsReplayed) }
+
+func testPush2dDownEventsReplayed(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "token-replay")
 
@@ -371,8 +386,10 @@ func TestPush2dDownEventsReplayed(t *testing.T) {
 // TestXEP0357ThroughBridge: the bridge forwards XEP-0357 (urn:xmpp:push:0)
 // enable and disable to push2d, which keys the registration by app server
 // and node.
-func TestXEP0357ThroughBridge(t *testing.T) {
-	s := startStack(t, stack.Options{})
+func TestXEP0357ThroughBridge(t *testing.T) { eachProsody(t, testXEP0357ThroughBridge) }
+
+func testXEP0357ThroughBridge(t *testing.T, p prosodytest.Version) {
+	s := startStack(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 	if resp := iq(t, juliet, "set", `<enable xmlns="urn:xmpp:push:0" jid="pusher@`+domain+`" node="n1"/>`); resp.AttrValue("type") != "result" {

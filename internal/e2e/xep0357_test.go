@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -52,9 +53,9 @@ func waitPublish(t *testing.T, c *stack.Client, within time.Duration) *stanza.El
 	}
 }
 
-func xep0357Setup(t *testing.T, opts stack.Options) (s *stack.Stack, pusher, romeo *stack.Client) {
+func xep0357Setup(t *testing.T, p prosodytest.Version, opts stack.Options) (s *stack.Stack, pusher, romeo *stack.Client) {
 	t.Helper()
-	s = startStack(t, opts)
+	s = startStack(t, p, opts)
 	domain := s.Prosody.Domain()
 	pusher = login(t, s, "pusher", "svc", true)
 	romeo = login(t, s, "romeo", "orchard", true)
@@ -75,8 +76,10 @@ func xep0357Setup(t *testing.T, opts stack.Options) (s *stack.Stack, pusher, rom
 // pubsub publish at the app server, from the user's bare JID, with the
 // summary form and the publish-options, hiding body and sender by default.
 // A Push 2.0 registration of the same account gets its own notification.
-func TestXEP0357Client(t *testing.T) {
-	s, pusher, romeo := xep0357Setup(t, stack.Options{})
+func TestXEP0357Client(t *testing.T) { eachProsody(t, testXEP0357Client) }
+
+func testXEP0357Client(t *testing.T, p prosodytest.Version) {
+	s, pusher, romeo := xep0357Setup(t, p, stack.Options{})
 	domain := s.Prosody.Domain()
 	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l1", "Secret words"))
@@ -116,8 +119,10 @@ func TestXEP0357Client(t *testing.T) {
 }
 
 // TestXEP0357WithBodyAndSender: the operator's options reveal them.
-func TestXEP0357WithBodyAndSender(t *testing.T) {
-	s, pusher, romeo := xep0357Setup(t, stack.Options{Push2dConfig: "\n[legacy]\nwith_body = true\nwith_sender = true\n" /* the old name of [xep0357], still accepted */})
+func TestXEP0357WithBodyAndSender(t *testing.T) { eachProsody(t, testXEP0357WithBodyAndSender) }
+
+func testXEP0357WithBodyAndSender(t *testing.T, p prosodytest.Version) {
+	s, pusher, romeo := xep0357Setup(t, p, stack.Options{Push2dConfig: "\n[legacy]\nwith_body = true\nwith_sender = true\n" /* the old name of [xep0357], still accepted */})
 	domain := s.Prosody.Domain()
 	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l2", "Wherefore art thou?"))
@@ -132,8 +137,10 @@ func TestXEP0357WithBodyAndSender(t *testing.T) {
 // TestXEP0357CancelDisables: the app server's cancel errors count towards
 // disabling the XEP-0357 registration; the Push 2.0 one of the same
 // account is unaffected.
-func TestXEP0357CancelDisables(t *testing.T) {
-	s, pusher, romeo := xep0357Setup(t, stack.Options{Push2dConfig: "\n[delivery]\nmax_errors = 2\n"})
+func TestXEP0357CancelDisables(t *testing.T) { eachProsody(t, testXEP0357CancelDisables) }
+
+func testXEP0357CancelDisables(t *testing.T, p prosodytest.Version) {
+	s, pusher, romeo := xep0357Setup(t, p, stack.Options{Push2dConfig: "\n[delivery]\nmax_errors = 2\n"})
 	domain := s.Prosody.Domain()
 	appServer(pusher, func(iq *stanza.Element) *stanza.Element { return iqError(iq, "cancel", "item-not-found") })
 	for i, body := range []string{"one", "two"} {

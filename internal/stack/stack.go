@@ -1,6 +1,7 @@
 // Package stack runs the whole push2 stack on 127.0.0.1 from real parts:
-// Prosody (Debian's, via internal/prosodytest) with the bridge module from
-// examples/prosody, and the push2d binary built from this tree. The
+// Prosody (13 or 0.12, from Debian packages, via internal/prosodytest) with
+// the bridge module from examples/prosody, and the push2d binary built from
+// this tree. The
 // end-to-end tests and `make demo` both use it, so the demo shows exactly
 // what the tests check.
 package stack
@@ -29,6 +30,9 @@ import (
 
 // Options configure a stack.
 type Options struct {
+	// Prosody is the Prosody release line to run (prosodytest.Versions).
+	// Default (zero): prosodytest.Prosody012.
+	Prosody prosodytest.Version
 	// Log receives Prosody's and push2d's logs (nil: discarded; both are
 	// kept in Dir anyway).
 	Log io.Writer
@@ -40,6 +44,12 @@ type Options struct {
 	// ProsodyGlobalConfig is Lua appended to Prosody's global section,
 	// before the VirtualHost (e.g. another Component such as a MUC service).
 	ProsodyGlobalConfig string
+	// ProsodyPluginPaths are module directories searched after
+	// examples/prosody (e.g. a test's own helper modules).
+	ProsodyPluginPaths []string
+	// Push2dBinary is a push2d binary to run (see BuildPush2d). Default:
+	// Start builds cmd/push2d into the stack's directory.
+	Push2dBinary string
 }
 
 // Stack is a running Prosody + bridge + push2d.
@@ -96,13 +106,16 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	bin, err := BuildPush2d(dir)
-	if err != nil {
-		return nil, err
+	bin := opts.Push2dBinary
+	if bin == "" {
+		if bin, err = BuildPush2d(dir); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := prosodytest.Start(ctx, prosodytest.Options{
+		Version:          opts.Prosody,
 		Dir:              filepath.Join(dir, "prosody"),
-		PluginPaths:      []string{filepath.Join(root, "examples", "prosody")},
+		PluginPaths:      append([]string{filepath.Join(root, "examples", "prosody")}, opts.ProsodyPluginPaths...),
 		ExtraModules:     []string{"push2_bridge"},
 		ExtraVHostConfig: opts.ProsodyConfig,
 		ExtraConfig:      opts.ProsodyGlobalConfig,
