@@ -32,17 +32,26 @@
 -- hook ever consumes an event: offline storage, archiving and delivery happen
 -- exactly as without this module, whatever push2d does.
 
-local st = require "util.stanza";
-local jid = require "util.jid";
+-- Prosody 13 names its libraries prosody.util.*; 0.12 knows only util.*
+-- (13 still accepts the old names, as a transition).
+local function import(name)
+	local ok, lib = pcall(require, "prosody." .. name);
+	if ok then return lib; end
+	return require(name);
+end
+
+local st = import "util.stanza";
+local jid = import "util.jid";
 -- Every id the bridge makes (events, whose acks it matches; IQs to push2d,
 -- whose answers module:send_iq matches) is util.id.medium(): 18 bytes from
 -- util.random, unguessable, so no one but push2d can answer for them.
-local id = require "util.id";
-local async = require "util.async";
-local watchdog = require "util.watchdog";
-local add_filter = require "util.filters".add_filter;
-local time_now = require "util.time".now;
-local new_cache = require "util.cache".new;
+local id = import "util.id";
+local async = import "util.async";
+local watchdog = import "util.watchdog";
+local add_filter = import "util.filters".add_filter;
+local time_now = import "util.time".now;
+local new_cache = import "util.cache".new;
+local modulemanager = import "core.modulemanager";
 
 local xmlns_push2 = "urn:xmpp:push2:0";
 local xmlns_push0 = "urn:xmpp:push:0"; -- XEP-0357, served by push2d too
@@ -53,14 +62,81 @@ local xmlns_muc = "http://jabber.org/protocol/muc";
 local xmlns_muc_user = "http://jabber.org/protocol/muc#user";
 local xmlns_mam = "urn:xmpp:mam:2";
 
+-- Prosody 13 reads periods with units ("72 hours", "10s") and checks
+-- integers; 0.12 has only get_option_number (seconds). A value either cannot
+-- read falls back to the default (Prosody has logged why).
+local function option_period(name, default, min)
+	local value;
+	if module.get_option_period then
+		value = module:get_option_period(name, default, min);
+	else
+		value = module:get_option_number(name, default);
+		if value and min and value < min then value = min; end
+	end
+	return value or default;
+end
+
+local function option_integer(name, default, min)
+	local value;
+	if module.get_option_integer then
+		value = module:get_option_integer(name, default, min);
+	else
+		value = module:get_option_number(name, default);
+		if value then value = math.floor(value); end
+		if value and min and value < min then value = min; end
+	end
+	return value or default;
+end
+
 local component = module:get_option_string("push2_component", "push2." .. module.host);
-local iq_timeout = module:get_option_number("push2_iq_timeout", 10);
-local max_pending = module:get_option_number("push2_max_pending_events", 10000);
-local max_hibernation = module:get_option_number("push2_max_hibernation_timeout", 72*3600);
-local activity_interval = module:get_option_number("push2_activity_interval", 5);
-local max_routed = module:get_option_number("push2_max_routed_notifications", 10000);
+local iq_timeout = option_period("push2_iq_timeout", 10, 1);
+local max_pending = option_integer("push2_max_pending_events", 10000, 1);
+local max_hibernation = option_period("push2_max_hibernation_timeout", 72*3600, 0);
+local activity_interval = option_period("push2_activity_interval", 5, 0);
+local max_routed = option_integer("push2_max_routed_notifications", 10000, 1);
 
 local host_sessions = prosody.hosts[module.host].sessions;
+
+---------------------------------------------------------------------------
+-- Modules that answer the same <enable/>. Next to the bridge, either would
+-- handle the client's enable IQ at the same priority, and which one answers
+-- is arbitrary: push2d might never see the registration. push2d serves
+-- XEP-0357 clients itself, so the bridge refuses to run next to them.
+
+local conflicting = {
+	cloud_notify = "mod_cloud_notify (XEP-0357; a core module in Prosody 13, which Debian's default prosody.cfg.lua enables)",
+	push2 = "the community mod_push2",
+};
+
+local function conflict_text(name)
+	return ("%s is enabled on %s next to mod_push2_bridge: remove %q from modules_enabled"
+		.. " (push2d serves XEP-0357 and Push 2.0 clients itself) and restart Prosody"):format(
+		conflicting[name], module.host, name);
+end
+
+do
+	-- The host's whole module set from the config (global and host
+	-- modules_enabled, minus modules_disabled), whatever the load order.
+	local enabled = modulemanager.get_modules_for_host(module.host);
+	for name in pairs(conflicting) do
+		if enabled:contains(name) or modulemanager.is_loaded(module.host, name) then
+			local text = conflict_text(name);
+			module:log("error", "not loading: %s", text);
+			error("mod_push2_bridge not loaded: " .. text, 0);
+		end
+	end
+end
+
+-- Loaded later at run time (prosodyctl shell, another module's depends):
+-- the newcomer stays, the bridge goes, saying why.
+module:hook("module-loaded", function(event)
+	if event.host == module.host and conflicting[event.module] then
+		module:log("error", "unloading mod_push2_bridge: %s", conflict_text(event.module));
+		module:add_timer(0, function()
+			modulemanager.unload(module.host, module.name);
+		end);
+	end
+end);
 
 -- The features push2d last announced. Until it announces any, the account
 -- disco (and Bind2) shows nothing of push2: advertising a service that
@@ -225,18 +301,28 @@ end), 10);
 -- applies again, counted from that push (as mod_cloud_notify does), so a
 -- device that was woken up has the usual time to come back.
 
+-- mod_smacks' watchdog callback takes the watchdog that fired (Prosody
+-- 0.12.4 and later, and 13, pass it) and ignores one that is not the
+-- session's current hibernating_watchdog ("Releasing a stray watchdog"):
+-- so the saved callback is called with the extended watchdog, which is the
+-- current one, never with nothing. 0.12.3 passes it too and its callback
+-- ignores the argument.
 local function extend_hibernation(session)
 	local wd = session.hibernating_watchdog;
 	if not session.push2_registration or not wd or session.push2_saved_watchdog then return; end
 	session.push2_saved_watchdog = { callback = wd.callback, timeout = wd.timeout };
 	wd:cancel();
-	session.hibernating_watchdog = watchdog.new(max_hibernation, function()
+	session.hibernating_watchdog = watchdog.new(max_hibernation, function(this_dog)
+		if this_dog ~= session.hibernating_watchdog then
+			-- Replaced (restored, resumed) since: not ours to end.
+			return;
+		end
 		local saved = session.push2_saved_watchdog;
 		session.push2_saved_watchdog = nil;
-		session.log("debug", "push2: extended hibernation (%ds) is over", max_hibernation);
-		if saved then saved.callback(); end
+		session.log("debug", "push2: extended hibernation (%gs) is over", max_hibernation);
+		if saved then saved.callback(this_dog); end
 	end);
-	session.log("debug", "push2: hibernation extended to %ds (registration %s)", max_hibernation, session.push2_registration);
+	session.log("debug", "push2: hibernation extended to %gs (registration %s)", max_hibernation, session.push2_registration);
 end
 
 local function restore_hibernation(session, why)
@@ -249,7 +335,7 @@ local function restore_hibernation(session, why)
 	end
 	if session.hibernating and not session.destroyed then
 		session.hibernating_watchdog = watchdog.new(saved.timeout, saved.callback);
-		session.log("debug", "push2: normal hibernation timeout (%ds) restored: %s", saved.timeout, why);
+		session.log("debug", "push2: normal hibernation timeout (%gs) restored: %s", saved.timeout, why);
 	end
 end
 

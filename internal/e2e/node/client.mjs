@@ -15,6 +15,8 @@
 // It reports on stdout, one JSON object a line:
 //   {"event":"online","jid":…}          a new session is bound
 //   {"event":"resumed"}                 a hibernated session was resumed (XEP-0198)
+//   {"event":"sasl2-resumed"}           ... inline, in SASL2's <success/>
+//                                       (mod_sasl2_sm); "resumed" comes too
 //   {"event":"sm-enabled","id":…}       stream management is on, resumable
 //   {"event":"push2-inline","xml":…}    the server's inline answer in <bound/>
 //   {"event":"stanza","xml":…}          every stanza received
@@ -110,6 +112,7 @@ xmpp.on("nonza", (el) => {
     const bound = el.getChild("bound", "urn:xmpp:bind:0");
     const sm = bound?.getChild("enabled", NS_SM);
     if (sm) out({ event: "sm-enabled", id: sm.attrs.id ?? "" });
+    if (el.getChild("resumed", NS_SM)) out({ event: "sasl2-resumed" });
   }
 });
 
