@@ -1,8 +1,9 @@
 // Command demo is `make demo`: the whole push2 stack on 127.0.0.1 from real
 // parts, showing a push arriving.
 //
-// It starts Debian's Prosody with the bridge module and a generated config
-// and data dir, starts push2d, creates three accounts (juliet, romeo and
+// It starts Prosody 13 (from bookworm-backports, unpacked by
+// scripts/install-deps.sh; -prosody012 for Debian 12's Prosody 0.12) with the
+// bridge module and a generated config and data dir, starts push2d, creates three accounts (juliet, romeo and
 // pusher, the push service), has juliet register for encrypted pushes and go
 // offline (showing the registration on push2d's admin interface, with its
 // token), has romeo write to her, and prints what the push service receives
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -31,8 +33,13 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the stack running after the demo (Ctrl-C to stop)")
 	verbose := flag.Bool("v", false, "show Prosody's and push2d's logs")
 	plain := flag.Bool("plain", false, "use the notify-only send profile instead of the encrypted one")
+	old := flag.Bool("prosody012", false, "run Debian 12's Prosody 0.12 instead of Prosody 13")
 	flag.Parse()
-	if err := run(*keep, *verbose, *plain); err != nil {
+	version := prosodytest.Prosody13
+	if *old {
+		version = prosodytest.Prosody012
+	}
+	if err := run(*keep, *verbose, *plain, version); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -42,7 +49,7 @@ func step(format string, args ...any) {
 	fmt.Printf("\n== "+format+"\n", args...)
 }
 
-func run(keep, verbose, plain bool) error {
+func run(keep, verbose, plain bool, version prosodytest.Version) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "push2-demo-")
@@ -51,20 +58,20 @@ func run(keep, verbose, plain bool) error {
 	}
 	defer os.RemoveAll(dir)
 
-	step("starting Prosody (with mod_push2_bridge) and push2d on 127.0.0.1")
+	step("starting %s (with mod_push2_bridge) and push2d on 127.0.0.1", version)
 	var logw io.Writer
 	if verbose {
 		logw = os.Stderr
 	}
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-	s, err := stack.Start(sctx, dir, stack.Options{Log: logw})
+	s, err := stack.Start(sctx, dir, stack.Options{Prosody: version, Log: logw})
 	scancel()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	domain := s.Prosody.Domain()
-	fmt.Printf("Prosody c2s %s, component %s; push2d admin http://%s\n", s.Prosody.C2SAddr(), s.Prosody.ComponentAddr(), s.AdminAddr)
+	fmt.Printf("Prosody %s c2s %s, component %s; push2d admin http://%s\n", s.Prosody.RunningVersion(), s.Prosody.C2SAddr(), s.Prosody.ComponentAddr(), s.AdminAddr)
 
 	lctx, lcancel := context.WithTimeout(ctx, time.Minute)
 	defer lcancel()

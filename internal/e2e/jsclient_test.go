@@ -167,6 +167,15 @@ func startJS(t *testing.T, s *stack.Stack, local string, o jsOptions) *jsClient 
 	return c
 }
 
+// relogin reconnects a device whose session is gone: it gets a new session
+// and sends presence, so its offline messages are delivered.
+func (c *jsClient) relogin() {
+	c.t.Helper()
+	c.do(map[string]string{"cmd": "reconnect"})
+	c.wait("online", 15*time.Second, nil)
+	c.send(presence())
+}
+
 // Log returns everything the client printed.
 func (c *jsClient) Log() string {
 	c.mu.Lock()

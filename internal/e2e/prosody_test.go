@@ -105,16 +105,12 @@ func testExtendedHibernation(t *testing.T, p prosodytest.Version) {
 	if outcomes(s, "offline") <= offline {
 		t.Errorf("the message after the extended hibernation was not reported as offline:\n%s", grep(s.Push2dLog(), "outcome"))
 	}
-	juliet.do(map[string]string{"cmd": "reconnect"})
-	juliet.wait("online", 15*time.Second, nil)
-	juliet.send(presence())
+	juliet.relogin()
 	juliet.waitBody("Are you still there?", 10*time.Second)
 
 	send(t, romeo, chat("nurse@"+domain, "n2", "And you?"))
 	expectOnePush(t, pusher, "token-nurse", time.Second)
-	nurse.do(map[string]string{"cmd": "reconnect"})
-	nurse.wait("online", 15*time.Second, nil)
-	nurse.send(presence())
+	nurse.relogin()
 	nurse.waitBody("And you?", 10*time.Second)
 }
 

@@ -117,9 +117,7 @@ func testHibernatedPush(t *testing.T, p prosodytest.Version) {
 	if outcomes(s, "offline") == 0 {
 		t.Errorf("the expired session's message was not reported as offline:\n%s", grep(s.Push2dLog(), "outcome"))
 	}
-	juliet.do(map[string]string{"cmd": "reconnect"})
-	juliet.wait("online", 15*time.Second, nil)
-	juliet.send(presence())
+	juliet.relogin()
 	juliet.waitBody("Still there?", 10*time.Second)
 }
 
