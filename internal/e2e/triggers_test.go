@@ -79,7 +79,7 @@ func outcomes(s *stack.Stack, trigger string) int {
 func TestHibernatedPush(t *testing.T) { eachProsody(t, testHibernatedPush) }
 
 func testHibernatedPush(t *testing.T, p prosodytest.Version) {
-	const hibernation = 5 // seconds; mod_smacks' watchdog fires 1-2 s late
+	const hibernation = 10 // seconds (longer than a login on a loaded machine); mod_smacks' watchdog fires 1-2 s late
 	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_hibernation_time = " + strconv.Itoa(hibernation) + "\n"})
 	domain := s.Prosody.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
