@@ -797,7 +797,7 @@ module:add_feature(xmlns_bridge);
 -- table). Modules load in no fixed order, so the line waits until the
 -- server has started (or, loaded later, is written at once).
 local function log_loaded()
-	local is_loaded = require "core.modulemanager".is_loaded;
+	local is_loaded = modulemanager.is_loaded;
 	local found, missing = {}, {};
 	for _, t in ipairs({ { "offline", "offline" }, { "archived", "mam" }, { "hibernated, ack-delayed", "smacks" } }) do
 		table.insert(is_loaded(module.host, t[2]) and found or missing, t[1] .. " (mod_" .. t[2] .. ")");
