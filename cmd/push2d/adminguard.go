@@ -25,7 +25,7 @@ import (
 // in the order a request meets them (docs/push2d.md "Admin interface"):
 //
 //  1. the listener is loopback only (checkAdminListen, at load time, so
-//     that `push2d -check` refuses what start-up refuses);
+//     that `push2d check` refuses what start-up refuses);
 //  2. the Host header must name the listener (DNS rebinding: a page of
 //     evil.example whose name is re-pointed at 127.0.0.1 sends
 //     Host: evil.example);
@@ -39,7 +39,7 @@ import (
 //     leaked token cannot turn push2d into a push flood against a device.
 
 // checkAdminListen refuses an admin.listen that is not a loopback address.
-// Config.validate calls it, so start-up and `push2d -check` give the same
+// Config.validate calls it, so start-up and `push2d check` give the same
 // answer; listenAdmin calls it again for callers that skip validation.
 func checkAdminListen(addr string) error {
 	host, _, err := net.SplitHostPort(addr)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,9 +14,7 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
-	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
-	"github.com/push2/push2/profiles"
 )
 
 // TestAdminJSONDocumented: every JSON answer of the admin interface uses
@@ -26,19 +23,8 @@ import (
 // optional field is present in the data set up here, so a field missing
 // from the docs, or documented but no longer sent, fails.
 func TestAdminJSONDocumented(t *testing.T) {
-	cfg, err := loadConfig(writeConfig(t, validConfig+"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \""+writeToken(t, testToken, 0o600)+"\"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := pebblestore.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	reg := engine.NewRegistry()
-	reg.Register(profiles.Builtin())
-	eng := engine.New(store, reg, engine.Config{})
-	d := newDaemon(cfg, eng, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
+	d, store := testDaemonStore(t, validConfig+"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \""+writeToken(t, testToken, 0o600)+"\"\n")
+	eng := d.eng
 	const acct = "juliet@example.org"
 	if _, _, err := eng.Enable(t.Context(), acct, "balcony", stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>pusher@push.example.com</service><client>https://push.example.com/adlfkjadafdasf</client>`+
 		`<match profile="urn:xmpp:push2:match:archived-with-body"><grace>144</grace><filter jid="somemuc@conference.example.com"><mention/></filter><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)); err != nil {

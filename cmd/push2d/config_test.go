@@ -173,6 +173,14 @@ func testDaemon(t *testing.T) *daemon {
 // connected to any server.
 func testDaemonConfig(t *testing.T, text string) *daemon {
 	t.Helper()
+	d, _ := testDaemonStore(t, text)
+	return d
+}
+
+// testDaemonStore is testDaemonConfig, with the store for the test to
+// write to directly.
+func testDaemonStore(t *testing.T, text string) (*daemon, *pebblestore.Store) {
+	t.Helper()
 	cfg, err := loadConfig(writeConfig(t, text))
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +195,7 @@ func testDaemonConfig(t *testing.T, text string) *daemon {
 		t.Fatal(err)
 	}
 	eng := engine.New(store, reg, engine.Config{})
-	return newDaemon(cfg, eng, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
+	return newDaemon(cfg, eng, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics()), store
 }
 
 // TestOnlyConfiguredDomains: stanzas from anything but the configured

@@ -49,7 +49,7 @@ func main() {
 	}
 }
 
-// noAdminToken is what start-up and -check say without admin.token_file.
+// noAdminToken is what start-up and `push2d check` say without admin.token_file.
 const noAdminToken = "admin.token_file is not set: the admin interface refuses /registrations, /disabled, /outbox and POST /ping (403) until it is; see docs/push2d.md, Admin interface"
 
 func newLogger(cfg LogConfig) *slog.Logger {
