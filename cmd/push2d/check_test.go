@@ -10,14 +10,22 @@ import (
 	"github.com/push2/push2/internal/prosodytest"
 )
 
-// TestCheckConnect runs `push2d check --connect` against a real Prosody:
+// TestCheckConnect runs `push2d check --connect` against a real Prosody,
+// each supported version:
 // the right settings pass, and each wrong one (secret, nothing listening,
 // component name, domain, a second connection) fails with exit status 1
 // and a text naming what to fix, never the secret.
 func TestCheckConnect(t *testing.T) {
+	for _, v := range prosodytest.Versions {
+		t.Run(v.Name(), func(t *testing.T) { testCheckConnect(t, v) })
+	}
+}
+
+func testCheckConnect(t *testing.T, v prosodytest.Version) {
 	const secret = "check-secret-value"
 	// The bridge on the main host; other.localhost is a host without it.
 	srv := prosodytest.MustStart(t, prosodytest.Options{
+		Version:         v,
 		ComponentSecret: secret,
 		PluginPaths:     []string{"../../examples/prosody"},
 		ExtraModules:    []string{"push2_bridge"},

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/push2/push2/internal/prosodytest"
 )
 
 // root is the repository, where the Makefile is.
@@ -244,44 +246,55 @@ func verifyUnit(t *testing.T, unitPath, dest string) {
 	}
 }
 
-// TestProsodySnippetChecks: `prosodyctl check config` on the shipped
-// config snippet (with a data path of its own) finds no option in the
-// wrong section: component_ports and component_interfaces are read only
-// in the global section, and the snippet once had them below a
-// VirtualHost, where Prosody ignored them.
+// TestProsodySnippetChecks: `prosodyctl check config` of each supported
+// Prosody, on the shipped config snippet (with a data path of its own),
+// finds no option in the wrong section: component_ports and
+// component_interfaces are read only in the global section, and the
+// snippet once had them below a VirtualHost, where Prosody ignored them
+// (both versions' checks said so).
 func TestProsodySnippetChecks(t *testing.T) {
-	prosodyctl, err := exec.LookPath("prosodyctl")
-	if err != nil {
-		t.Fatalf("prosodyctl is not installed (scripts/install-deps.sh installs Prosody): %v", err)
-	}
 	snippet, err := os.ReadFile(filepath.Join(root, "examples/prosody/prosody.cfg.lua.snippet"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// prosodyctl reads the config as the prosody user: the directory and
-	// the file must be readable by others (the test's TempDir is not).
-	dir, err := os.MkdirTemp("", "push2-snippet-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	cfg := filepath.Join(dir, "prosody.cfg.lua")
-	head := "data_path = \"" + dir + "\"\npidfile = \"" + dir + "/prosody.pid\"\ncertificates = \"" + dir + "\"\n"
-	if err := os.WriteFile(cfg, append([]byte(head), snippet...), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(cfg, 0o644)
-	// Exit status 2 is expected: a snippet alone is not a whole config
-	// (no TLS, no global modules_enabled); what it must not have is an
-	// option in the wrong section.
-	out, _ := exec.Command(prosodyctl, "--config", cfg, "check", "config").CombinedOutput()
-	if !strings.Contains(string(out), "The following configuration files have been loaded:\n      -  "+cfg) || !strings.Contains(string(out), "Done.") {
-		t.Fatalf("prosodyctl did not load %s:\n%s", cfg, out)
-	}
-	for _, bad := range []string{"should be\n    in the global section", "You need to move", "Unknown", "syntax error"} {
-		if strings.Contains(string(out), bad) {
-			t.Errorf("prosodyctl check config on the snippet says %q:\n%s", bad, out)
-		}
+	for _, v := range prosodytest.Versions {
+		t.Run(v.Name(), func(t *testing.T) {
+			prosodyctl := filepath.Join(prosodytest.Prosody13Root(), "usr/bin/prosodyctl")
+			if v == prosodytest.Prosody012 {
+				prosodyctl = "/usr/bin/prosodyctl"
+			}
+			if _, err := os.Stat(prosodyctl); err != nil {
+				t.Fatalf("%s is not installed (scripts/install-deps.sh installs it): %v", v, err)
+			}
+			// prosodyctl reads the config as the prosody user: the
+			// directory and the file must be readable by others (the
+			// test's TempDir is not).
+			dir, err := os.MkdirTemp("", "push2-snippet-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			os.Chmod(dir, 0o755)
+			cfg := filepath.Join(dir, "prosody.cfg.lua")
+			// A global modules_enabled, as every real config has (Prosody
+			// 13's check fails on a config without one).
+			head := "modules_enabled = { \"disco\" }\ndata_path = \"" + dir + "\"\npidfile = \"" + dir + "/prosody.pid\"\ncertificates = \"" + dir + "\"\n"
+			if err := os.WriteFile(cfg, append([]byte(head), snippet...), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(cfg, 0o644)
+			// Exit status 2 is expected: a snippet alone is not a whole
+			// config (no TLS); what it must not have is an option in the
+			// wrong section.
+			out, _ := exec.Command(prosodyctl, "--config", cfg, "check", "config").CombinedOutput()
+			if !strings.Contains(string(out), "The following configuration files have been loaded:\n      -  "+cfg) || !strings.Contains(string(out), "Done.") {
+				t.Fatalf("prosodyctl did not check %s:\n%s", cfg, out)
+			}
+			for _, bad := range []string{"should be\n    in the global section", "You need to move", "Unknown", "syntax error", "stack traceback"} {
+				if strings.Contains(string(out), bad) {
+					t.Errorf("prosodyctl check config on the snippet says %q:\n%s", bad, out)
+				}
+			}
+		})
 	}
 }
