@@ -17,6 +17,8 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 	"mellium.im/xmpp/stream"
+
+	"github.com/push2/push2/cmd/push2d/internal/bridgeproto"
 )
 
 // defaultConfigPath is where `make install` puts the configuration.
@@ -126,12 +128,8 @@ func handshakeError(c ComponentConfig, err error) error {
 	return fmt.Errorf("component handshake with %s as %s failed: %w", c.Address, c.JID, err)
 }
 
-// nsBridge is the bridge protocol's namespace (docs/bridge-protocol.md);
-// the bridge adds it to its host's disco#info.
-const nsBridge = "urn:push2:bridge:1"
-
 // checkDomain asks domain for its disco#info as the component: a host of
-// this server with the bridge loaded lists nsBridge; one without the
+// this server with the bridge loaded lists the bridge protocol's namespace (bridgeproto.NS); one without the
 // bridge answers without it; a domain that is not a host of the server
 // answers with an error (or, over s2s, without the feature).
 func checkDomain(ctx context.Context, sess *xmpp.Session, from jid.JID, domain, server string) error {
@@ -164,7 +162,7 @@ func checkDomain(ctx context.Context, sess *xmpp.Session, from jid.JID, domain, 
 		return fmt.Errorf("domain %s (component.domains) is not a VirtualHost of the server at %s (it answered %s): list the domains of its VirtualHost lines where push2_bridge is loaded", domain, server, cond)
 	}
 	for _, f := range answer.Features {
-		if f.Var == nsBridge {
+		if f.Var == bridgeproto.NS {
 			return nil
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/push2/push2/cmd/push2d/internal/bridgeproto"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles/xep0357"
 
@@ -134,20 +135,38 @@ func TestConfigXEP0357(t *testing.T) {
 func TestBridgeXEP0357(t *testing.T) {
 	const enable = `<enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="res"><enable xmlns="urn:xmpp:push:0" jid="push-5.client.example" node="n1"/></enable>`
 	d := testDaemonConfig(t, validConfig+"\n[legacy]\nwith_body = true\n")
-	res, err := d.enable(t.Context(), stanza.MustParse(enable))
-	if err != nil || res.AttrValue("id") != xep0357.ID("push-5.client.example", "n1") {
+	res, err := d.bridge.Enable(t.Context(), mustEnable(t, enable))
+	if err != nil || res.ID != xep0357.ID("push-5.client.example", "n1") {
 		t.Fatalf("enable: %v %v", res, err)
 	}
-	if err := d.disable(t.Context(), stanza.MustParse(`<disable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="res"><disable xmlns="urn:xmpp:push:0" jid="push-5.client.example"/></disable>`)); err != nil {
+	if err := d.bridge.Disable(t.Context(), mustDisable(t, `<disable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="res"><disable xmlns="urn:xmpp:push:0" jid="push-5.client.example"/></disable>`)); err != nil {
 		t.Fatal(err)
 	}
 	if regs, _ := d.eng.Registrations(t.Context(), "juliet@example.org"); len(regs) != 0 {
 		t.Errorf("left after the XEP-0357 disable: %+v", regs)
 	}
 	off := testDaemonConfig(t, validConfig+"\n[xep0357]\nenabled = false\n")
-	if _, err := off.enable(t.Context(), stanza.MustParse(enable)); err == nil || !strings.Contains(err.Error(), "feature-not-implemented") {
+	if _, err := off.bridge.Enable(t.Context(), mustEnable(t, enable)); err == nil || !strings.Contains(err.Error(), "feature-not-implemented") {
 		t.Errorf("enable with [xep0357] off: %v", err)
 	}
+}
+
+func mustEnable(t *testing.T, s string) *bridgeproto.Enable {
+	t.Helper()
+	req, err := bridgeproto.ParseEnable(stanza.MustParse(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func mustDisable(t *testing.T, s string) *bridgeproto.Disable {
+	t.Helper()
+	req, err := bridgeproto.ParseDisable(stanza.MustParse(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
 
 func TestAdminListenLoopbackOnly(t *testing.T) {
@@ -198,86 +217,30 @@ func testDaemonStore(t *testing.T, text string) (*daemon, *pebblestore.Store) {
 	return newDaemon(cfg, eng, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics()), store
 }
 
-// TestOnlyConfiguredDomains: stanzas from anything but the configured
-// server domains are refused and counted; accounts must be on them too.
-func TestOnlyConfiguredDomains(t *testing.T) {
+// TestBridgeWiring: the daemon serves the bridge protocol
+// (bridgeproto's tests cover it) with its engine, configured domains and
+// metrics.
+func TestBridgeWiring(t *testing.T) {
 	d := testDaemon(t)
-	for _, from := range []string{"evil.example", "user@example.org", "example.org/res", ""} {
-		st := stanza.MustParse(`<iq xmlns="jabber:client" type="set" id="1" from="` + from + `"><enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable></iq>`)
-		start, r := tokens(st)
-		d.handle(r, &start)
-	}
-	if got := testutil.ToFloat64(d.metrics.refused); got != 4 {
-		t.Errorf("refused = %v, want 4", got)
-	}
-	if regs, _ := d.eng.Registrations(context.Background(), "juliet@example.org"); len(regs) != 0 {
-		t.Errorf("a refused stanza registered something")
-	}
-	// From the right domain, but for an account elsewhere.
-	req := stanza.MustParse(`<enable xmlns="urn:push2:bridge:1" account="mallory@evil.example" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable>`)
-	if _, err := d.enable(t.Context(), req); err == nil || !strings.Contains(err.Error(), "not-allowed") {
-		t.Errorf("enable for another domain: %v", err)
-	}
-	req.SetAttr("account", "juliet@example.org")
-	if _, err := d.enable(t.Context(), req); err != nil {
-		t.Errorf("enable for the configured domain: %v", err)
-	}
-}
-
-func tokens(el *stanza.Element) (xml.StartElement, xml.TokenReader) {
-	r := el.TokenReader()
-	tok, _ := r.Token()
-	return tok.(xml.StartElement), r
-}
-
-func TestTargets(t *testing.T) {
-	d := testDaemon(t)
-	ctx := t.Context()
-	for _, id := range []string{"phone", "laptop", "tablet"} {
-		if _, _, err := d.eng.Enable(ctx, "juliet@example.org", id, stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)); err != nil {
+	enable := `<enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r"><enable xmlns="urn:xmpp:push2:0"><service>p.example</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable></enable>`
+	for _, from := range []string{"evil.example", "example.org"} {
+		r := xml.NewDecoder(strings.NewReader(`<iq xmlns="jabber:client" type="set" id="1" from="` + from + `">` + enable + `</iq>`))
+		tok, _ := r.Token()
+		start := tok.(xml.StartElement)
+		if err := d.bridge.HandleXML(r, &start); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, tc := range []struct {
-		only, live []string
-		want       string
-	}{
-		{nil, nil, "<all>"},
-		{nil, []string{"laptop"}, "phone,tablet"},
-		{[]string{"phone"}, nil, "phone"},
-		{[]string{"phone", "laptop"}, []string{"laptop"}, "phone"},
-		{nil, []string{"phone", "laptop", "tablet"}, ""},
-	} {
-		got, err := d.targets(ctx, "juliet@example.org", tc.only, tc.live)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := strings.Join(got, ",")
-		if got == nil {
-			s = "<all>"
-		}
-		// Registrations come oldest first; compare as sets.
-		if !sameSet(s, tc.want) {
-			t.Errorf("targets(%v, %v) = %q, want %q", tc.only, tc.live, s, tc.want)
-		}
+	d.bridge.Wait()
+	if got := testutil.ToFloat64(d.metrics.refused); got != 1 {
+		t.Errorf("refused = %v, want 1", got)
 	}
-}
-
-func sameSet(a, b string) bool {
-	as, bs := strings.Split(a, ","), strings.Split(b, ",")
-	if len(as) != len(bs) {
-		return false
+	if got := testutil.ToFloat64(d.metrics.enables.WithLabelValues("ok")); got != 1 {
+		t.Errorf("enables{ok} = %v, want 1", got)
 	}
-	m := map[string]bool{}
-	for _, x := range as {
-		m[x] = true
+	if regs, err := d.eng.Registrations(context.Background(), "juliet@example.org"); len(regs) != 1 {
+		t.Errorf("registrations %v %v", regs, err)
 	}
-	for _, x := range bs {
-		if !m[x] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestExampleConfig: the documented example parses, with every setting

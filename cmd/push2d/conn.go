@@ -59,9 +59,9 @@ func (d *daemon) connectAndServe(ctx context.Context, addr jid.JID) error {
 
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
-	go d.announceFeatures(ctx)
+	go d.bridge.AnnounceFeatures(ctx)
 	err = sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-		return d.handle(t, start)
+		return d.bridge.HandleXML(t, start)
 	}))
 	sess.Close()
 	conn.Close()

@@ -133,7 +133,7 @@ func run(ctx context.Context, cfg Config) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := eng.Outbox().Run(ctx, d.deliver); err != nil {
+		if err := eng.Outbox().Run(ctx, d.bridge.Deliver); err != nil {
 			log.Error("outbox", "err", err)
 		}
 	}()
@@ -154,9 +154,7 @@ func run(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	// Let in-flight evaluations finish before the profiles and the store
 	// close.
-	for i := 0; i < cap(d.work); i++ {
-		d.work <- struct{}{}
-	}
+	d.bridge.Wait()
 	if watcher != nil {
 		watcher.Close()
 		wasmHost.Close(context.Background())
