@@ -35,7 +35,7 @@ func newMetrics() *metrics {
 			Name: "push2_delivery_errors_total", Help: "Error replies from push services, by error type and condition.",
 		}, []string{"type", "condition"}),
 		ignoredReports: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "push2_ignored_delivery_reports_total", Help: "Delivery reports (errors, confirmations) that did not count: for no pending notification (unknown), or not from the notification's push service (wrong-sender).",
+			Name: "push2_ignored_delivery_reports_total", Help: "Delivery reports (errors, confirmations) that did not count: for no pending notification (unknown), not from the notification's push service (wrong-sender), or without an id or sender (malformed).",
 		}, []string{"reason"}),
 		enables: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "push2_enables_total", Help: "Enable requests, by result (ok or the stanza error condition).",
