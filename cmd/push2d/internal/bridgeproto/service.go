@@ -66,9 +66,10 @@ type Config struct {
 	Domains []string
 	Engine  *engine.Engine
 	Sender  Sender
-	// Workers bounds the events evaluated at once (default 16): Handle
-	// blocks while that many are in flight, so the stream is read no
-	// faster than evaluations finish.
+	// Workers bounds the events evaluated at once (push2d: its
+	// engine.workers setting; zero means one at a time): Handle blocks
+	// while that many are in flight, so the stream is read no faster than
+	// evaluations finish.
 	Workers  int
 	Logger   *slog.Logger // default slog.Default()
 	Observer Observer     // default NopObserver
@@ -89,9 +90,7 @@ type Service struct {
 
 // New returns a service; it sends nothing until asked.
 func New(cfg Config) *Service {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 16
-	}
+	cfg.Workers = max(cfg.Workers, 1)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
