@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -47,27 +48,56 @@ func BenchmarkMatchNative(b *testing.B) {
 	}
 }
 
+// sandboxModes are the configurations the benchmarks compare:
+// "interrupt" is production (deadline checks and the call-stack
+// instrumentation), "no-stack-checks" keeps wazero's deadline checks but
+// compiles the module as it is, "no-interrupt" has neither
+// (Config.NoInterrupt).
+var sandboxModes = []struct {
+	name string
+	cfg  func(*Config)
+}{
+	{"interrupt", func(*Config) {}},
+	{"no-stack-checks", func(c *Config) { c.noInstrument = true }},
+	{"no-interrupt", func(c *Config) { c.NoInterrupt = true }},
+}
+
+// loopCPU runs fn b.N times and reports, besides the wall time, the CPU
+// time of the calling thread per call (cpu-ns/op, on Linux): on a shared
+// machine the wall time also counts the time other processes had the CPU,
+// the thread's CPU time does not.
+func loopCPU(b *testing.B, fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := threadCPU()
+	for b.Loop() {
+		fn()
+	}
+	if cpu := threadCPU() - start; cpu > 0 {
+		b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+	}
+}
+
 // BenchmarkMatchWASM runs each language's match plugin through its
 // engine.MatchProfile, exactly as the pipeline calls it.
 func BenchmarkMatchWASM(b *testing.B) {
 	for _, p := range benchPlugins {
-		for _, mode := range []struct {
-			name        string
-			noInterrupt bool
-		}{{"interrupt", false}, {"no-interrupt", true}} {
+		for _, mode := range sandboxModes {
 			b.Run(p.lang+"/"+mode.name, func(b *testing.B) {
-				mp, stop := benchProfile(b, p.plugin, mode.noInterrupt)
+				cfg := Config{CacheDir: cacheDir, CallTimeout: time.Second}
+				mode.cfg(&cfg)
+				mp, stop := benchProfile(b, p.plugin, cfg)
 				defer stop()
 				match := stanza.MustParse(p.match)
 				ctx := context.Background()
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
+				loopCPU(b, func() {
 					d, err := mp.Match(ctx, &engine.MatchInput{Stanza: benchStanza, Match: match, Context: benchCtx})
 					if err != nil || !d.Push {
 						b.Fatal(d, err)
 					}
-				}
+				})
 			})
 		}
 	}
@@ -78,7 +108,7 @@ func BenchmarkMatchWASM(b *testing.B) {
 func BenchmarkMatchWASMParallel(b *testing.B) {
 	for _, p := range benchPlugins {
 		b.Run(p.lang, func(b *testing.B) {
-			mp, stop := benchProfile(b, p.plugin, false)
+			mp, stop := benchProfile(b, p.plugin, Config{CacheDir: cacheDir, CallTimeout: time.Second})
 			defer stop()
 			match := stanza.MustParse(p.match)
 			ctx := context.Background()
@@ -123,9 +153,9 @@ func BenchmarkInstantiate(b *testing.B) {
 	}
 }
 
-func benchProfile(b *testing.B, plugin string, noInterrupt bool) (engine.MatchProfile, func()) {
+func benchProfile(b *testing.B, plugin string, cfg Config) (engine.MatchProfile, func()) {
 	b.Helper()
-	h, err := New(context.Background(), Config{CacheDir: cacheDir, NoInterrupt: noInterrupt, CallTimeout: time.Second})
+	h, err := New(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -137,33 +167,13 @@ func benchProfile(b *testing.B, plugin string, noInterrupt bool) (engine.MatchPr
 }
 
 // BenchmarkGuestLoop isolates what close-on-context-done costs per loop
-// iteration: one call running a 1000-iteration loop in C, with and without
-// the interruption checks. (ns/op − the empty call) / 1000 is the cost of one
-// back-edge.
+// iteration: one call running a 1000-iteration loop in C, in each sandbox
+// mode. (ns/op − the empty call) / 1000 is the cost of one back-edge.
 func BenchmarkGuestLoop(b *testing.B) {
-	for _, mode := range []struct {
-		name        string
-		noInterrupt bool
-	}{{"interrupt", false}, {"no-interrupt", true}} {
+	for _, mode := range sandboxModes {
 		for _, guest := range []string{"ok", "count"} {
 			b.Run(mode.name+"/"+map[string]string{"ok": "empty", "count": "1000-iterations"}[guest], func(b *testing.B) {
-				h, err := New(context.Background(), Config{CacheDir: cacheDir, NoInterrupt: mode.noInterrupt})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer h.Close(context.Background())
-				m, err := h.Load(context.Background(), "hostile", hostile("hostile-v1.wasm"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				mp := m.MatchProfiles()[0]
-				in := &engine.MatchInput{Stanza: testStanza, Match: hostileMatch(guest), Context: testCtx}
-				ctx := context.Background()
-				for b.Loop() {
-					if _, err := mp.Match(ctx, in); err != nil {
-						b.Fatal(err)
-					}
-				}
+				benchHostile(b, mode.cfg, guest)
 			})
 		}
 	}
@@ -171,32 +181,34 @@ func BenchmarkGuestLoop(b *testing.B) {
 
 // BenchmarkGuestCalls isolates what the call-stack instrumentation
 // (instrument.go) costs per guest function call: one call running fib(15),
-// 1,973 calls of a function without a loop, with and without the checks.
+// 1,973 calls of a function without a loop, in each sandbox mode.
 // (ns/op − the empty call of BenchmarkGuestLoop) / 1973 is the cost of one
 // guest call.
 func BenchmarkGuestCalls(b *testing.B) {
-	for _, mode := range []struct {
-		name        string
-		noInterrupt bool
-	}{{"interrupt", false}, {"no-interrupt", true}} {
-		b.Run(mode.name, func(b *testing.B) {
-			h, err := New(context.Background(), Config{CacheDir: cacheDir, NoInterrupt: mode.noInterrupt})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close(context.Background())
-			m, err := h.Load(context.Background(), "hostile", hostile("hostile-v1.wasm"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			mp := m.MatchProfiles()[0]
-			in := &engine.MatchInput{Stanza: testStanza, Match: hostileMatch("calls"), Context: testCtx}
-			ctx := context.Background()
-			for b.Loop() {
-				if _, err := mp.Match(ctx, in); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	for _, mode := range sandboxModes {
+		b.Run(mode.name, func(b *testing.B) { benchHostile(b, mode.cfg, "calls") })
 	}
+}
+
+// benchHostile times push2_match of the hostile module in mode.
+func benchHostile(b *testing.B, sandbox func(*Config), mode string) {
+	cfg := Config{CacheDir: cacheDir, CallTimeout: time.Second} // a loaded machine stalls threads for 100 ms
+	sandbox(&cfg)
+	h, err := New(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	m, err := h.Load(context.Background(), "hostile", hostile("hostile-v1.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mp := m.MatchProfiles()[0]
+	in := &engine.MatchInput{Stanza: testStanza, Match: hostileMatch(mode), Context: testCtx}
+	ctx := context.Background()
+	loopCPU(b, func() {
+		if _, err := mp.Match(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	})
 }

@@ -116,6 +116,11 @@ type Config struct {
 	// (BenchmarkMatchWASM, BenchmarkGuestCalls); never set it in
 	// production.
 	NoInterrupt bool
+
+	// noInstrument compiles modules without the call-stack
+	// instrumentation but keeps close-on-context-done: what the benchmarks
+	// compare "interrupt" with, to measure what the instrumentation costs.
+	noInstrument bool
 }
 
 func (c *Config) fill() {

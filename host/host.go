@@ -215,7 +215,7 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Module, err
 // refuses anyway, which gets wazero's own message, from one the rewrite
 // does not handle.
 func (h *Host) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
-	if h.cfg.NoInterrupt {
+	if h.cfg.NoInterrupt || h.cfg.noInstrument {
 		c, err := h.rt.CompileModule(ctx, wasm)
 		if err != nil {
 			return nil, fmt.Errorf("does not compile: %v", err)

@@ -69,11 +69,6 @@ const (
 
 var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
-type section struct {
-	id   byte
-	body []byte
-}
-
 // instrumented is the result of instrument: the rewritten binary and what
 // the host needs to know about it.
 type instrumented struct {
@@ -87,25 +82,9 @@ type instrumented struct {
 // error means the module uses something the rewrite does not know (a
 // feature the host does not enable) or is malformed.
 func instrument(wasm []byte, limit uint32) (*instrumented, error) {
-	if len(wasm) < 8 || string(wasm[:4]) != "\x00asm" {
-		return nil, errors.New("not a WebAssembly binary")
-	}
-	var secs []section
-	r := &byteReader{b: wasm, off: 8}
-	for r.off < len(r.b) {
-		id, err := r.byte()
-		if err != nil {
-			return nil, err
-		}
-		size, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		if int(size) > len(r.b)-r.off {
-			return nil, errors.New("truncated section")
-		}
-		secs = append(secs, section{id: id, body: r.b[r.off : r.off+int(size)]})
-		r.off += int(size)
+	secs, err := readSections(wasm)
+	if err != nil {
+		return nil, err
 	}
 
 	var (

@@ -25,7 +25,8 @@ import (
 // the unmap to the last leave.
 type guestMemory struct {
 	mu     sync.Mutex
-	buf    []byte // the whole mapping
+	buf    []byte // the whole mapping, or a Go slice when mmap failed
+	max    uint64
 	busy   int
 	freed  bool
 	mapped bool
@@ -36,25 +37,27 @@ type guestMemory struct {
 // uses it); the caller leaves it when InstantiateModule returns.
 func newGuestMemory(out **guestMemory) experimental.MemoryAllocator {
 	return experimental.MemoryAllocatorFunc(func(_, max uint64) experimental.LinearMemory {
-		g := &guestMemory{busy: 1}
+		g := &guestMemory{busy: 1, max: max}
 		if max > 0 {
 			b, err := syscall.Mmap(-1, 0, int(max), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 			if err == nil {
 				g.buf, g.mapped = b, true
 			}
 		}
-		if !g.mapped {
-			g.buf = make([]byte, max) // a zero maximum, or no address space left
-		}
 		*out = g
 		return g
 	})
 }
 
-// Reallocate implements experimental.LinearMemory: the memory never moves.
+// Reallocate implements experimental.LinearMemory: a mapped memory never
+// moves; without a mapping (a zero maximum, or mmap failed) it grows like
+// wazero's own.
 func (g *guestMemory) Reallocate(size uint64) []byte {
-	if size > uint64(len(g.buf)) {
+	if size > g.max {
 		return nil
+	}
+	if !g.mapped && size > uint64(len(g.buf)) {
+		g.buf = append(g.buf, make([]byte, size-uint64(len(g.buf)))...)
 	}
 	return g.buf[:size:size]
 }

@@ -34,30 +34,15 @@ func (i wasmImport) kindName() string {
 // time. It exists so that the load error can name every import the sandbox
 // refuses, whatever its kind (sdk/ABI.md §2), before anything is compiled.
 func parseImports(b []byte) ([]wasmImport, error) {
-	if len(b) < 8 || string(b[:4]) != "\x00asm" {
-		return nil, errors.New("not a WebAssembly binary (no \\0asm magic)")
+	secs, err := readSections(b)
+	if err != nil {
+		return nil, err
 	}
-	if b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0 {
-		return nil, errors.New("not a core WebAssembly module of binary version 1 (components are not supported)")
-	}
-	r := &byteReader{b: b, off: 8}
-	for r.off < len(r.b) {
-		id, err := r.byte()
-		if err != nil {
-			return nil, err
-		}
-		size, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		if int(size) > len(r.b)-r.off {
-			return nil, errors.New("truncated section")
-		}
-		body := &byteReader{b: r.b[r.off : r.off+int(size)]}
-		r.off += int(size)
-		if id != 2 {
+	for _, s := range secs {
+		if s.id != secImport {
 			continue
 		}
+		body := &byteReader{b: s.body}
 		n, err := body.u32()
 		if err != nil {
 			return nil, err
@@ -84,6 +69,41 @@ func parseImports(b []byte) ([]wasmImport, error) {
 		return out, nil
 	}
 	return nil, nil
+}
+
+// section is one section of a binary module; body aliases the module.
+type section struct {
+	id   byte
+	body []byte
+}
+
+// readSections splits a binary module into its sections, checking the
+// header and that each section fits.
+func readSections(b []byte) ([]section, error) {
+	if len(b) < 8 || string(b[:4]) != "\x00asm" {
+		return nil, errors.New("not a WebAssembly binary (no \\0asm magic)")
+	}
+	if b[4] != 1 || b[5] != 0 || b[6] != 0 || b[7] != 0 {
+		return nil, errors.New("not a core WebAssembly module of binary version 1 (components are not supported)")
+	}
+	var secs []section
+	r := &byteReader{b: b, off: 8}
+	for r.off < len(r.b) {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if int(size) > len(r.b)-r.off {
+			return nil, errors.New("truncated section")
+		}
+		secs = append(secs, section{id: id, body: r.b[r.off : r.off+int(size)]})
+		r.off += int(size)
+	}
+	return secs, nil
 }
 
 type byteReader struct {
