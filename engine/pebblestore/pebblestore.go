@@ -123,6 +123,17 @@ func (s *Store) scan(prefix []byte, fn func(k, v []byte) error) error {
 	return errors.Join(it.Error(), it.Close())
 }
 
+// scanJSON calls fn with every JSON record under prefix, decoded as T.
+func scanJSON[T any](s *Store, prefix, what string, fn func(T) error) error {
+	return s.scan([]byte(prefix), func(_, v []byte) error {
+		var r T
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("store: corrupt %s record: %w", what, err)
+		}
+		return fn(r)
+	})
+}
+
 func (s *Store) check() error {
 	if s.closed.Load() {
 		return ErrClosed
@@ -231,11 +242,7 @@ func (s *Store) Registrations(account string) ([]engine.StoredRegistration, erro
 
 func (s *Store) registrations(account string) ([]engine.StoredRegistration, error) {
 	var out []engine.StoredRegistration
-	err := s.scan([]byte(prefixReg+account+"\x00"), func(_, v []byte) error {
-		var r engine.StoredRegistration
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("store: corrupt registration record: %w", err)
-		}
+	err := scanJSON(s, prefixReg+account+"\x00", "registration", func(r engine.StoredRegistration) error {
 		out = append(out, r)
 		return nil
 	})
@@ -251,13 +258,7 @@ func (s *Store) ForEachRegistration(fn func(engine.StoredRegistration) error) er
 	if err := s.check(); err != nil {
 		return err
 	}
-	return s.scan([]byte(prefixReg), func(_, v []byte) error {
-		var r engine.StoredRegistration
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("store: corrupt registration record: %w", err)
-		}
-		return fn(r)
-	})
+	return scanJSON(s, prefixReg, "registration", fn)
 }
 
 // RecordPush implements engine.Store. Marks and the outbox entry go in one
@@ -332,13 +333,7 @@ func (s *Store) ForEachOutbox(fn func(engine.OutboxEntry) error) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	return s.scan([]byte(prefixOutbox), func(_, v []byte) error {
-		var e engine.OutboxEntry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("store: corrupt outbox record: %w", err)
-		}
-		return fn(e)
-	})
+	return scanJSON(s, prefixOutbox, "outbox", fn)
 }
 
 // RegState implements engine.Store.
@@ -404,11 +399,7 @@ func (s *Store) Disabled(account string) ([]engine.DisabledRecord, error) {
 		return nil, err
 	}
 	var out []engine.DisabledRecord
-	err := s.scan([]byte(prefixDisabled+account+"\x00"), func(_, v []byte) error {
-		var r engine.DisabledRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("store: corrupt disabled record: %w", err)
-		}
+	err := scanJSON(s, prefixDisabled+account+"\x00", "disabled", func(r engine.DisabledRecord) error {
 		out = append(out, r)
 		return nil
 	})

@@ -156,3 +156,34 @@ func TestRefusesExposedStore(t *testing.T) {
 		})
 	}
 }
+
+// TestCorruptRecordsReported: a record that does not decode is an error
+// naming what it is, not a silently skipped or zero record.
+func TestCorruptRecordsReported(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := engine.RegKey{Account: "juliet@capulet.lit", ID: "phone"}
+	for _, key := range [][]byte{regKey(k), stateKey(k), disabledKey(k), []byte(prefixOutbox + "n1")} {
+		if err := s.db.Set(key, []byte("{not json"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, call := range map[string]func() error{
+		"Registrations":       func() error { _, err := s.Registrations(k.Account); return err },
+		"ForEachRegistration": func() error { return s.ForEachRegistration(func(engine.StoredRegistration) error { return nil }) },
+		"ForEachOutbox":       func() error { return s.ForEachOutbox(func(engine.OutboxEntry) error { return nil }) },
+		"RegState":            func() error { _, err := s.RegState(k); return err },
+		"Disabled":            func() error { _, err := s.Disabled(k.Account); return err },
+		"PutRegistration": func() error {
+			_, err := s.PutRegistration(engine.StoredRegistration{Account: k.Account, ID: "tablet"}, 5)
+			return err
+		},
+	} {
+		if err := call(); err == nil || !strings.Contains(err.Error(), "corrupt") {
+			t.Errorf("%s on a corrupt record: %v", name, err)
+		}
+	}
+}
