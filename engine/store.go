@@ -55,18 +55,29 @@ type DisabledRecord struct {
 
 // Store persists registrations and push bookkeeping. The engine only uses
 // this interface, so a store shared by several push2d instances (say,
-// PostgreSQL) can replace the Pebble one (DESIGN.md "Scale").
+// PostgreSQL) can replace the Pebble one (DESIGN.md "Scale"). Every
+// implementation runs the conformance suite, engine/storetest, which checks
+// the promises below; engine/pebblestore and engine/memstore are the two
+// that ship.
 //
-// Implementations must be safe for concurrent use.
+// Implementations must be safe for concurrent use. "Durable" means the
+// write survives a crash of the process once the method returns (a store
+// kept in memory only, like memstore, makes no such claim). Account and
+// registration id are non-empty and contain no NUL; a write with such a
+// key is refused with an error. The callback of a ForEach… method may stop
+// the iteration by returning an error, which the method returns. After
+// Close, every method returns an error.
 type Store interface {
 	// PutRegistration stores r, replacing the registration with the same
-	// account and id, then removes the oldest registrations of the account
-	// (by Created) until at most max remain, r always staying. The change
-	// is durable (synced) when PutRegistration returns, and atomic: either
-	// all of it happened or none.
+	// account and id and clearing its error state and disabled record (a
+	// fresh enable starts afresh), then removes the oldest registrations of
+	// the account (by Created), with their dedupe marks and error states,
+	// until at most max remain (max 0: no limit), r always staying. The
+	// change is durable when PutRegistration returns, and atomic: either
+	// all of it happened or none, also with respect to concurrent calls.
 	PutRegistration(r StoredRegistration, max int) (evicted []RegKey, err error)
-	// DeleteRegistration removes a registration durably; it reports whether
-	// one existed.
+	// DeleteRegistration removes a registration with its dedupe marks and
+	// error state, durably; it reports whether one existed.
 	DeleteRegistration(k RegKey) (bool, error)
 	// Registrations returns the account's registrations, oldest first.
 	Registrations(account string) ([]StoredRegistration, error)
@@ -76,7 +87,8 @@ type Store interface {
 	// identified by keys (several names of the same stanza: the archive id,
 	// the stanza id…) and puts entry in the outbox, atomically and durably.
 	// It returns false, recording nothing, if any of the keys was recorded
-	// before for k. Records older than the retention may be forgotten.
+	// before for k (marks are per registration). PruneMarks forgets old
+	// records.
 	RecordPush(k RegKey, keys []string, at time.Time, entry OutboxEntry) (first bool, err error)
 
 	// PutOutbox replaces an outbox entry (a new attempt, a sent mark). sync
@@ -84,19 +96,23 @@ type Store interface {
 	PutOutbox(e OutboxEntry, sync bool) error
 	// DeleteOutbox removes an entry; removing a missing one is not an error.
 	DeleteOutbox(id string) error
-	// ForEachOutbox calls fn for every outbox entry.
+	// ForEachOutbox calls fn once for every outbox entry, in no particular
+	// order (the outbox orders them).
 	ForEachOutbox(fn func(OutboxEntry) error) error
 
 	// RegState and PutRegState keep a registration's delivery error
-	// accounting. A missing state is the zero value.
+	// accounting. A missing state is the zero value; putting the zero value
+	// deletes it.
 	RegState(k RegKey) (RegState, error)
 	PutRegState(k RegKey, st RegState) error
-	// DisableRegistration removes a registration that keeps failing and
-	// records why, durably, so the operator can see it.
+	// DisableRegistration removes a registration that keeps failing, with
+	// its dedupe marks and error state, and records why, durably and
+	// atomically, so the operator can see it.
 	DisableRegistration(k RegKey, rec DisabledRecord) error
 	// Disabled lists the account's registrations disabled by the engine.
 	Disabled(account string) ([]DisabledRecord, error)
-	// PruneMarks forgets push records older than before.
+	// PruneMarks forgets the dedupe marks recorded before before and
+	// returns how many; it changes nothing else.
 	PruneMarks(before time.Time) (int, error)
 	Close() error
 }
