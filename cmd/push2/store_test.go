@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -62,5 +64,23 @@ func TestStore(t *testing.T) {
 	}
 	if code := run([]string{"store", "-dir", t.TempDir() + "/none", "outbox"}, nil, &out, &errb); code != 1 {
 		t.Errorf("missing store: exit %d", code)
+	}
+}
+
+// TestStoreRefusesExposed: push2 store does not read a store other users
+// can read, and says how to make it private.
+func TestStoreRefusesExposed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	st, err := pebblestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"store", "-dir", dir, "outbox"}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "chmod -R go-rwx "+dir) {
+		t.Errorf("exposed store: exit %d %q", code, errb.String())
 	}
 }
