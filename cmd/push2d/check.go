@@ -109,11 +109,11 @@ func handshakeError(c ComponentConfig, err error) error {
 	var se stream.Error
 	if errors.As(err, &se) {
 		switch se.Err {
-		case "not-authorized":
+		case stream.NotAuthorized.Err:
 			return fmt.Errorf("the server refused the component secret for %s: component.secret (or the file of component.secret_file) must equal component_secret under Component %q in prosody.cfg.lua", c.JID, c.JID)
-		case "host-unknown", "improper-addressing":
+		case stream.HostUnknown.Err, stream.ImproperAddressing.Err:
 			return fmt.Errorf("the server at %s has no external component %s: add  Component %q  with its component_secret to prosody.cfg.lua (and reload Prosody), or set component.jid to the name it has there", c.Address, c.JID, c.JID)
-		case "conflict":
+		case stream.Conflict.Err:
 			return fmt.Errorf("the server accepted the secret for %s, but another connection is already logged in as that component (is push2d running? then the connection works; stop it to run this check alone)", c.JID)
 		}
 		return fmt.Errorf("the server at %s refused the component %s: %s", c.Address, c.JID, se.Error())
