@@ -36,9 +36,12 @@ type registrationJSON struct {
 	// ClientSHA256 stands for the <client/> value, which routes
 	// notifications to one device and is therefore not shown: the first 8
 	// bytes of its SHA-256, in hex (clientDigest).
-	ClientSHA256 string      `json:"client_sha256"`
-	Created      time.Time   `json:"created"`
-	Matches      []matchJSON `json:"matches"`
+	ClientSHA256 string    `json:"client_sha256"`
+	Created      time.Time `json:"created"`
+	// StoredBytes is the size of the registration as stored: what every
+	// reload of the account's registrations parses again.
+	StoredBytes int         `json:"stored_bytes"`
+	Matches     []matchJSON `json:"matches"`
 }
 
 // matchJSON is one <match/> of a registration.
@@ -61,7 +64,7 @@ func clientDigest(client string) string {
 func registrationsJSON(regs []*engine.Registration) []registrationJSON {
 	out := make([]registrationJSON, 0, len(regs))
 	for _, r := range regs {
-		x := registrationJSON{ID: r.ID, Service: r.Service, ClientSHA256: clientDigest(r.Client), Created: r.Created, Matches: []matchJSON{}}
+		x := registrationJSON{ID: r.ID, Service: r.Service, ClientSHA256: clientDigest(r.Client), Created: r.Created, StoredBytes: r.Enable.Size(), Matches: []matchJSON{}}
 		for _, m := range r.Matches {
 			mm := matchJSON{Profile: m.Profile, Send: m.SendNS}
 			if m.Grace > 0 {
