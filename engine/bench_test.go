@@ -12,6 +12,7 @@ import (
 	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/cpubench"
+	"github.com/push2/push2/internal/hostile"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -188,10 +189,10 @@ func BenchmarkReload(b *testing.B) {
 	}{
 		{"stored-limit", func() string {
 			base := enableXML(matchXML("all"))
-			return enableXML(matchXML("all", junk("urn:example:profile", engine.DefaultLimits.MaxEnableBytes-len(base)-5000)))
+			return enableXML(matchXML("all", hostile.Children("urn:example:profile", engine.DefaultLimits.MaxEnableBytes-len(base)-5000)))
 		}},
 		{"issue11", func() string {
-			return strings.Replace(enableXML(matchXML("all")), "<service>", junk("urn:example:junk", issue11Bytes)+"<service>", 1)
+			return strings.Replace(enableXML(matchXML("all")), "<service>", hostile.Children("urn:example:junk", issue11Bytes)+"<service>", 1)
 		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

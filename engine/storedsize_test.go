@@ -10,26 +10,12 @@ import (
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/hostile"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/xep0357"
 )
 
-// junk returns elements in namespace ns, each with 200 attributes, adding
-// up to at least size bytes: the kind of payload issue 11 (item 5) sent
-// inside <enable/>, shaped to stay within the parse limits so that it
-// reaches the engine.
-func junk(ns string, size int) string {
-	var b strings.Builder
-	for i := 0; b.Len() < size; i++ {
-		fmt.Fprintf(&b, `<x%d xmlns="%s"`, i, ns)
-		for j := range 200 {
-			fmt.Fprintf(&b, ` a%d="0123456789abcdef"`, j)
-		}
-		b.WriteString("/>")
-	}
-	return b.String()
-}
-
+// issue11Bytes is the size of the enables of issue 11, item 5.
 const issue11Bytes = 205 << 10
 
 // TestEnableStoresOnlyWhatIsRead: of an <enable/> the store gets the text
@@ -42,9 +28,9 @@ func TestEnableStoresOnlyWhatIsRead(t *testing.T) {
 	ctx := context.Background()
 	match := `<match profile="urn:xmpp:push2:match:all"><vip xmlns="urn:example:vip" jid="romeo@montague.lit"/><filter jid="room@muc.capulet.lit"><mention/></filter>` +
 		`<send xmlns="urn:xmpp:push2:send:notify-only:0"><extra>x</extra></send></match>`
-	in := `<enable xmlns="urn:xmpp:push2:0" junk="1">` + junk("urn:example:junk", issue11Bytes/2) +
+	in := `<enable xmlns="urn:xmpp:push2:0" junk="1">` + hostile.Children("urn:example:junk", issue11Bytes/2) +
 		`<service xmlns:j="urn:example:junk" j:a="1">pusher@push.example.com<j:b/></service>` +
-		`<client>device-1</client>` + match + junk("urn:example:junk", issue11Bytes/2) + `</enable>`
+		`<client>device-1</client>` + match + hostile.Children("urn:example:junk", issue11Bytes/2) + `</enable>`
 	if len(in) < issue11Bytes {
 		t.Fatalf("test enable is %d bytes, want at least %d", len(in), issue11Bytes)
 	}
@@ -93,7 +79,7 @@ func TestEnableTooLargeRefused(t *testing.T) {
 	}
 	before, _ := store.Registrations(account)
 
-	big := stanza.MustParse(enableXML(matchXML("important", junk("urn:example:profile", issue11Bytes))))
+	big := stanza.MustParse(enableXML(matchXML("important", hostile.Children("urn:example:profile", issue11Bytes))))
 	for _, id := range []string{"phone", "tablet"} {
 		_, _, err := e.Enable(ctx, account, id, big)
 		var se *stanza.Error
@@ -152,7 +138,7 @@ func TestXEP0357StoresOnlyWhatIsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := engine.New(store, reg, engine.Config{})
-	in := strings.Replace(xep0357Enable, "<x ", junk("urn:example:junk", issue11Bytes)+"<x ", 1)
+	in := strings.Replace(xep0357Enable, "<x ", hostile.Children("urn:example:junk", issue11Bytes)+"<x ", 1)
 	if _, _, err := e.Enable(context.Background(), account, "r", stanza.MustParse(in)); err != nil {
 		t.Fatal(err)
 	}

@@ -8,25 +8,10 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/hostile"
 	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
-
-// junkChildren returns at least size bytes of elements in namespace ns,
-// 200 attributes each: the payload of issue 11's CPU amplification
-// (item 5), shaped to stay within push2d's parse limits so that it reaches
-// the engine.
-func junkChildren(ns string, size int) string {
-	var b strings.Builder
-	for i := 0; b.Len() < size; i++ {
-		fmt.Fprintf(&b, `<x%d xmlns="%s"`, i, ns)
-		for j := range 200 {
-			fmt.Fprintf(&b, ` a%d="0123456789abcdef"`, j)
-		}
-		b.WriteString("/>")
-	}
-	return b.String()
-}
 
 // TestEnableAmplification replays issue 11's CPU amplification through
 // Prosody, the bridge and push2d: five devices of one account enable with
@@ -46,8 +31,8 @@ func testEnableAmplification(t *testing.T, p prosodytest.Version) {
 	romeo := login(t, s, "romeo", "orchard", true)
 
 	const junkBytes = 205 << 10
-	foreign := junkChildren("urn:example:junk", junkBytes)
-	inMatch := junkChildren("urn:example:profile", junkBytes)
+	foreign := hostile.Children("urn:example:junk", junkBytes)
+	inMatch := hostile.Children("urn:example:profile", junkBytes)
 	for i := range 5 {
 		dev := login(t, s, "juliet", fmt.Sprint("device-", i), true)
 		client := fmt.Sprint("token-", i)
