@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -252,7 +253,7 @@ func TestExampleConfig(t *testing.T) {
 	}
 	secret := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secret, []byte("x"), 0o600)
-	text := strings.Replace(string(b), "/etc/push2/component.secret", secret, 1)
+	text := strings.Replace(string(b), `"/etc/push2/component.secret"`, strconv.Quote(secret), 1)
 	text = strings.ReplaceAll(text, "/etc/push2/admin.token", writeToken(t, testToken, 0o600))
 	cfg, err := loadConfig(writeConfig(t, text))
 	if err != nil {
