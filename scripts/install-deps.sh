@@ -145,9 +145,9 @@ debian_source() {
 }
 
 # ensure_backports_source adds bookworm-backports to apt's sources unless
-# some source already has it.
+# some source already has it (outside a comment).
 ensure_backports_source() {
-	if grep -rqsE '(^|[[:space:]])bookworm-backports([[:space:]]|$)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+	if grep -rqsE '^[^#]*[[:space:]]bookworm-backports([[:space:]]|$)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
 		return 0
 	fi
 	local uri key

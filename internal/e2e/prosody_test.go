@@ -223,7 +223,8 @@ func testPushModuleLoadedLater(t *testing.T, p prosodytest.Version) {
 //
 // Either way the device's registration is the one SASL2 client id, there is
 // exactly one push, and the device is live again: a new message is not
-// pushed.
+// pushed. (On 0.12 the device logs in as a fresh client process with the
+// same client id; see the test.)
 func TestSASL2InlineResume(t *testing.T) { eachProsody(t, testSASL2InlineResume) }
 
 func testSASL2InlineResume(t *testing.T, p prosodytest.Version) {
@@ -246,16 +247,22 @@ func testSASL2InlineResume(t *testing.T, p prosodytest.Version) {
 	expectOnePush(t, pusher, "token-resume", time.Second)
 
 	offline := outcomes(s, "offline")
-	juliet.do(map[string]string{"cmd": "reconnect"})
+	device := juliet
 	if p == prosodytest.Prosody13 {
+		juliet.do(map[string]string{"cmd": "reconnect"})
 		juliet.wait("sasl2-resumed", 15*time.Second, nil)
 		juliet.wait("resumed", 5*time.Second, nil)
 		juliet.waitBody("Resume me", 10*time.Second)
 	} else {
-		juliet.wait("online", 15*time.Second, nil)
-		juliet.send(presence())
-		juliet.waitBody("Resume me", 10*time.Second)
-		if strings.Contains(juliet.Log(), `"sasl2-resumed"`) {
+		// The app starts afresh with the same SASL2 client id. (Reconnecting
+		// the same xmpp.js client tries a legacy <resume/> after Bind2, which
+		// fails, and its stream management then acks with stale counters,
+		// which makes Prosody close the new session.)
+		device = startJS(t, s, "juliet", jsOptions{Resource: "Phone", ClientID: clientID, InlinePush: enableFor("pusher@"+domain, "token-resume")})
+		device.wait("push2-inline", 10*time.Second, nil)
+		device.send(presence())
+		device.waitBody("Resume me", 10*time.Second)
+		if strings.Contains(device.Log(), `"sasl2-resumed"`) {
 			t.Errorf("Prosody 0.12 resumed inline, without mod_sasl2_sm")
 		}
 		if outcomes(s, "offline") <= offline {
@@ -272,6 +279,6 @@ func testSASL2InlineResume(t *testing.T, p prosodytest.Version) {
 
 	// Live again: what the device receives itself is not pushed.
 	send(t, romeo, chat("juliet@"+domain, "r2", "Now you are back"))
-	juliet.waitBody("Now you are back", 10*time.Second)
+	device.waitBody("Now you are back", 10*time.Second)
 	noNotification(t, pusher, 2*time.Second)
 }
