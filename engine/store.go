@@ -88,7 +88,8 @@ type Store interface {
 	// the stanza id…) and puts entry in the outbox, atomically and durably.
 	// It returns false, recording nothing, if any of the keys was recorded
 	// before for k (marks are per registration). PruneMarks forgets old
-	// records.
+	// records. Concurrent calls for the same stanza report first exactly
+	// once, and first is reported only once the record is durable.
 	RecordPush(k RegKey, keys []string, at time.Time, entry OutboxEntry) (first bool, err error)
 
 	// PutOutbox replaces an outbox entry (a new attempt, a sent mark). sync

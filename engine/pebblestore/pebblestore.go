@@ -51,8 +51,89 @@ type Store struct {
 	// mu serializes read-modify-write sequences (eviction, dedupe marks) so
 	// they are atomic with respect to each other within this process. Pebble
 	// batches make each sequence's writes atomic on disk.
-	mu     sync.Mutex
+	mu sync.Mutex
+	// pending holds the dedupe marks of RecordPush batches that are being
+	// committed, guarded by mu; each maps to a channel closed once that
+	// commit has finished (durable or failed). See RecordPush.
+	pending map[string]chan struct{}
+	// life is held shared by every RecordPush across its commit, which runs
+	// outside mu, and exclusively by Close, so that Close waits for commits
+	// in flight instead of closing the database under them.
+	life   sync.RWMutex
 	closed atomic.Bool
+	// commits feeds the committer goroutine (see committer); closed by
+	// Close once no RecordPush is in flight. committed is closed when the
+	// committer has returned.
+	commits   chan *pushCommit
+	committed chan struct{}
+}
+
+// pushCommit is one RecordPush's writes, handed to the committer.
+type pushCommit struct {
+	marks    [][]byte
+	ts       []byte
+	outKey   []byte
+	outValue []byte
+	done     chan error // receives the outcome of the sync that held the writes
+}
+
+// maxGroup bounds the writes of one group commit, so that one sync's
+// latency stays bounded under any backlog.
+const maxGroup = 1024
+
+func newStore(db *pebble.DB) *Store {
+	s := &Store{db: db, pending: map[string]chan struct{}{},
+		commits: make(chan *pushCommit, maxGroup), committed: make(chan struct{})}
+	go s.committer()
+	return s
+}
+
+// committer is the group commit of RecordPush: it takes every push record
+// queued while the previous sync ran (up to maxGroup), writes them in one
+// Pebble batch with one sync, and only then tells each caller the outcome.
+// One notification per synced batch is what bounded durable pushes to the
+// disk's sync rate; this way the sync rate bounds groups instead.
+func (s *Store) committer() {
+	defer close(s.committed)
+	group := make([]*pushCommit, 0, maxGroup)
+	for c := range s.commits {
+		group = append(group[:0], c)
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case c, ok := <-s.commits:
+				if !ok {
+					break drain
+				}
+				group = append(group, c)
+			default:
+				break drain
+			}
+		}
+		err := s.commitGroup(group)
+		for _, c := range group {
+			c.done <- err
+		}
+	}
+}
+
+func (s *Store) commitGroup(group []*pushCommit) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, c := range group {
+		for _, m := range c.marks {
+			if err := b.Set(m, c.ts, nil); err != nil {
+				return err
+			}
+		}
+		if err := b.Set(c.outKey, c.outValue, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: commit push record: %w", err)
+	}
+	return nil
 }
 
 var _ engine.Store = (*Store)(nil)
@@ -67,7 +148,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return newStore(db), nil
 }
 
 // OpenReadOnly opens an existing store for reading only (the push2 CLI's
@@ -81,7 +162,7 @@ func OpenReadOnly(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s read-only: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return newStore(db), nil
 }
 
 // quietLogger drops Pebble's informational chatter; fatal errors still stop
@@ -265,19 +346,88 @@ func (s *Store) ForEachRegistration(fn func(engine.StoredRegistration) error) er
 // synced batch: after a crash either both are there (the push will be
 // delivered) or neither (the stanza will be pushed when a trigger reports it
 // again).
+//
+// Group commit: the check-and-set of the marks happens under mu, but the
+// synced commit does not: the writes go to the committer, which writes all
+// the records queued meanwhile in one batch with one sync. Each call
+// returns only after the sync that contains its writes. While a batch is being committed its marks
+// are in pending: a concurrent call for one of those marks waits for that
+// commit and then checks again, so exactly one of them reports first even
+// though the database does not show the marks yet — and if the commit
+// fails, the waiter can still record the push instead of dropping it as a
+// duplicate of a push that was never stored.
 func (s *Store) RecordPush(k engine.RegKey, keys []string, at time.Time, entry engine.OutboxEntry) (bool, error) {
-	if err := errors.Join(s.check(), validKey(k)); err != nil {
+	if err := validKey(k); err != nil {
 		return false, err
 	}
 	v, err := json.Marshal(entry)
 	if err != nil {
 		return false, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if err := s.check(); err != nil {
+		return false, err
+	}
 	p := markPrefix(k)
-	for _, key := range keys {
-		_, closer, err := s.db.Get(append(p[:len(p):len(p)], key...))
+	marks := make([][]byte, len(keys))
+	for i, key := range keys {
+		marks[i] = append(p[:len(p):len(p)], key...)
+	}
+	done, first, err := s.claimMarks(marks)
+	if !first || err != nil {
+		return false, err
+	}
+	defer s.release(marks, done)
+	ts := binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
+	c := &pushCommit{marks: marks, ts: ts, outKey: []byte(prefixOutbox + entry.ID), outValue: v, done: make(chan error, 1)}
+	s.commits <- c
+	if err := <-c.done; err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// claimMarks reports whether none of marks is stored or being committed,
+// and if so leaves them all in pending under one new channel, which the
+// caller closes (after removing them) once its commit has finished. A mark
+// being committed by another call is waited for, then everything is checked
+// again. The marks are claimed in pending before the database is read, and
+// read outside mu, so that the reads of unrelated pushes run in parallel:
+// a concurrent call for one of them waits on the claim instead.
+func (s *Store) claimMarks(marks [][]byte) (done chan struct{}, first bool, err error) {
+	for {
+		s.mu.Lock()
+		var wait chan struct{}
+		for _, m := range marks {
+			if c, ok := s.pending[string(m)]; ok {
+				wait = c
+				break
+			}
+		}
+		if wait != nil {
+			s.mu.Unlock()
+			<-wait
+			continue
+		}
+		done = make(chan struct{})
+		for _, m := range marks {
+			s.pending[string(m)] = done
+		}
+		s.mu.Unlock()
+		first, err := s.noneStored(marks)
+		if first && err == nil {
+			return done, true, nil
+		}
+		s.release(marks, done)
+		return nil, false, err
+	}
+}
+
+// noneStored reports whether no mark of marks is in the database.
+func (s *Store) noneStored(marks [][]byte) (bool, error) {
+	for _, m := range marks {
+		_, closer, err := s.db.Get(m)
 		if err == nil {
 			closer.Close()
 			return false, nil
@@ -286,22 +436,17 @@ func (s *Store) RecordPush(k engine.RegKey, keys []string, at time.Time, entry e
 			return false, err
 		}
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	var ts [8]byte
-	binary.BigEndian.PutUint64(ts[:], uint64(at.UnixNano()))
-	for _, key := range keys {
-		if err := b.Set(append(p[:len(p):len(p)], key...), ts[:], nil); err != nil {
-			return false, err
-		}
-	}
-	if err := b.Set([]byte(prefixOutbox+entry.ID), v, nil); err != nil {
-		return false, err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return false, fmt.Errorf("store: commit push record: %w", err)
-	}
 	return true, nil
+}
+
+// release ends the claim of marks made by claimMarks.
+func (s *Store) release(marks [][]byte, done chan struct{}) {
+	s.mu.Lock()
+	for _, m := range marks {
+		delete(s.pending, string(m))
+	}
+	s.mu.Unlock()
+	close(done)
 }
 
 // PutOutbox implements engine.Store.
@@ -441,6 +586,10 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return ErrClosed
 	}
+	s.life.Lock() // let the commits of RecordPush calls in flight finish
+	defer s.life.Unlock()
+	close(s.commits) // no RecordPush can send now: they check closed under life
+	<-s.committed
 	s.mu.Lock() // let a read-modify-write in progress finish
 	defer s.mu.Unlock()
 	return s.db.Close()

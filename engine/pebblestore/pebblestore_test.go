@@ -8,7 +8,7 @@ import (
 	"github.com/push2/push2/engine/storetest"
 )
 
-func open(t *testing.T, dir string) *pebblestore.Store {
+func open(t testing.TB, dir string) *pebblestore.Store {
 	t.Helper()
 	s, err := pebblestore.Open(dir)
 	if err != nil {

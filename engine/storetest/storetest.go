@@ -10,7 +10,7 @@
 //
 // The suite checks what engine.Store's documentation promises: replacing and
 // evicting registrations atomically (also under concurrent writers), dedupe
-// marks, the outbox (contents, and delivery order through the engine's
+// marks (exactly one first push under concurrent callers), the outbox (contents, and delivery order through the engine's
 // outbox), error accounting, disabled records, pruning, refusal of invalid
 // keys, errors instead of panics after Close, and — for a store that claims
 // durability (Reopen) — that everything written is there after a restart.
@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store, opts ...Option) {
 		{"EvictionConcurrent", testEvictionConcurrent},
 		{"DeleteRegistration", testDelete},
 		{"Dedupe", testDedupe},
+		{"DedupeConcurrent", testDedupeConcurrent},
 		{"Prune", testPrune},
 		{"Outbox", testOutbox},
 		{"OutboxOrder", testOutboxOrder},
@@ -73,7 +74,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store, opts ...Option) {
 		{"Closed", testClosed},
 	}
 	if s.reopen != nil {
-		tests = append(tests, test{"Durable", testDurable})
+		tests = append(tests, test{"Durable", testDurable}, test{"DurableConcurrent", testDurableConcurrent})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -376,6 +377,98 @@ func testDedupe(t *testing.T, h *handle) {
 	}
 	if got := len(outbox(t, h)); got != 4 {
 		t.Errorf("outbox holds %d entries, want 4", got)
+	}
+}
+
+// recordConcurrently runs RecordPush for registration k from n goroutines
+// at once, rounds times; in round r, goroutine g records entry "r<r>-g<g>"
+// with keys from keysOf(r, g). It returns, per round, the entry ids
+// reported first.
+func recordConcurrently(t *testing.T, s engine.Store, k engine.RegKey, n, rounds int, keysOf func(r, g int) []string) [][]string {
+	t.Helper()
+	firsts := make([][]string, rounds)
+	var mu sync.Mutex
+	for r := range rounds {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				id := fmt.Sprintf("r%d-g%d", r, g)
+				first, err := s.RecordPush(k, keysOf(r, g), t0, entry(id, k, t0))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if first {
+					mu.Lock()
+					firsts[r] = append(firsts[r], id)
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+	}
+	return firsts
+}
+
+// testDedupeConcurrent: concurrent RecordPush calls for the same stanza
+// (one shared key, and each its own other key, as the offline and archive
+// triggers report one stanza under different names) record it exactly
+// once, however the store batches their commits; the outbox holds exactly
+// the entries reported first.
+func testDedupeConcurrent(t *testing.T, h *handle) {
+	const n, rounds = 16, 20
+	k := key("phone")
+	firsts := recordConcurrently(t, h, k, n, rounds, func(r, g int) []string {
+		return []string{fmt.Sprintf("a:arch-%d-%d", r, g), fmt.Sprintf("s:%d", r)}
+	})
+	want := map[string]bool{}
+	for r, f := range firsts {
+		if len(f) != 1 {
+			t.Errorf("round %d: %d calls reported first (%v), want exactly 1", r, len(f), f)
+		}
+		for _, id := range f {
+			want[id] = true
+		}
+	}
+	got := outbox(t, h)
+	if len(got) != len(want) {
+		t.Errorf("outbox holds %d entries, want %d", len(got), len(want))
+	}
+	for id := range want {
+		if _, ok := got[id]; !ok {
+			t.Errorf("entry %s reported first but not in the outbox", id)
+		}
+	}
+}
+
+// testDurableConcurrent: pushes recorded by concurrent calls (which a
+// store may commit together) are all there after a restart, entries and
+// marks.
+func testDurableConcurrent(t *testing.T, h *handle) {
+	const n, rounds = 32, 4
+	k := key("phone")
+	recordConcurrently(t, h, k, n, rounds, func(r, g int) []string {
+		return []string{fmt.Sprintf("s:%d-%d", r, g)}
+	})
+	h.restart()
+	got := outbox(t, h)
+	if len(got) != n*rounds {
+		t.Errorf("after restart the outbox holds %d entries, want %d", len(got), n*rounds)
+	}
+	for r := range rounds {
+		for g := range n {
+			if _, ok := got[fmt.Sprintf("r%d-g%d", r, g)]; !ok {
+				t.Errorf("entry r%d-g%d lost in restart", r, g)
+			}
+			if recordPush(t, h, k, "again", t0, fmt.Sprintf("s:%d-%d", r, g)) {
+				t.Errorf("mark s:%d-%d lost in restart", r, g)
+			}
+		}
 	}
 }
 
