@@ -91,7 +91,7 @@ func Inspect(st *stanza.Element, c *Context) *Facts {
 	}
 	f.Error = f.Type == "error"
 	if f.Kind != "message" {
-		f.From, _ = jid.Parse(st.AttrValue("from"))
+		f.From, _ = parseJID(st.AttrValue("from"))
 		f.Chat = f.From.Bare().String()
 		return f
 	}
@@ -115,7 +115,7 @@ func Inspect(st *stanza.Element, c *Context) *Facts {
 		}
 	}
 	f.Message = msg
-	f.From, _ = jid.Parse(msg.AttrValue("from"))
+	f.From, _ = parseJID(msg.AttrValue("from"))
 	f.Chat = f.From.Bare().String()
 	f.Headline = f.Type == "headline"
 	f.Groupchat = f.Type == "groupchat"
@@ -205,8 +205,8 @@ func forwarded(wrapper *stanza.Element) *stanza.Element {
 }
 
 func sameBare(a, b string) bool {
-	ja, err1 := jid.Parse(a)
-	jb, err2 := jid.Parse(b)
+	ja, err1 := parseJID(a)
+	jb, err2 := parseJID(b)
 	return err1 == nil && err2 == nil && ja.Bare().Equal(jb.Bare())
 }
 
@@ -216,7 +216,7 @@ func selfNick(c *Context) string {
 	if c.Nick != "" {
 		return c.Nick
 	}
-	if j, err := jid.Parse(c.Account); err == nil {
+	if j, err := parseJID(c.Account); err == nil {
 		return j.Localpart()
 	}
 	return ""
@@ -226,7 +226,7 @@ func selfNick(c *Context) string {
 // account, and in a room the occupant JID room/nick.
 func selfJIDs(f *Facts, c *Context) []jid.JID {
 	var out []jid.JID
-	if j, err := jid.Parse(c.Account); err == nil {
+	if j, err := parseJID(c.Account); err == nil {
 		out = append(out, j.Bare())
 	}
 	if f.Groupchat && c.Nick != "" {
@@ -242,7 +242,7 @@ func isSelf(f *Facts, c *Context, s string, bareMatchesAccount bool) bool {
 	if i := strings.IndexByte(s, '?'); i >= 0 {
 		s = s[:i]
 	}
-	j, err := jid.Parse(s)
+	j, err := parseJID(s)
 	if err != nil {
 		return false
 	}

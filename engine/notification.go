@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"github.com/push2/push2/engine/stanza"
-
-	"mellium.im/xmpp/jid"
 )
 
 // The last step of the pipeline: the send profile writes the content of
@@ -93,7 +91,7 @@ func newNotificationID() string {
 }
 
 func domainOf(account string) string {
-	j, err := jid.Parse(account)
+	j, err := parseJID(account)
 	if err != nil {
 		return ""
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -85,9 +87,50 @@ func checkStoredSize(lim Limits, stored *stanza.Element) error {
 
 // NormalizeJID returns the canonical string form of a JID (PRECIS-prepared
 // by mellium), or an error for an invalid one.
+//
+// Results are cached: every event normalizes its account, its sender and
+// filter JIDs, and PRECIS preparation was nearly half of an evaluation that
+// pushes nothing, while the same few strings come back event after event.
+// A cached result is the very value jid.Parse returned for the same input,
+// so the cache cannot change an answer. Errors are not cached (bad input is
+// rare, and must not fill the cache), nor inputs over maxCachedJID bytes;
+// the cache is dropped whole when it reaches jidCacheSize entries, which
+// bounds its memory without bookkeeping per entry.
 func NormalizeJID(s string) (jid.JID, error) {
-	return jid.Parse(strings.TrimSpace(s))
+	return parseJID(strings.TrimSpace(s))
 }
+
+// parseJID is jid.Parse with the cache NormalizeJID describes; the engine
+// calls it wherever it would call jid.Parse.
+func parseJID(s string) (jid.JID, error) {
+	m := jidCache.Load()
+	if v, ok := m.Load(s); ok {
+		return v.(jid.JID), nil
+	}
+	j, err := jid.Parse(s)
+	if err != nil || len(s) > maxCachedJID {
+		return j, err
+	}
+	if jidCached.Add(1) > jidCacheSize {
+		jidCached.Store(1)
+		m = new(sync.Map)
+		jidCache.Store(m)
+	}
+	m.Store(s, j)
+	return j, nil
+}
+
+const (
+	jidCacheSize = 4096
+	maxCachedJID = 256
+)
+
+var (
+	jidCache  atomic.Pointer[sync.Map]
+	jidCached atomic.Int64 // entries stored in jidCache, about
+)
+
+func init() { jidCache.Store(new(sync.Map)) }
 
 // ParseEnable validates an <enable/> element for account and session id and
 // returns the registration. Nothing is stored here; the caller stores the
