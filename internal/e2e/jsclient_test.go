@@ -168,12 +168,30 @@ func startJS(t *testing.T, s *stack.Stack, local string, o jsOptions) *jsClient 
 }
 
 // relogin reconnects a device whose session is gone: it gets a new session
-// and sends presence, so its offline messages are delivered.
+// and sends presence, so its offline messages are delivered. Presence goes
+// out only once stream management is on again: xmpp.js resets its inbound
+// counter when it has processed <enabled/>, and stanzas that arrive before
+// that would be counted twice, making it ack less than it did before (which
+// Prosody answers by closing the stream).
 func (c *jsClient) relogin() {
 	c.t.Helper()
+	c.forget("sm-enabled")
 	c.do(map[string]string{"cmd": "reconnect"})
 	c.wait("online", 15*time.Second, nil)
+	c.wait("sm-enabled", 10*time.Second, nil)
 	c.send(presence())
+}
+
+// forget drops the not yet awaited events called name, so that the next
+// wait for name sees only new ones.
+func (c *jsClient) forget(name string) {
+	kept := c.backlog[:0]
+	for _, ev := range c.backlog {
+		if ev.Event != name {
+			kept = append(kept, ev)
+		}
+	}
+	c.backlog = kept
 }
 
 // Log returns everything the client printed.

@@ -260,6 +260,7 @@ func testSASL2InlineResume(t *testing.T, p prosodytest.Version) {
 		// which makes Prosody close the new session.)
 		device = startJS(t, s, "juliet", jsOptions{Resource: "Phone", ClientID: clientID, InlinePush: enableFor("pusher@"+domain, "token-resume")})
 		device.wait("push2-inline", 10*time.Second, nil)
+		device.wait("sm-enabled", 10*time.Second, nil) // see relogin
 		device.send(presence())
 		device.waitBody("Resume me", 10*time.Second)
 		if strings.Contains(device.Log(), `"sasl2-resumed"`) {
