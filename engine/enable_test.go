@@ -13,6 +13,7 @@ import (
 	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/profiles"
+	"github.com/push2/push2/profiles/xep0357"
 )
 
 const (
@@ -112,10 +113,9 @@ func TestEnableMalformed(t *testing.T) {
 		text      string
 	}{
 		{"wrong element", `<disable xmlns="urn:xmpp:push2:0"/>`, "bad-request", "enable"},
-		// Another push protocol's <enable/> with no EnableParser for it
-		// registered (XEP-0357 here: newEngine registers only the Push 2.0
-		// built-ins) is a feature this server does not implement.
-		{"wrong namespace", `<enable xmlns="urn:xmpp:push:0"/>`, "feature-not-implemented", "enable"},
+		{"wrong namespace", `<enable xmlns="urn:xmpp:push:0"/>`, "bad-request", "enable"},
+		// A push protocol no EnableParser is registered for is a feature
+		// this server does not implement.
 		{"unknown protocol", `<enable xmlns="urn:example:push"/>`, "feature-not-implemented", "urn:example:push"},
 		{"no service", wrap(cli + matchXML("all")), "bad-request", "<service/>"},
 		{"two services", wrap(svc + svc + cli + matchXML("all")), "bad-request", "<service/>"},
@@ -151,6 +151,11 @@ func TestEnableMalformed(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e, store, _ := newEngine(t, engine.Config{})
+			// With the XEP-0357 pair registered, as push2d has it (and
+			// as the engine had it built in before EnableParser).
+			if err := e.Registry().Register(xep0357.Set(xep0357.Options{})); err != nil {
+				t.Fatal(err)
+			}
 			// A valid registration first: a refused enable must not touch it.
 			if _, _, err := e.Enable(context.Background(), account, "r", stanza.MustParse(enableXML(matchXML("all")))); err != nil {
 				t.Fatal(err)
