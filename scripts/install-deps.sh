@@ -9,6 +9,12 @@
 #                    into /usr/lib/prosody/modules.
 #   clang lld rustc libstd-rust-dev-wasm32
 #                    WebAssembly toolchains for the C and Rust plugins.
+#   postgresql       Debian 12's PostgreSQL 15: internal/pgtest runs private
+#                    clusters of it (initdb + postgres from
+#                    /usr/lib/postgresql/15/bin, own data dir, free 127.0.0.1
+#                    port) for engine/pgstore's tests. The system cluster
+#                    the package creates is never started (policy-rc.d below)
+#                    nor used.
 #
 # Prosody 13 comes from bookworm-backports (prosody 13.0.x and the 2025
 # prosody-modules) and is NOT installed as a package: both .debs are
@@ -41,7 +47,7 @@ set -euo pipefail
 # clang lld rustc libstd-rust-dev-wasm32: the WebAssembly toolchains of
 # plugins/build.sh (C and Rust plugins). Installing them here, once, keeps
 # parallel test binaries from racing for the dpkg lock.
-PACKAGES=(prosody prosody-modules clang lld rustc libstd-rust-dev-wasm32)
+PACKAGES=(prosody prosody-modules clang lld rustc libstd-rust-dev-wasm32 postgresql)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
