@@ -2,7 +2,7 @@ package engine
 
 import (
 	"context"
-	"sync"
+	"strings"
 
 	"github.com/push2/push2/engine/stanza"
 )
@@ -62,22 +62,26 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 	if ev.Stanza == nil {
 		return nil, stanza.BadRequest("no stanza")
 	}
-	acct, err := NormalizeJID(ev.Context.Account)
-	if err != nil || acct.Localpart() == "" {
+	acct, ok := normalizeAccount(ev.Context.Account)
+	if !ok {
 		return nil, stanza.BadRequest("the account is not a valid bare JID")
 	}
-	c := ev.Context
-	c.Account = acct.Bare().String()
-	if c.Now.IsZero() {
-		c.Now = e.cfg.Clock()
-	}
-	regs, err := e.Registrations(ctx, c.Account)
+	regs, err := e.registrations(ctx, acct)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{}
+	// One allocation holds what an evaluation needs (the result, its first
+	// outcome, the context, the facts and the match input): an event that
+	// pushes nothing, the common case, allocates nothing else.
+	s := &evaluation{st: ev.Stanza}
+	s.res.Outcomes = s.outcome[:0]
 	if len(regs) == 0 {
-		return res, nil
+		return &s.res, nil
+	}
+	s.c = ev.Context
+	s.c.Account = acct
+	if s.c.Now.IsZero() {
+		s.c.Now = e.cfg.Clock()
 	}
 	var only map[string]bool
 	if ev.Registrations != nil {
@@ -86,36 +90,63 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 			only[id] = true
 		}
 	}
-	facts := Inspect(ev.Stanza, &c)
-	// The dedupe keys hash the stanza: computed only if some registration
-	// gets a push.
-	keys := sync.OnceValue(func() []string { return dedupeKeys(ev.Stanza, facts) })
+	inspect(&s.facts, ev.Stanza, &s.c)
 	for _, r := range regs {
 		if only != nil && !only[r.ID] {
 			continue
 		}
-		out, n := e.evaluateOne(ctx, r, ev.Stanza, &c, facts, keys)
-		res.Outcomes = append(res.Outcomes, out)
+		out, n := e.evaluateOne(ctx, r, s)
+		s.res.Outcomes = append(s.res.Outcomes, out)
 		if n != nil {
-			res.Notifications = append(res.Notifications, n)
+			s.res.Notifications = append(s.res.Notifications, n)
 		}
 	}
-	return res, nil
+	return &s.res, nil
 }
 
-func (e *Engine) evaluateOne(ctx context.Context, r *Registration, st *stanza.Element, c *Context, facts *Facts, lazyKeys func() []string) (Outcome, *Notification) {
-	out, chosen, decision := e.match(ctx, r, st, c, facts)
+// evaluation is the state of one Evaluate call.
+type evaluation struct {
+	res     Result
+	outcome [1]Outcome // res.Outcomes' first array: most accounts have one registration
+	st      *stanza.Element
+	c       Context
+	facts   Facts
+	in      MatchInput // reused by every match profile call
+	keys    []string   // the dedupe keys, computed by dedupeKeys on the first push
+}
+
+// dedupeKeys hashes the stanza: computed only if some registration gets a
+// push, once per event.
+func (s *evaluation) dedupeKeys() []string {
+	if s.keys == nil {
+		s.keys = dedupeKeys(s.st, &s.facts)
+	}
+	return s.keys
+}
+
+// normalizeAccount returns the bare form of an account JID, which must have
+// a localpart.
+func normalizeAccount(account string) (string, bool) {
+	p, err := lookupJID(strings.TrimSpace(account))
+	if err != nil || p.j.Localpart() == "" {
+		return "", false
+	}
+	return p.bare, true
+}
+
+func (e *Engine) evaluateOne(ctx context.Context, r *Registration, s *evaluation) (Outcome, *Notification) {
+	out, chosen, decision := e.match(ctx, r, s)
 	if chosen == nil {
 		return out, nil
 	}
-	keys := lazyKeys()
-	n, err := e.build(ctx, r, chosen, st, c, facts, decision)
+	keys := s.dedupeKeys()
+	n, err := e.build(ctx, r, chosen, s.st, &s.c, &s.facts, decision)
 	if err != nil {
 		e.cfg.Logger.Warn("send profile failed", "profile", chosen.SendNS, "account", r.Account, "id", r.ID, "err", err)
 		out.Code, out.Reason = OutcomeProfileError, "send profile error: "+err.Error()
 		return out, nil
 	}
-	if out.Code, out.Reason = e.enqueueOnce(r, n, keys, c.Now); out.Code != OutcomePushed {
+	if out.Code, out.Reason = e.enqueueOnce(r, n, keys, s.c.Now); out.Code != OutcomePushed {
 		return out, nil
 	}
 	out.Pushed, out.Reason = true, "pushed ("+decision.Priority.String()+")"

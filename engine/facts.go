@@ -85,15 +85,23 @@ func (f *Facts) Priority() Priority {
 
 // Inspect computes the facts of a stanza for an account.
 func Inspect(st *stanza.Element, c *Context) *Facts {
-	f := &Facts{Kind: st.Name.Local, Type: st.AttrValue("type"), Message: st}
+	f := new(Facts)
+	inspect(f, st, c)
+	return f
+}
+
+// inspect is Inspect into f, which Evaluate allocates with the rest of an
+// evaluation's state.
+func inspect(f *Facts, st *stanza.Element, c *Context) {
+	*f = Facts{Kind: st.Name.Local, Type: st.AttrValue("type"), Message: st}
 	if f.Kind == "message" && f.Type == "" {
 		f.Type = "normal"
 	}
 	f.Error = f.Type == "error"
 	if f.Kind != "message" {
-		f.From, _ = parseJID(st.AttrValue("from"))
-		f.Chat = f.From.Bare().String()
-		return f
+		p, _ := lookupJID(st.AttrValue("from"))
+		f.From, f.Chat = p.j, p.bare
+		return
 	}
 
 	// Carbons (XEP-0280): a received carbon stands for the forwarded
@@ -115,8 +123,8 @@ func Inspect(st *stanza.Element, c *Context) *Facts {
 		}
 	}
 	f.Message = msg
-	f.From, _ = parseJID(msg.AttrValue("from"))
-	f.Chat = f.From.Bare().String()
+	p, _ := lookupJID(msg.AttrValue("from"))
+	f.From, f.Chat = p.j, p.bare
 	f.Headline = f.Type == "headline"
 	f.Groupchat = f.Type == "groupchat"
 
@@ -188,7 +196,6 @@ func Inspect(st *stanza.Element, c *Context) *Facts {
 		f.Mention = mentions(msg, f, c)
 		f.Reply = repliesTo(msg, f, c)
 	}
-	return f
 }
 
 func forwarded(wrapper *stanza.Element) *stanza.Element {
@@ -205,9 +212,9 @@ func forwarded(wrapper *stanza.Element) *stanza.Element {
 }
 
 func sameBare(a, b string) bool {
-	ja, err1 := parseJID(a)
-	jb, err2 := parseJID(b)
-	return err1 == nil && err2 == nil && ja.Bare().Equal(jb.Bare())
+	ja, err1 := bareJID(a)
+	jb, err2 := bareJID(b)
+	return err1 == nil && err2 == nil && ja == jb
 }
 
 // selfNick is the name the user goes by in this conversation: the room nick

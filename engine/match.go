@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-
-	"github.com/push2/push2/engine/stanza"
 )
 
 // match runs the registration's <match/> elements in document order
@@ -12,7 +10,8 @@ import (
 // registration gets at most one notification per stanza. out says why
 // nothing was chosen when chosen is nil; the decision's priority defaults
 // to normal.
-func (e *Engine) match(ctx context.Context, r *Registration, st *stanza.Element, c *Context, facts *Facts) (out Outcome, chosen *Match, decision Decision) {
+func (e *Engine) match(ctx context.Context, r *Registration, s *evaluation) (out Outcome, chosen *Match, decision Decision) {
+	facts := &s.facts
 	out = Outcome{Reg: r.Key(), Code: OutcomeNoMatch, Reason: "no match profile pushes this stanza"}
 	for _, m := range r.Matches {
 		mp, ok := e.registry.Match(m.Profile)
@@ -20,8 +19,10 @@ func (e *Engine) match(ctx context.Context, r *Registration, st *stanza.Element,
 			out.Profile, out.Code, out.Reason = m.Profile, OutcomeNotLoaded, "match profile not loaded"
 			continue
 		}
-		in := &MatchInput{Stanza: st, Match: m.Element, Context: c, Provisioned: m.MatchProvisioned, facts: facts}
-		d, err := mp.Match(ctx, in)
+		// A profile must not keep the input past its call (MatchProfile),
+		// so one serves every call of the evaluation.
+		s.in = MatchInput{Stanza: s.st, Match: m.Element, Context: &s.c, Provisioned: m.MatchProvisioned, facts: facts}
+		d, err := mp.Match(ctx, &s.in)
 		if err != nil {
 			e.cfg.Logger.Warn("match profile failed", "profile", m.Profile, "account", r.Account, "id", r.ID, "err", err)
 			out.Profile, out.Code, out.Reason = m.Profile, OutcomeProfileError, "match profile error: "+err.Error()
@@ -36,7 +37,7 @@ func (e *Engine) match(ctx context.Context, r *Registration, st *stanza.Element,
 			out.Code, out.Reason = OutcomeFilter, reason
 			continue
 		}
-		if reason, ok := e.inGrace(r, m, c, facts); ok {
+		if reason, ok := e.inGrace(r, m, &s.c, facts); ok {
 			out.Code, out.Reason = OutcomeGrace, reason
 			continue
 		}

@@ -135,6 +135,8 @@ type Profile interface {
 // pushes and passes its filters and grace; it must not retain the input.
 type MatchProfile interface {
 	Profile
+	// Match decides for one stanza. in is valid only during the call: the
+	// engine reuses it for the next profile.
 	Match(ctx context.Context, in *MatchInput) (Decision, error)
 }
 

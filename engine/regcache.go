@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strings"
 
 	"github.com/push2/push2/engine/stanza"
 )
@@ -43,11 +44,16 @@ func (e *Engine) changing(account string) (done func()) {
 // caches nothing, so one abandoned request cannot hide registrations from
 // the next.
 func (e *Engine) Registrations(ctx context.Context, account string) ([]*Registration, error) {
-	acct, err := NormalizeJID(account)
+	acct, err := bareJID(strings.TrimSpace(account))
 	if err != nil {
 		return nil, stanza.BadRequest("the account is not a valid JID")
 	}
-	account = acct.Bare().String()
+	return e.registrations(ctx, acct)
+}
+
+// registrations is Registrations for an account already in bare normalized
+// form.
+func (e *Engine) registrations(ctx context.Context, account string) ([]*Registration, error) {
 	e.mu.Lock()
 	regs, ok := e.cache[account]
 	gen, genAll := e.gen[account], e.genAll

@@ -103,21 +103,44 @@ func NormalizeJID(s string) (jid.JID, error) {
 // parseJID is jid.Parse with the cache NormalizeJID describes; the engine
 // calls it wherever it would call jid.Parse.
 func parseJID(s string) (jid.JID, error) {
+	p, err := lookupJID(s)
+	return p.j, err
+}
+
+// bareJID is parseJID(s).Bare().String(), with the string cached too: the
+// account and the sender of every event need it, and jid.JID.String
+// allocates on each call.
+func bareJID(s string) (string, error) {
+	p, err := lookupJID(s)
+	return p.bare, err
+}
+
+// parsedJID is a cache entry: jid.Parse's result and its bare form.
+type parsedJID struct {
+	j    jid.JID
+	bare string
+}
+
+func lookupJID(s string) (parsedJID, error) {
 	m := jidCache.Load()
 	if v, ok := m.Load(s); ok {
-		return v.(jid.JID), nil
+		return v.(parsedJID), nil
 	}
 	j, err := jid.Parse(s)
-	if err != nil || len(s) > maxCachedJID {
-		return j, err
+	if err != nil {
+		return parsedJID{j: j}, err
+	}
+	p := parsedJID{j: j, bare: j.Bare().String()}
+	if len(s) > maxCachedJID {
+		return p, nil
 	}
 	if jidCached.Add(1) > jidCacheSize {
 		jidCached.Store(1)
 		m = new(sync.Map)
 		jidCache.Store(m)
 	}
-	m.Store(s, j)
-	return j, nil
+	m.Store(s, p)
+	return p, nil
 }
 
 const (
