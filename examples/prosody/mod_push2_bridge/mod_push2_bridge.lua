@@ -211,6 +211,131 @@ local function embed(stanza)
 end
 
 ---------------------------------------------------------------------------
+-- push2d's parse limits (docs/bridge-protocol.md "Stanzas over the
+-- limits"). push2d refuses a stanza over them unread, so the bridge checks
+-- first and never sends (nor buffers) one: an <enable/> over them is
+-- answered here, a message is reported by its outline. The limits are the
+-- ones push2d announced in <features/>; until it has, those push2d has
+-- always read with.
+
+local limits = { bytes = 256*1024, elements = 4096, depth = 64, attrs = 16384, element_attrs = 256, name_bytes = 256 };
+
+local limit_names = { bytes = "max-bytes", elements = "max-elements", depth = "max-depth",
+	attrs = "max-attrs", element_attrs = "max-element-attrs", name_bytes = "max-name-bytes" };
+
+-- <limits/> from push2d's <features/>: all of them, or none (a partial or
+-- malformed list keeps the previous limits).
+local function set_limits(el)
+	local new = {};
+	for key, attr in pairs(limit_names) do
+		local n = tonumber(el.attr[attr]);
+		if not n or n < 1 then
+			module:log("warn", "push2d announced limits without a valid %s; keeping the previous ones", attr);
+			return;
+		end
+		new[key] = math.floor(n);
+	end
+	limits = new;
+end
+
+-- What the stanza's envelope adds, counted as push2d counts the whole
+-- stanza it reads: the <message/> or <iq/> (depth 1) and the protocol's
+-- element (depth 2) with their attributes; bytes with room for JIDs and ids.
+local function envelope_usage(extra_elements)
+	return { elements = 2 + extra_elements, attrs = 12 + extra_elements, bytes = 4096 + 64 * extra_elements };
+end
+
+-- Why stanza (at depth 3, inside the envelope usage u describes) is over
+-- push2d's limits, or nil. Counted as push2d's parser counts: every
+-- element, the attributes the serializer writes (namespace declarations
+-- included), names, attribute values and text; it stops at the first limit.
+local function over_limits(stanza, u)
+	local function walk(el, depth)
+		u.elements = u.elements + 1;
+		if u.elements > limits.elements then return ("more than %d elements"):format(limits.elements); end
+		if depth > limits.depth then return ("nested deeper than %d elements"):format(limits.depth); end
+		if #el.name > limits.name_bytes then return ("a name longer than %d bytes"):format(limits.name_bytes); end
+		local n = 0;
+		u.bytes = u.bytes + #el.name;
+		for k, v in pairs(el.attr) do
+			n = n + 1;
+			if k:find("\1", 1, true) then n = n + 1; end -- a prefixed attribute: its prefix is declared
+			if #k > limits.name_bytes then return ("a name longer than %d bytes"):format(limits.name_bytes); end
+			u.bytes = u.bytes + #k + #v;
+		end
+		if n > limits.element_attrs then return ("more than %d attributes on one element"):format(limits.element_attrs); end
+		u.attrs = u.attrs + n;
+		if u.attrs > limits.attrs then return ("more than %d attributes"):format(limits.attrs); end
+		for _, child in ipairs(el) do
+			if type(child) == "string" then
+				u.bytes = u.bytes + #child;
+			else
+				local why = walk(child, depth + 1);
+				if why then return why; end
+			end
+			if u.bytes > limits.bytes then return ("larger than %d bytes"):format(limits.bytes); end
+		end
+		if u.bytes > limits.bytes then return ("larger than %d bytes"):format(limits.bytes); end
+	end
+	return walk(stanza, 3);
+end
+
+-- s cut to at most n bytes, at a UTF-8 character boundary.
+local function cut_utf8(s, n)
+	if #s <= n then return s; end
+	while n > 0 do
+		local b = s:byte(n + 1);
+		if b < 0x80 or b >= 0xC0 then break; end
+		n = n - 1;
+	end
+	return s:sub(1, n);
+end
+
+-- The outline of a message over push2d's limits, which push2d evaluates
+-- instead of the message (docs/bridge-protocol.md "Stanzas over the
+-- limits"): its from, to, id and type; its first 32 top-level children as
+-- empty elements (name and namespace only), except the first <body/>,
+-- which keeps its text cut to 1024 bytes. Enough for the match profiles'
+-- facts (a body, an encrypted payload, a call, a chat state, ...), small
+-- whatever the message.
+local outline_max_children, outline_max_body, outline_max_value = 32, 1024, 3071;
+
+local function outline(stanza)
+	local attr = { xmlns = "jabber:client" };
+	for _, name in ipairs({ "from", "to", "id", "type" }) do
+		local v = stanza.attr[name];
+		if v and #v <= outline_max_value then attr[name] = v; end
+	end
+	local copy = st.stanza(stanza.name, attr);
+	local kept, body = 0, false;
+	for _, tag in ipairs(stanza.tags) do
+		if kept == outline_max_children then break; end
+		local ns = tag.attr.xmlns;
+		if #tag.name <= limits.name_bytes and (not ns or #ns <= outline_max_value) then
+			if tag.name == "body" and (ns == nil or ns == "jabber:client") then
+				if not body then
+					body = true;
+					copy:text_tag("body", cut_utf8(tag:get_text() or "", outline_max_body));
+					kept = kept + 1;
+				end
+			else
+				copy:tag(tag.name, { xmlns = ns }):up();
+				kept = kept + 1;
+			end
+		end
+	end
+	return copy;
+end
+
+-- The error a client's request over push2d's limits gets, or nil.
+local function refuse_over_limits(payload)
+	local why = over_limits(payload, envelope_usage(0));
+	if why then
+		return { type = "modify", condition = "policy-violation", text = ("the request is over push2d's parse limits (%s)"):format(why) };
+	end
+end
+
+---------------------------------------------------------------------------
 -- Room nicks: the user's nick in each room it joined, per account, learnt
 -- from the presence the user sends to room/nick and from the room's
 -- self-presence (status 110), cleared when the user leaves, is removed or
@@ -378,6 +503,11 @@ local function forward_iq(kind)
 			origin.send(st.error_reply(stanza, "wait", "service-unavailable", "the push service is temporarily unavailable"));
 			return true;
 		end
+		local refused = refuse_over_limits(stanza.tags[1]);
+		if refused then
+			origin.send(st.error_reply(stanza, refused.type, refused.condition, refused.text));
+			return true;
+		end
 		ask_push2d(kind, origin, stanza.tags[1]):next(function(answer)
 			applied(kind, origin, answer);
 			origin.send(st.reply(stanza));
@@ -430,8 +560,11 @@ module:hook("enable-bind-features", safely("bind2-enable", function(event)
 	local enable = request:get_child("enable", xmlns_push2);
 	if not enable then return; end
 	local answer;
+	local refused = refuse_over_limits(enable);
 	if not component_connected() then
 		answer = inline_error("wait", "service-unavailable", "the push service is temporarily unavailable");
+	elseif refused then
+		answer = inline_error(refused.type, refused.condition, refused.text);
 	elseif not async.ready() then
 		module:log("warn", "push2: inline enable outside an async context; the client must use the IQ");
 		answer = inline_error("wait", "resource-constraint", "inline enable is not available; send <enable/> as an IQ");
@@ -485,16 +618,21 @@ local function report(trigger, account, stanza, opts)
 		archive_by = archive_id and account or nil;
 	end
 	local event_id = id.medium();
+	local truncated = over_limits(stanza, envelope_usage(#(opts.only or {}) + #(opts.live or {})));
 	local ev = st.message({ from = module.host, to = component, id = event_id })
 		:tag("event", { xmlns = xmlns_bridge, id = event_id, account = account, trigger = trigger,
-			["archive-id"] = archive_id, ["archive-by"] = archive_by, nick = nick_for(account, stanza) });
+			["archive-id"] = archive_id, ["archive-by"] = archive_by, nick = nick_for(account, stanza),
+			truncated = truncated });
 	for _, reg in ipairs(opts.only or {}) do
 		ev:tag("only", { id = reg }):up();
 	end
 	for _, reg in ipairs(opts.live or {}) do
 		ev:tag("live", { id = reg }):up();
 	end
-	ev:add_child(embed(stanza)):up();
+	if truncated then
+		module:log("info", "push2: a message for %s is over push2d's parse limits (%s): reported by its outline", account, truncated);
+	end
+	ev:add_child(truncated and outline(stanza) or embed(stanza)):up();
 	pending:set(event_id, ev);
 	if component_connected() then
 		module:send(ev);
@@ -742,6 +880,8 @@ module:hook("message/host", safely("message", function(event)
 					table.insert(list, f.attr.var);
 				end
 				features = list;
+				local announced = child:get_child("limits");
+				if announced then set_limits(announced); end
 				module:log("debug", "push2d features: %s", table.concat(list, " "));
 				replay_on_new_connection();
 			end

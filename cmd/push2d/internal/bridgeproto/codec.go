@@ -155,14 +155,21 @@ func ParseRegistered(el *stanza.Element) (Registered, error) {
 }
 
 // Features is push2d's disco feature list, which the bridge adds to every
-// account's disco#info.
-type Features struct{ Vars []string }
+// account's disco#info, and the parse limits it reads the bridge's stanzas
+// with (nil: not announced; push2d always announces them).
+type Features struct {
+	Vars   []string
+	Limits *Limits
+}
 
 // Element renders the list.
 func (f Features) Element() *stanza.Element {
 	el := stanza.NewElement(NS, KindFeatures)
 	for _, v := range f.Vars {
 		el.Append(stanza.NewElement(NS, "feature", "var", v))
+	}
+	if f.Limits != nil {
+		el.Append(f.Limits.Element())
 	}
 	return el
 }
@@ -176,6 +183,13 @@ func ParseFeatures(el *stanza.Element) (Features, error) {
 	for _, c := range el.Children {
 		if v := c.AttrValue("var"); c.Is(NS, "feature") && v != "" {
 			f.Vars = append(f.Vars, v)
+		}
+		if c.Is(NS, KindLimits) {
+			l, err := ParseLimits(c)
+			if err != nil {
+				return Features{}, err
+			}
+			f.Limits = &l
 		}
 	}
 	return f, nil
@@ -192,8 +206,12 @@ type Event struct {
 	// and who gave it (optional).
 	ArchiveID, ArchiveBy string
 	Nick                 string // the user's nick in the stanza's room (optional)
-	Live, Only           []string
-	Stanza               *stanza.Element // the <message xmlns='jabber:client'/>
+	// Truncated is why the bridge sent only the stanza's outline (over
+	// push2d's limits, docs/bridge-protocol.md "Stanzas over the limits");
+	// empty when the stanza is whole.
+	Truncated  string
+	Live, Only []string
+	Stanza     *stanza.Element // the <message xmlns='jabber:client'/>
 }
 
 // ParseEvent reads <event/>. It needs a known trigger and a jabber:client
@@ -205,6 +223,7 @@ func ParseEvent(el *stanza.Element) (*Event, error) {
 	ev := &Event{
 		ID: el.AttrValue("id"), Account: el.AttrValue("account"),
 		ArchiveID: el.AttrValue("archive-id"), ArchiveBy: el.AttrValue("archive-by"), Nick: el.AttrValue("nick"),
+		Truncated: el.AttrValue("truncated"),
 	}
 	for _, c := range el.Children {
 		switch {
@@ -227,7 +246,7 @@ func ParseEvent(el *stanza.Element) (*Event, error) {
 // Element renders the event.
 func (ev *Event) Element() *stanza.Element {
 	el := stanza.NewElement(NS, KindEvent, "id", ev.ID, "account", ev.Account, "trigger", string(ev.Trigger))
-	for _, a := range [][2]string{{"archive-id", ev.ArchiveID}, {"archive-by", ev.ArchiveBy}, {"nick", ev.Nick}} {
+	for _, a := range [][2]string{{"archive-id", ev.ArchiveID}, {"archive-by", ev.ArchiveBy}, {"nick", ev.Nick}, {"truncated", ev.Truncated}} {
 		if a[1] != "" {
 			el.SetAttr(a[0], a[1])
 		}

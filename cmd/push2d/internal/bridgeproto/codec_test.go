@@ -57,6 +57,12 @@ func TestCodecRoundTrip(t *testing.T) {
 		"event, every attribute": {&Event{ID: "E1", Account: "juliet@example.org", Trigger: engine.TriggerArchived, ArchiveID: "A1", ArchiveBy: "juliet@example.org", Nick: "jul", Live: []string{"laptop"}, Only: []string{"phone", "tablet"}, Stanza: stanza.MustParse(chatXML)},
 			func(v any) *stanza.Element { return v.(*Event).Element() },
 			func(el *stanza.Element) (any, error) { return ParseEvent(el) }},
+		"features with limits": {Features{Vars: []string{"urn:xmpp:push2:0"}, Limits: &Limits{Bytes: 1000, Elements: 10, Depth: 4, Attrs: 40, ElementAttrs: 8, NameBytes: 16}},
+			func(v any) *stanza.Element { return v.(Features).Element() },
+			func(el *stanza.Element) (any, error) { return ParseFeatures(el) }},
+		"event, truncated": {&Event{ID: "E3", Account: "juliet@example.org", Trigger: engine.TriggerOffline, Truncated: "more than 4096 elements", Stanza: stanza.MustParse(chatXML)},
+			func(v any) *stanza.Element { return v.(*Event).Element() },
+			func(el *stanza.Element) (any, error) { return ParseEvent(el) }},
 		"event, minimal": {&Event{ID: "E2", Account: "juliet@example.org", Trigger: engine.TriggerOffline, Stanza: stanza.MustParse(chatXML)},
 			func(v any) *stanza.Element { return v.(*Event).Element() },
 			func(el *stanza.Element) (any, error) { return ParseEvent(el) }},
@@ -132,6 +138,14 @@ func TestCodecErrors(t *testing.T) {
 			_, err := ParseEvent(ev(`trigger="whenever"`, chatXML))
 			return err
 		}, "known trigger"},
+		{"limits: not a number", func() error {
+			_, err := ParseFeatures(stanza.MustParse(`<features xmlns="urn:push2:bridge:1"><limits max-bytes="lots" max-elements="1" max-depth="1" max-attrs="1" max-element-attrs="1" max-name-bytes="1"/></features>`))
+			return err
+		}, "max-bytes as a positive integer"},
+		{"limits: missing", func() error {
+			_, err := ParseLimits(stanza.MustParse(`<limits xmlns="urn:push2:bridge:1" max-bytes="1" max-elements="1" max-depth="0"/>`))
+			return err
+		}, "max-depth as a positive integer"},
 		{"event: no trigger", func() error { _, err := ParseEvent(ev(``, chatXML)); return err }, "known trigger"},
 		{"event: no stanza", func() error {
 			_, err := ParseEvent(ev(`trigger="offline"`, `<live xmlns="urn:push2:bridge:1" id="x"/>`))

@@ -109,12 +109,15 @@ func (s *Service) send(ctx context.Context, st *stanza.Element) error {
 
 // HandleXML reads one stanza from the component stream (start and the
 // tokens after it) and handles it. A stanza that cannot be read (over
-// stanza.ReadElement's limits, or not XML) is logged and dropped; the error
-// is nil so the stream stays up.
+// stanza.ReadElement's limits, a duplicate attribute) is still answered
+// from its outline (answerUnreadable): an IQ request with an error, an
+// event with an ack naming the error. The error is nil so the stream stays
+// up; the caller skips what is left of the stanza.
 func (s *Service) HandleXML(t xml.TokenReader, start *xml.StartElement) error {
-	st, err := stanza.ReadElement(*start, t)
+	o := &outline{r: t}
+	st, err := stanza.ReadElement(*start, o)
 	if err != nil {
-		s.log.Warn("unreadable stanza from the server", "kind", start.Name.Local, "err", err)
+		s.answerUnreadable(*start, o.child, err)
 		return nil
 	}
 	s.Handle(st)
@@ -125,13 +128,7 @@ func (s *Service) HandleXML(t xml.TokenReader, start *xml.StartElement) error {
 // goroutine; an event waits for a worker (back-pressure) and is then
 // evaluated in one; everything else is done before Handle returns.
 func (s *Service) Handle(st *stanza.Element) {
-	from, err := jid.Parse(st.AttrValue("from"))
-	if err != nil || !slices.Contains(s.cfg.Domains, from.String()) {
-		s.obs.Refused()
-		s.log.Warn("stanza from an address that is not a configured server domain", "from", st.AttrValue("from"), "kind", st.Name.Local)
-		if st.Name.Local == "iq" && (st.AttrValue("type") == "get" || st.AttrValue("type") == "set") {
-			s.reply(st, nil, stanza.NotAllowed("only the configured XMPP server domains may use this service"))
-		}
+	if !s.fromDomain(st) {
 		return
 	}
 	switch st.Name.Local {
@@ -144,6 +141,21 @@ func (s *Service) Handle(st *stanza.Element) {
 	case "message":
 		s.handleMessage(st)
 	}
+}
+
+// fromDomain reports whether st comes from a configured server domain;
+// if not, it is counted and logged, and an IQ request is refused.
+func (s *Service) fromDomain(st *stanza.Element) bool {
+	from, err := jid.Parse(st.AttrValue("from"))
+	if err == nil && slices.Contains(s.cfg.Domains, from.String()) {
+		return true
+	}
+	s.obs.Refused()
+	s.log.Warn("stanza from an address that is not a configured server domain", "from", st.AttrValue("from"), "kind", st.Name.Local)
+	if st.Name.Local == "iq" && (st.AttrValue("type") == "get" || st.AttrValue("type") == "set") {
+		s.reply(st, nil, stanza.NotAllowed("only the configured XMPP server domains may use this service"))
+	}
+	return false
 }
 
 func (s *Service) handleIQ(iq *stanza.Element) {
@@ -276,7 +288,8 @@ func (s *Service) reply(iq *stanza.Element, payload *stanza.Element, err error) 
 }
 
 func (s *Service) features() Features {
-	return Features{Vars: s.eng.Registry().Features()}
+	limits := DefaultLimits()
+	return Features{Vars: s.eng.Registry().Features(), Limits: &limits}
 }
 
 // AnnounceFeatures tells every domain's bridge the current disco feature
@@ -349,6 +362,9 @@ func (s *Service) handleEvent(domain string, el *stanza.Element) {
 		s.log.Warn("malformed event from the bridge", "account", account, "trigger", el.AttrValue("trigger"), "err", err)
 		s.ack(ctx, domain, id, err)
 		return
+	}
+	if ev.Truncated != "" {
+		s.log.Info("event about a stanza over the parse limits: evaluated from the outline the bridge sent", "account", account, "trigger", ev.Trigger, "why", ev.Truncated)
 	}
 	regs, err := ev.Targets(func() ([]string, error) {
 		regs, err := s.eng.Registrations(ctx, account)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
@@ -445,33 +446,137 @@ func TestEventErrors(t *testing.T) {
 	}
 }
 
-// TestUnreadableStanza: a stanza over the parse limits is dropped without
-// taking the stream down; the next one is served.
+// overLimits are client stanza bodies each over one of push2d's parse
+// limits, all of which Prosody accepts from a client: issue 11 item 4's
+// (more than 4,096 elements, deeper than 64, more than 256 KiB) and item
+// 5's ~20,000 attributes on one element.
+func overLimits() map[string]string {
+	attrs := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, ` a%d=""`, i)
+		}
+		return b.String()
+	}
+	return map[string]string{
+		"too deep":       strings.Repeat("<a>", stanza.MaxDepth+1) + strings.Repeat("</a>", stanza.MaxDepth+1),
+		"too many":       strings.Repeat("<b/>", stanza.MaxElements+1),
+		"too large":      "<body>" + strings.Repeat("x", stanza.MaxStanzaBytes+1) + "</body>",
+		"20000 attrs":    "<x xmlns='urn:example:x'" + attrs(20000) + "/>",
+		"too many attrs": strings.Repeat("<b"+attrs(200)+"/>", stanza.MaxAttrs/200+1),
+	}
+}
+
+// handleDoc feeds doc to HandleXML as the component stream would (start
+// element read, the rest of the tokens after it) and returns what was
+// sent.
+func (h *harness) handleDoc(t *testing.T, doc string) []*stanza.Element {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(doc))
+	tok, err := d.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := tok.(xml.StartElement)
+	if err := h.svc.HandleXML(d, &start); err != nil {
+		t.Errorf("the stream would end: %v", err)
+	}
+	h.svc.Wait()
+	return h.wire.take()
+}
+
+// TestUnreadableStanza (issue 11 item 4): a stanza over the parse limits
+// does not take the stream down and is still answered, from its outline:
+// an event gets an ack with error="policy-violation" (so the bridge drops
+// it instead of replaying it forever), an enable a policy-violation IQ
+// error whose text names the limit (not a timeout). The next stanza is
+// served.
 func TestUnreadableStanza(t *testing.T) {
 	h := newHarness(t)
-	for name, body := range map[string]string{
-		"too deep":  strings.Repeat("<a>", stanza.MaxDepth+1) + strings.Repeat("</a>", stanza.MaxDepth+1),
-		"too many":  strings.Repeat("<b/>", stanza.MaxElements+1),
-		"too large": "<body>" + strings.Repeat("x", stanza.MaxStanzaBytes+1) + "</body>",
-	} {
-		doc := `<message xmlns="jabber:client" from="example.org" to="push2.example.org"><event xmlns="urn:push2:bridge:1" id="E1" account="juliet@example.org" trigger="offline"><message xmlns="jabber:client">` + body + `</message></event></message>`
-		d := xml.NewDecoder(strings.NewReader(doc))
-		tok, err := d.Token()
-		if err != nil {
-			t.Fatal(err)
+	for name, body := range overLimits() {
+		doc := `<message xmlns="jabber:client" from="example.org" to="push2.example.org" id="w1"><event xmlns="urn:push2:bridge:1" id="E1" account="juliet@example.org" trigger="offline"><message xmlns="jabber:client">` + body + `</message></event></message>`
+		out := h.handleDoc(t, doc)
+		if len(out) != 1 || out[0].AttrValue("to") != domain {
+			t.Fatalf("%s: event answered with %v, want one ack", name, out)
 		}
-		start := tok.(xml.StartElement)
-		if err := h.svc.HandleXML(d, &start); err != nil {
-			t.Errorf("%s: the stream would end: %v", name, err)
+		a, err := ParseAck(out[0].Child(NS, KindAck))
+		if err != nil || a.ID != "E1" || a.Error != string(stanza.CondPolicyViolation) {
+			t.Errorf("%s: %s (%v), want <ack id='E1' error='policy-violation'/>", name, out[0], err)
 		}
-		h.svc.Wait()
-		if out := h.wire.take(); len(out) != 0 {
-			t.Errorf("%s: sent %v", name, out)
+
+		for _, enable := range []string{
+			`<enable xmlns="urn:xmpp:push2:0"><service>` + service + `</service><client>c</client>` + body + `</enable>`,
+			`<enable xmlns="urn:xmpp:push:0" jid="app.example" node="n"><x xmlns="jabber:x:data">` + body + `</x></enable>`,
+		} {
+			doc := `<iq xmlns="jabber:client" from="example.org" to="push2.example.org" type="set" id="q1"><enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r">` + enable + `</enable></iq>`
+			out := h.handleDoc(t, doc)
+			if len(out) != 1 || out[0].AttrValue("type") != "error" || out[0].AttrValue("id") != "q1" || out[0].AttrValue("to") != domain {
+				t.Fatalf("%s: enable answered with %v, want one IQ error", name, out)
+			}
+			e := out[0].Child(stanza.NSClient, "error")
+			text := e.ChildText(stanza.NSStanzaError, "text")
+			if e.AttrValue("type") != "modify" || e.Child(stanza.NSStanzaError, "policy-violation") == nil || !regexp.MustCompile(`over push2d's parse limits \((more|larger|nested) `).MatchString(text) {
+				t.Errorf("%s: %s, want modify/policy-violation naming the limit", name, out[0])
+			}
 		}
 	}
+	if regs := h.registrations(t); len(regs) != 0 {
+		t.Errorf("registrations stored: %v", regs)
+	}
+
+	// A duplicate attribute is not over a limit: bad-request.
+	out := h.handleDoc(t, `<iq xmlns="jabber:client" from="example.org" to="push2.example.org" type="set" id="q1"><enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r"><enable xmlns="urn:xmpp:push2:0" a="1" a="2"/></enable></iq>`)
+	if len(out) != 1 || out[0].Child(stanza.NSClient, "error").Child(stanza.NSStanzaError, "bad-request") == nil {
+		t.Errorf("duplicate attribute: %v, want bad-request", out)
+	}
+	// Only the configured domains get an answer about what they sent.
+	out = h.handleDoc(t, `<iq xmlns="jabber:client" from="evil.example" to="push2.example.org" type="set" id="q1"><enable xmlns="urn:push2:bridge:1" account="juliet@example.org" registration="r">`+overLimits()["too many"]+`</enable></iq>`)
+	if len(out) != 1 || out[0].Child(stanza.NSClient, "error").Child(stanza.NSStanzaError, "not-allowed") == nil {
+		t.Errorf("from another domain: %v, want not-allowed", out)
+	}
+	out = h.handleDoc(t, `<message xmlns="jabber:client" from="evil.example" to="push2.example.org"><event xmlns="urn:push2:bridge:1" id="E1" account="juliet@example.org" trigger="offline">`+overLimits()["too many"]+`</event></message>`)
+	if len(out) != 0 {
+		t.Errorf("event from another domain: answered %v", out)
+	}
+
 	a := h.answer(t, iqFrom(domain, "get", Features{}.Element()))
 	if a.AttrValue("type") != "result" {
 		t.Errorf("next stanza: %s", a)
+	}
+}
+
+// TestFeaturesCarryLimits: push2d's <features/> (announced and as an IQ
+// result) carry the limits it reads with, so that the bridge applies them.
+func TestFeaturesCarryLimits(t *testing.T) {
+	h := newHarness(t)
+	a := h.answer(t, iqFrom(domain, "get", Features{}.Element()))
+	f, err := ParseFeatures(a.Child(NS, KindFeatures))
+	if err != nil || f.Limits == nil || *f.Limits != DefaultLimits() {
+		t.Fatalf("features %s: %+v %v, want the limits %+v", a, f.Limits, err, DefaultLimits())
+	}
+	if l := DefaultLimits(); l.Bytes != 256<<10 || l.Elements != 4096 || l.Depth != 64 || l.Attrs != 16384 || l.ElementAttrs != 256 || l.NameBytes != 256 {
+		t.Errorf("DefaultLimits %+v differ from engine/stanza's", l)
+	}
+}
+
+// TestTruncatedEvent: an event the bridge cut to the stanza's outline
+// (Truncated set) is evaluated like any other: a registration whose profile
+// pushes for a message with a body gets a push.
+func TestTruncatedEvent(t *testing.T) {
+	h := newHarness(t)
+	h.enable(t, "phone")
+	h.runOutbox(t)
+	ev := &Event{ID: "E1", Account: account, Trigger: engine.TriggerOffline, Truncated: "more than 4096 elements",
+		Stanza: stanza.MustParse(`<message xmlns="jabber:client" from="romeo@example.org/orchard" to="juliet@example.org" type="chat" id="big1"><body>` + strings.Repeat("x", 1024) + `</body></message>`)}
+	h.svc.Handle(wireCopy(Message(domain, component, ev.Element())))
+	pushes, other := h.waitPushes(t, 1)
+	if len(pushes) != 1 || pushes[0].Registration != "phone" {
+		t.Errorf("pushes %v", pushes)
+	}
+	for _, m := range other {
+		if a := m.Child(NS, KindAck); a != nil && a.AttrValue("error") != "" {
+			t.Errorf("truncated event refused: %s", m)
+		}
 	}
 }
 
