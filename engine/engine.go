@@ -9,6 +9,7 @@
 //
 //	registration.go   <enable/> parsed and validated into a Registration
 //	enable.go         Enable, Disable, Remove: registrations stored and removed
+//	account.go        DeleteAccount, SuspendAccount: the server's account lifecycle
 //	facts.go          what the stanza is (important, archived, a call…), once per event
 //	evaluate.go       Evaluate: the steps below for each registration of the account
 //	match.go          the match profiles of each <match/>, in document order

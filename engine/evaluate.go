@@ -46,6 +46,7 @@ const (
 	OutcomeNotLoaded    OutcomeCode = "profile-not-loaded"
 	OutcomeProfileError OutcomeCode = "profile-error"
 	OutcomeStoreError   OutcomeCode = "store-error"
+	OutcomeSuspended    OutcomeCode = "suspended" // the server disabled the account
 )
 
 // Result is the answer to an Event.
@@ -93,6 +94,10 @@ func (e *Engine) Evaluate(ctx context.Context, ev *Event) (*Result, error) {
 	inspect(&s.facts, ev.Stanza, &s.c)
 	for _, r := range regs {
 		if only != nil && !only[r.ID] {
+			continue
+		}
+		if r.Suspended {
+			s.res.Outcomes = append(s.res.Outcomes, Outcome{Reg: r.Key(), Code: OutcomeSuspended, Reason: "suspended: the server disabled the account"})
 			continue
 		}
 		out, n := e.evaluateOne(ctx, r, s)

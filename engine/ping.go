@@ -29,7 +29,7 @@ func (e *Engine) Ping(ctx context.Context, account string, ids []string) ([]*Not
 	st := stanza.NewElement(stanza.NSClient, "message", "type", "headline", "from", domainOf(c.Account))
 	var out []*Notification
 	for _, r := range regs {
-		if ids != nil && !want[r.ID] {
+		if (ids != nil && !want[r.ID]) || r.Suspended {
 			continue
 		}
 		n, err := e.build(ctx, r, r.Matches[0], st, c, nil, Decision{Push: true, Priority: PriorityNormal, Reason: "ping"})

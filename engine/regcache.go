@@ -97,5 +97,6 @@ func (e *Engine) load(ctx context.Context, s StoredRegistration) (*Registration,
 		return nil, err
 	}
 	r.Created = s.Created
+	r.Suspended = s.Suspended
 	return r, nil
 }

@@ -32,6 +32,9 @@ type Registration struct {
 	// Limits.MaxEnableBytes serialized. The store keeps it and re-parses it
 	// on load, so parsing rules live in one place.
 	Enable *stanza.Element
+	// Suspended: the server disabled the account; no pushes until it is
+	// enabled again (Engine.SuspendAccount).
+	Suspended bool
 }
 
 // Key returns the registration's identity within the store.

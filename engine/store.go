@@ -12,6 +12,9 @@ type StoredRegistration struct {
 	ID      string    `json:"id"`
 	Created time.Time `json:"created"`
 	Enable  string    `json:"enable"`
+	// Suspended: the server disabled the account (Engine.SuspendAccount);
+	// the registration is kept but gets no pushes.
+	Suspended bool `json:"suspended,omitempty"`
 }
 
 // OutboxEntry is a notification accepted for delivery. It stays in the

@@ -40,8 +40,11 @@ type registrationJSON struct {
 	Created      time.Time `json:"created"`
 	// StoredBytes is the size of the registration as stored: what every
 	// reload of the account's registrations parses again.
-	StoredBytes int         `json:"stored_bytes"`
-	Matches     []matchJSON `json:"matches"`
+	StoredBytes int `json:"stored_bytes"`
+	// Suspended: the XMPP server disabled the account; the registration
+	// is kept but gets no pushes until the account is enabled again.
+	Suspended bool        `json:"suspended"`
+	Matches   []matchJSON `json:"matches"`
 }
 
 // matchJSON is one <match/> of a registration.
@@ -64,7 +67,7 @@ func clientDigest(client string) string {
 func registrationsJSON(regs []*engine.Registration) []registrationJSON {
 	out := make([]registrationJSON, 0, len(regs))
 	for _, r := range regs {
-		x := registrationJSON{ID: r.ID, Service: r.Service, ClientSHA256: clientDigest(r.Client), Created: r.Created, StoredBytes: r.Enable.Size(), Matches: []matchJSON{}}
+		x := registrationJSON{ID: r.ID, Service: r.Service, ClientSHA256: clientDigest(r.Client), Created: r.Created, StoredBytes: r.Enable.Size(), Suspended: r.Suspended, Matches: []matchJSON{}}
 		for _, m := range r.Matches {
 			mm := matchJSON{Profile: m.Profile, Send: m.SendNS}
 			if m.Grace > 0 {

@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store, opts ...Option) {
 		{"InvalidKeys", testInvalidKeys},
 		{"CallbackErrors", testCallbackErrors},
 		{"Closed", testClosed},
+		{"Suspended", testSuspended},
 	}
 	if s.reopen != nil {
 		tests = append(tests, test{"Durable", testDurable}, test{"DurableConcurrent", testDurableConcurrent})
@@ -733,4 +734,31 @@ func testDurable(t *testing.T, h *handle) {
 	recs, err := h.Disabled(acct)
 	must(t, err)
 	same(t, "disabled", recs, []engine.DisabledRecord{rec})
+}
+
+// testSuspended: a registration's Suspended mark (the server disabled the
+// account) is stored with it, survives a restart, and is cleared by
+// putting it again without the mark.
+func testSuspended(t *testing.T, h *handle) {
+	r := reg("phone", t0)
+	r.Suspended = true
+	_, err := h.PutRegistration(r, 5)
+	must(t, err)
+	_, err = h.PutRegistration(reg("tablet", t0.Add(time.Second)), 5)
+	must(t, err)
+	want := []engine.StoredRegistration{r, reg("tablet", t0.Add(time.Second))}
+	got, err := h.Registrations(acct)
+	must(t, err)
+	same(t, "Registrations", got, want)
+	if h.restart() {
+		got, err = h.Registrations(acct)
+		must(t, err)
+		same(t, "Registrations after a restart", got, want)
+	}
+	r.Suspended = false
+	_, err = h.PutRegistration(r, 5)
+	must(t, err)
+	got, err = h.Registrations(acct)
+	must(t, err)
+	same(t, "Registrations after the mark is cleared", got, []engine.StoredRegistration{r, reg("tablet", t0.Add(time.Second))})
 }

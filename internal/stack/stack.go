@@ -44,6 +44,10 @@ type Options struct {
 	// ProsodyGlobalConfig is Lua appended to Prosody's global section,
 	// before the VirtualHost (e.g. another Component such as a MUC service).
 	ProsodyGlobalConfig string
+	// ProsodyModules are enabled in Prosody besides the bridge (global
+	// modules_enabled; e.g. admin_shell and admin_socket for prosodyctl
+	// shell).
+	ProsodyModules []string
 	// ProsodyPluginPaths are module directories searched after
 	// examples/prosody (e.g. a test's own helper modules).
 	ProsodyPluginPaths []string
@@ -116,7 +120,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 		Version:          opts.Prosody,
 		Dir:              filepath.Join(dir, "prosody"),
 		PluginPaths:      append([]string{filepath.Join(root, "examples", "prosody")}, opts.ProsodyPluginPaths...),
-		ExtraModules:     []string{"push2_bridge"},
+		ExtraModules:     append([]string{"push2_bridge"}, opts.ProsodyModules...),
 		ExtraVHostConfig: opts.ProsodyConfig,
 		ExtraConfig:      opts.ProsodyGlobalConfig,
 		Log:              opts.Log,

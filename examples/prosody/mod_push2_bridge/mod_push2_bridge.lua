@@ -838,6 +838,71 @@ local function handle_push(push)
 	end
 end
 
+---------------------------------------------------------------------------
+-- Accounts the server deletes or disables (docs/bridge-protocol.md
+-- "Accounts"): Prosody fires user-deleted (0.12 and 13) and user-disabled /
+-- user-enabled (13) globally; the bridge tells push2d with an <account/> IQ
+-- and keeps the change until push2d's result, so that one made while
+-- push2d is away is sent when it is back. Only the latest state of an
+-- account is kept (a later change supersedes an earlier one).
+
+local account_changes = new_cache(max_pending, function(account, state)
+	module:log("warn", "push2 account change buffer full (%d): dropping %s of %s", max_pending, state, account);
+end);
+
+local send_account_change;
+
+local function account_change_failed(account, state, err)
+	local e = err or {};
+	if e.type == "wait" or not e.type then
+		-- push2d is away or busy: keep it, try again later (and on the next
+		-- connection in any case).
+		module:log("info", "push2d has not applied %s of %s (%s): trying again", state, account, tostring(e.condition or e.text or err));
+		module:add_timer(iq_timeout, safely("account-retry", function()
+			if account_changes:get(account) == state and component_connected() then
+				send_account_change(account, state);
+			end
+		end));
+		return;
+	end
+	module:log("error", "push2d refused %s of %s: %s %s", state, account, tostring(e.condition), tostring(e.text));
+	if account_changes:get(account) == state then account_changes:set(account, nil); end
+end
+
+send_account_change = function(account, state)
+	local req = st.iq({ type = "set", from = module.host, to = component, id = id.medium() })
+		:tag("account", { xmlns = xmlns_bridge, account = account, state = state });
+	module:send_iq(req, nil, iq_timeout):next(function()
+		if account_changes:get(account) == state then account_changes:set(account, nil); end
+		module:log("debug", "push2d applied %s of %s", state, account);
+	end, function(err)
+		account_change_failed(account, state, err);
+	end);
+end
+
+local function on_account_change(state)
+	return safely("account-" .. state, function(event)
+		if event.host ~= module.host or not event.username then return; end
+		local account = event.username .. "@" .. module.host;
+		account_changes:set(account, state);
+		module:log("info", "account %s %s: telling push2d", account, state);
+		if component_connected() then
+			send_account_change(account, state);
+		end
+	end);
+end
+
+module:hook_global("user-deleted", on_account_change("deleted"));
+module:hook_global("user-disabled", on_account_change("disabled"));
+module:hook_global("user-enabled", on_account_change("enabled"));
+
+-- Send every buffered account change again (push2d is back).
+local function replay_account_changes()
+	for account, state in account_changes:items() do
+		send_account_change(account, state);
+	end
+end
+
 -- Send every unacked event again, oldest first.
 local function replay()
 	local list = {};
@@ -863,6 +928,7 @@ local function replay_on_new_connection()
 	if session and session ~= replayed_for then
 		replayed_for = session;
 		replay();
+		replay_account_changes();
 	end
 end
 

@@ -176,6 +176,8 @@ func (s *Service) handleIQ(iq *stanza.Element) {
 		s.reply(iq, payload, err)
 	case req.Is(NS, KindDisable) && typ == "set":
 		s.reply(iq, nil, s.disable(ctx, req))
+	case req.Is(NS, KindAccount) && typ == "set":
+		s.reply(iq, nil, s.changeAccount(ctx, req))
 	case req.Is(NS, KindFeatures) && typ == "get":
 		s.reply(iq, s.features().Element(), nil)
 	case req.Name.Space == stanza.NSDiscoInfo && typ == "get":

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/push2/push2/internal/prosodytest"
+	"github.com/push2/push2/internal/stack"
+)
+
+// TestAccountLifecycle (issue 13, Build 2): the operator deletes an
+// account with prosodyctl shell (both versions fire user-deleted) and, on
+// Prosody 13, disables and enables one (user-disabled, user-enabled). A
+// disabled account's registrations stay, suspended (admin /registrations
+// says so): a message stored for it gets no push; enabled again, the next
+// one does. A deleted account's registrations are gone.
+func TestAccountLifecycle(t *testing.T) { eachProsody(t, testAccountLifecycle) }
+
+func testAccountLifecycle(t *testing.T, p prosodytest.Version) {
+	// A short socket path: the test's directory may be longer than a Unix
+	// socket address allows.
+	sock, err := os.MkdirTemp("", "p2sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sock) })
+	s := startStack(t, p, stack.Options{
+		ProsodyModules:      []string{"admin_shell", "admin_socket"},
+		ProsodyGlobalConfig: `admin_socket = "` + filepath.Join(sock, "s") + `"`,
+	})
+	domain := s.Prosody.Domain()
+	shell := func(args ...string) {
+		t.Helper()
+		if err := s.Prosody.Prosodyctl(append([]string{"shell"}, args...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type reg struct {
+		ID        string `json:"id"`
+		Suspended bool   `json:"suspended"`
+	}
+	// waitRegs waits until the account's registrations are as ok wants
+	// (the bridge tells push2d after Prosody's event).
+	waitRegs := func(account string, what string, ok func([]reg) bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var regs []reg
+			raw, err := s.Admin("/registrations?account=" + account)
+			if err == nil {
+				err = json.Unmarshal([]byte(raw), &regs)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok(regs) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("registrations of %s: %s, want %s", account, raw, what)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	pusher, romeo := offlineWithRegistration(t, s, "token-juliet")
+	juliet := "juliet@" + domain
+	waitRegs(juliet, "one", func(r []reg) bool { return len(r) == 1 && !r[0].Suspended })
+
+	if p == prosodytest.Prosody13 {
+		shell("user", "disable", juliet)
+		waitRegs(juliet, "one, suspended", func(r []reg) bool { return len(r) == 1 && r[0].Suspended })
+		send(t, romeo, chat(juliet, "dis1", "while disabled"))
+		noNotification(t, pusher, 3*time.Second)
+
+		shell("user", "enable", juliet)
+		waitRegs(juliet, "one, not suspended", func(r []reg) bool { return len(r) == 1 && !r[0].Suspended })
+		send(t, romeo, chat(juliet, "en1", "enabled again"))
+		if n := waitNotification(t, pusher, 15*time.Second); clientOf(n) != "token-juliet" {
+			t.Fatalf("notification for %q", clientOf(n))
+		}
+	}
+
+	shell("user", "delete", juliet)
+	waitRegs(juliet, "none", func(r []reg) bool { return len(r) == 0 })
+	// Another account's registration is untouched.
+	nurse := login(t, s, "nurse", "phone", true)
+	if resp := iq(t, nurse, "set", enableFor("pusher@"+domain, "token-nurse")); resp.AttrValue("type") != "result" {
+		t.Fatalf("enable: %s", resp)
+	}
+	shell("user", "delete", "romeo@"+domain)
+	waitRegs("nurse@"+domain, "one", func(r []reg) bool { return len(r) == 1 })
+}
