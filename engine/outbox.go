@@ -167,11 +167,16 @@ func (o *Outbox) enqueue(it *item) {
 	}
 }
 
-// add takes an entry the engine has just stored.
+// add takes an entry the engine has just stored. Its id is new (random),
+// so an entry the outbox already has under it is that same record, loaded
+// from the store by a Run that started between the store write and add —
+// possibly already in flight. It stays as it is: replacing it would send
+// the notification twice.
 func (o *Outbox) add(e OutboxEntry) {
 	o.mu.Lock()
-	if old, ok := o.entries[e.ID]; ok {
-		unqueue(old)
+	if _, ok := o.entries[e.ID]; ok {
+		o.mu.Unlock()
+		return
 	}
 	o.enqueue(&item{e: e})
 	o.mu.Unlock()
