@@ -1,7 +1,7 @@
 // Command push2 is the toolbox around the engine: simulate a stanza against
 // registrations, and (with the other subcommands) test profiles, make keys
-// and decrypt notifications. Every subcommand runs in-process; none talks to
-// a server.
+// and decrypt notifications. Every subcommand runs in-process; only probe
+// talks to a server (an XMPP client check of a running installation).
 package main
 
 import (
@@ -25,6 +25,7 @@ func commands() []command {
 		{"keys", "make a test identity (keys JSON) and an <enable/> for the encrypted send profile", runKeys},
 		{"store", "store -dir DIR registrations|outbox|disabled: inspect a stopped push2d's store", runStore},
 		{"profile", "profile test [-json] PLUGIN.wasm [CASES_DIR]: run a WebAssembly profile's test cases", runProfile},
+		{"probe", "log in as a device and a push service account and check that a push goes through", runProbe},
 		{"decrypt", "decrypt an encrypted notification with a keys file and verify its JWT", runDecrypt},
 	}
 }

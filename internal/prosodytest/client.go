@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"net"
 
-	"mellium.im/sasl"
+	"github.com/push2/push2/internal/xmppclient"
+
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
@@ -17,7 +18,7 @@ func (s *Server) JID(localpart string) jid.JID {
 }
 
 // DialClient logs addr in over a plain TCP connection to C2SAddr() with
-// SASL PLAIN and binds a resource. The server picks the resource (mellium
+// SASL (SCRAM or PLAIN) and binds a resource. The server picks the resource (mellium
 // v0.22 does not ask for addr's resourcepart); the session's LocalAddr is
 // the full JID that was bound. There is no TLS: the session starts
 // with the xmpp.Secure bit set, which is what lets mellium offer SASL on the
@@ -26,24 +27,7 @@ func (s *Server) JID(localpart string) jid.JID {
 // The returned session is not served yet: call Serve (usually in a
 // goroutine) to receive stanzas, and Close it when done.
 func (s *Server) DialClient(ctx context.Context, addr jid.JID, password string) (*xmpp.Session, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", s.C2SAddr())
-	if err != nil {
-		return nil, fmt.Errorf("dial c2s %s: %w", s.C2SAddr(), err)
-	}
-	features := []xmpp.StreamFeature{
-		xmpp.SASL("", password, sasl.Plain),
-		xmpp.BindResource(),
-	}
-	sess, err := xmpp.NewSession(ctx, addr.Domain(), addr, conn, xmpp.Secure,
-		xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
-			return xmpp.StreamConfig{Features: features}
-		}))
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("log in %s: %w", addr, err)
-	}
-	return sess, nil
+	return xmppclient.Dial(ctx, xmppclient.DialOptions{Server: s.C2SAddr(), Addr: addr, Password: password, Plain: true})
 }
 
 // DialComponent connects to ComponentAddr() as ComponentDomain() with

@@ -89,16 +89,19 @@ func Root() (string, error) {
 }
 
 // BuildPush2d builds cmd/push2d into dir and returns the binary's path.
-func BuildPush2d(dir string) (string, error) {
+func BuildPush2d(dir string) (string, error) { return BuildCommand(dir, "push2d") }
+
+// BuildCommand builds cmd/<name> into dir and returns the binary's path.
+func BuildCommand(dir, name string) (string, error) {
 	root, err := Root()
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "push2d")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/push2d")
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/push2d: %v\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, out)
 	}
 	return bin, nil
 }
