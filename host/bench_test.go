@@ -12,10 +12,10 @@ import (
 )
 
 // The benchmarks compare a built-in match profile with the WASM match
-// plugins of every language on the same kind of input, and measure what
-// wazero's close-on-context-done (the thing that lets CallTimeout stop a
-// looping guest) costs: "interrupt" is the production configuration,
-// "no-interrupt" has Config.NoInterrupt set. Run them with
+// plugins of every language on the same kind of input, and measure what the
+// sandbox's checks (the stop flag and the call-stack budget of
+// instrument.go, with the watchdog) cost: "interrupt" is the production
+// configuration, "no-interrupt" has Config.NoInterrupt set. Run them with
 //
 //	go test -bench . -run '^$' ./host/
 var benchStanza = stanza.MustParse(`<message xmlns="jabber:client" from="romeo@example.net/orchard" to="juliet@example.com" type="chat" id="b1">` +
@@ -49,16 +49,14 @@ func BenchmarkMatchNative(b *testing.B) {
 }
 
 // sandboxModes are the configurations the benchmarks compare:
-// "interrupt" is production (deadline checks and the call-stack
-// instrumentation), "no-stack-checks" keeps wazero's deadline checks but
-// compiles the module as it is, "no-interrupt" has neither
-// (Config.NoInterrupt).
+// "interrupt" is production (the stop flag checked at function entries and
+// loop headers, the watchdog, the call-stack budget), "no-interrupt" has
+// none of them (Config.NoInterrupt).
 var sandboxModes = []struct {
 	name string
 	cfg  func(*Config)
 }{
 	{"interrupt", func(*Config) {}},
-	{"no-stack-checks", func(c *Config) { c.noInstrument = true }},
 	{"no-interrupt", func(c *Config) { c.NoInterrupt = true }},
 }
 
@@ -143,7 +141,7 @@ func BenchmarkInstantiate(b *testing.B) {
 			ctx := context.Background()
 			b.ResetTimer()
 			for b.Loop() {
-				inst, err := m.instantiate(ctx)
+				inst, err := m.instantiate(ctx, time.Now().Add(time.Minute))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -166,7 +164,7 @@ func benchProfile(b *testing.B, plugin string, cfg Config) (engine.MatchProfile,
 	return m.MatchProfiles()[0], func() { h.Close(context.Background()) }
 }
 
-// BenchmarkGuestLoop isolates what close-on-context-done costs per loop
+// BenchmarkGuestLoop isolates what the stop-flag check costs per loop
 // iteration: one call running a 1000-iteration loop in C, in each sandbox
 // mode. (ns/op − the empty call) / 1000 is the cost of one back-edge.
 func BenchmarkGuestLoop(b *testing.B) {
@@ -179,8 +177,8 @@ func BenchmarkGuestLoop(b *testing.B) {
 	}
 }
 
-// BenchmarkGuestCalls isolates what the call-stack instrumentation
-// (instrument.go) costs per guest function call: one call running fib(15),
+// BenchmarkGuestCalls isolates what the instrumentation (instrument.go:
+// stop flag and call-stack budget) costs per guest function call: one call running fib(15),
 // 1,973 calls of a function without a loop, in each sandbox mode.
 // (ns/op − the empty call of BenchmarkGuestLoop) / 1973 is the cost of one
 // guest call.

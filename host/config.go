@@ -108,19 +108,15 @@ type Config struct {
 	// evaluation's engine.Context.Now. Default time.Now.
 	Clock func() time.Time
 
-	// NoInterrupt turns off wazero's close-on-context-done, which is what
-	// lets CallTimeout stop a guest stuck in a compiled loop, and the
-	// call-stack instrumentation (StackLimitBytes). Without them a looping
+	// NoInterrupt compiles modules as they are, without the instrumentation
+	// of instrument.go: the stop flag, which is what lets CallTimeout stop
+	// a guest stuck in a loop or a recursion, and the call-stack budget
+	// (StackLimitBytes). Without them a looping
 	// or recursing guest blocks its caller forever and a deep recursion
 	// takes up to 100 MB of stack. It exists to measure what the checks cost
 	// (BenchmarkMatchWASM, BenchmarkGuestCalls); never set it in
 	// production.
 	NoInterrupt bool
-
-	// noInstrument compiles modules without the call-stack
-	// instrumentation but keeps close-on-context-done: what the benchmarks
-	// compare "interrupt" with, to measure what the instrumentation costs.
-	noInstrument bool
 }
 
 func (c *Config) fill() {

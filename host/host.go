@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
@@ -34,6 +36,8 @@ type Host struct {
 	cache  wazero.CompilationCache
 	funcs  map[string]hostFunc
 	modCfg wazero.ModuleConfig
+
+	watchdog *watchdog // stops calls at their deadline (watchdog.go)
 
 	mu          sync.Mutex
 	modules     map[*Module]struct{}
@@ -55,17 +59,18 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		h.cache = wazero.NewCompilationCache()
 	}
 	// NewRuntimeConfig picks the compiler wherever wazero has one (amd64,
-	// arm64) and the interpreter elsewhere. Close-on-context-done is what
-	// lets CallTimeout stop a guest inside a compiled loop (sdk/ABI.md §11).
-	// The features are pinned to wazero's CoreFeaturesV2 rather than left
-	// to wazero's default: the call-stack instrumentation (instrument.go)
-	// is exact only without tail calls and exceptions, and decodes only the
-	// instructions of these features.
+	// arm64) and the interpreter elsewhere. wazero's close-on-context-done
+	// stays off: the stop flag that instrument.go compiles into every
+	// module and the watchdog stop a guest at its deadline, for a fraction
+	// of the cost (sdk/ABI.md §11 "Deadline"). The features are pinned to
+	// wazero's CoreFeaturesV2 rather than left to wazero's default: the
+	// instrumentation is exact only without tail calls and exceptions, and
+	// decodes only the instructions of these features.
 	rc := wazero.NewRuntimeConfig().
 		WithCoreFeatures(api.CoreFeaturesV2).
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(cfg.MemoryLimitPages).
-		WithCloseOnContextDone(!cfg.NoInterrupt)
+		WithCloseOnContextDone(false)
 	h.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
@@ -84,11 +89,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h.modCfg = wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions(abi.ExportInitialize).
+		WithStartFunctions(). // Module.instantiate runs _initialize under the watchdog
 		WithSysWalltime().
 		WithSysNanotime().
 		WithNanosleep(cappedSleep).
 		WithRandSource(rand.Reader)
+	h.watchdog = newWatchdog(watchTick(cfg.CallTimeout))
 	return h, nil
 }
 
@@ -117,6 +123,7 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, m := range mods {
 		m.release()
 	}
+	h.watchdog.close()
 	err := h.rt.Close(ctx)
 	if cerr := h.cache.Close(ctx); err == nil {
 		err = cerr
@@ -215,7 +222,10 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Module, err
 // refuses anyway, which gets wazero's own message, from one the rewrite
 // does not handle.
 func (h *Host) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
-	if h.cfg.NoInterrupt || h.cfg.noInstrument {
+	// Every core compiles: a Go module has thousands of functions, and a
+	// hot load is only as quick as its compile (sdk/ABI.md §10).
+	ctx = experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
+	if h.cfg.NoInterrupt {
 		c, err := h.rt.CompileModule(ctx, wasm)
 		if err != nil {
 			return nil, fmt.Errorf("does not compile: %v", err)

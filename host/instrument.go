@@ -6,26 +6,37 @@ import (
 	"strings"
 )
 
-// The load-time rewrite behind the call-stack limit and the deadline for
-// recursion (sdk/ABI.md §11 "Call stack", rationale in §14).
+// The load-time rewrite behind the call-stack limit and the call deadline
+// (sdk/ABI.md §11 "Call stack" and "Deadline", rationale there and in §14).
 //
 // wazero grows a compiled guest's native stack in Go code, doubling and
-// copying it, up to about 100 MB per call, and only a loop back-edge checks
-// the call deadline. A guest that recurses deeply therefore costs hundreds of
-// megabytes and overruns the deadline while its stack is copied, and a
-// loop-free tree recursion (f calls f twice) never meets a deadline check at
-// all. Neither is configurable in wazero 1.12, so the host rewrites every
-// module before compiling it:
+// copying it, up to about 100 MB per call, and its own deadline machinery
+// (close-on-context-done) costs a goroutine per call and an indirect call to
+// a check trampoline on every loop back-edge, yet never stops a loop-free
+// tree recursion (f calls f twice), which has no back-edge. None of this is
+// configurable in wazero 1.12, so the host rewrites every module before
+// compiling it and runs it with close-on-context-done off:
 //
-//   - Two mutable i32 globals are appended: the stack budget in use (depth)
-//     and a call counter (ticks). The depth global is exported under
-//     stackExport so that the host can reset it before each call and read it
-//     after a trap.
+//   - Three mutable i32 globals are appended: the stack budget in use
+//     (depth), the stop flag and a countdown (ticks). depth and stop are
+//     exported (stackExport, stopExport) so that the host can reset depth
+//     before each call and read it after a trap, and so that the host's
+//     watchdog (watchdog.go) can raise the stop flag of an instance whose
+//     call passed its deadline.
+//   - Every loop header and every defined function's entry counts ticks
+//     down: a load, a decrement, a store and a branch not taken, inline,
+//     where wazero's check is a call into Go. Every yieldEvery ticks the
+//     guest executes memory.grow 0, which wazero runs in Go: there the Go
+//     scheduler can preempt the goroutine (compiled guest code cannot be
+//     preempted, so guests on every P would otherwise starve the watchdog),
+//     and then it tests the stop flag: raised, it traps (unreachable),
+//     which the host reports as the timeout it is. Between two ticks a
+//     guest runs straight-line code of one function body, so a loop-free
+//     tree recursion is stopped as surely as a loop.
 //   - Every defined function gets one extra i32 local and a prologue that
-//     (1) bumps ticks and, every tickMask+1 calls, runs an empty loop, whose
-//     header is where wazero checks the deadline; (2) adds the function's
-//     estimated frame size to depth, remembers the sum in the extra local,
-//     and traps (unreachable) when it exceeds the budget.
+//     adds the function's estimated frame size to depth, remembers the sum
+//     in the extra local, and traps (unreachable) when it exceeds the
+//     budget.
 //   - After every call to a defined function (call, call_indirect) depth is
 //     set back from the extra local. A callee only leaves by returning or by
 //     trapping (tail calls and exceptions are not enabled, see New), and an
@@ -39,19 +50,22 @@ import (
 // falsify, are dropped.
 
 const (
-	// stackExport is the export name of the depth global. The colon keeps it
-	// apart from any name a toolchain derives from a source identifier.
+	// stackExport and stopExport are the export names of the depth global
+	// and of the stop flag. The colon keeps them apart from any name a
+	// toolchain derives from a source identifier.
 	stackExport = "push2-host:stack"
-	// tickMask: the deadline is checked at one function entry in
-	// tickMask+1. Between two checks a loop-free guest runs at most that
-	// many function bodies (without a loop, each is straight-line code).
-	tickMask = 255
+	stopExport  = "push2-host:stop"
 	// frameBase and slotBytes estimate a frame of wazero's compiled code:
 	// return address, frame pointer and spill area for each parameter and
 	// local (v128 counts twice). wazero 1.12 on amd64 uses 48 bytes for a
 	// one-parameter function with no locals; the estimate gives 64.
 	frameBase = 48
 	slotBytes = 8
+	// yieldEvery is how many ticks pass between two visits to Go (and
+	// tests of the stop flag). A visit costs about as much as a few hundred
+	// ticks; between two, a guest runs yieldEvery function bodies or loop
+	// iterations at most, microseconds.
+	yieldEvery = 1024
 )
 
 // Section ids of the binary format, and their required order.
@@ -60,6 +74,7 @@ const (
 	secType      = 1
 	secImport    = 2
 	secFunction  = 3
+	secMemory    = 5
 	secGlobal    = 6
 	secExport    = 7
 	secCode      = 10
@@ -93,6 +108,7 @@ func instrument(wasm []byte, limit uint32) (*instrumented, error) {
 		importedFuncs   uint32
 		importedGlobals uint32
 		definedGlobals  uint32
+		memories        uint32
 		haveCode        bool
 		globalSec       = -1
 	)
@@ -103,14 +119,18 @@ func instrument(wasm []byte, limit uint32) (*instrumented, error) {
 		case secType:
 			types, err = readTypes(b)
 		case secImport:
-			importedFuncs, importedGlobals, err = countImports(b)
+			importedFuncs, importedGlobals, memories, err = countImports(b)
 		case secFunction:
 			funcTypes, err = readU32Vec(b)
+		case secMemory:
+			var n uint32
+			n, err = b.u32()
+			memories += n
 		case secGlobal:
 			globalSec = i
 			definedGlobals, err = b.u32()
 		case secExport:
-			err = checkExportName(b, stackExport)
+			err = checkExportNames(b, stackExport, stopExport)
 		case secCode:
 			haveCode = true
 		case secTag:
@@ -124,32 +144,31 @@ func instrument(wasm []byte, limit uint32) (*instrumented, error) {
 		return &instrumented{wasm: wasm}, nil
 	}
 	depth := importedGlobals + definedGlobals
-	ticks := depth + 1
+	stop, ticks := depth+1, depth+2
 
-	// Globals: two mutable i32, initialised to 0.
-	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	// Globals: three mutable i32, depth and stop at 0, ticks at yieldEvery.
+	zero := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+	newGlobals := append(append([]byte{}, zero...), zero...)
+	newGlobals = append(appendS32(append(newGlobals, 0x7f, 0x01, 0x41), yieldEvery), 0x0b)
 	if globalSec >= 0 {
 		b := &byteReader{b: secs[globalSec].body}
 		_, _ = b.u32()
-		body := appendU32(nil, definedGlobals+2)
+		body := appendU32(nil, definedGlobals+3)
 		body = append(body, b.b[b.off:]...)
-		body = append(append(body, newGlobal...), newGlobal...)
-		secs[globalSec].body = body
+		secs[globalSec].body = append(body, newGlobals...)
 	} else {
-		body := append(appendU32(nil, 2), newGlobal...)
-		secs = insertSection(secs, section{id: secGlobal, body: append(body, newGlobal...)})
+		secs = insertSection(secs, section{id: secGlobal, body: append(appendU32(nil, 3), newGlobals...)})
 	}
-	exp := appendName(nil, stackExport)
-	exp = append(exp, 0x03)
-	exp = appendU32(exp, depth)
+	exp := appendU32(append(appendName(nil, stackExport), 0x03), depth)
+	exp = appendU32(append(appendName(exp, stopExport), 0x03), stop)
 	if expSc := indexOf(secs, secExport); expSc >= 0 {
 		b := &byteReader{b: secs[expSc].body}
 		n, _ := b.u32()
-		body := appendU32(nil, n+1)
+		body := appendU32(nil, n+2)
 		body = append(body, b.b[b.off:]...)
 		secs[expSc].body = append(body, exp...)
 	} else {
-		secs = insertSection(secs, section{id: secExport, body: append(appendU32(nil, 1), exp...)})
+		secs = insertSection(secs, section{id: secExport, body: append(appendU32(nil, 2), exp...)})
 	}
 
 	out := &instrumented{}
@@ -157,7 +176,7 @@ func instrument(wasm []byte, limit uint32) (*instrumented, error) {
 		if s.id != secCode {
 			continue
 		}
-		rw := rewriter{importedFuncs: importedFuncs, depth: depth, ticks: ticks, limit: limit}
+		rw := rewriter{importedFuncs: importedFuncs, depth: depth, stop: stop, ticks: ticks, memory: memories > 0, limit: limit}
 		body, err := rw.code(s.body, funcTypes, types)
 		if err != nil {
 			return nil, err
@@ -261,33 +280,35 @@ func readTypes(b *byteReader) ([]funcType, error) {
 	return out, nil
 }
 
-func countImports(b *byteReader) (funcs, globals uint32, err error) {
+func countImports(b *byteReader) (funcs, globals, memories uint32, err error) {
 	n, err := b.u32()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for i := uint32(0); i < n; i++ {
 		if _, err := b.name(); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		if _, err := b.name(); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		kind, err := b.byte()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		switch kind {
 		case 0:
 			funcs++
+		case 2:
+			memories++
 		case 3:
 			globals++
 		}
 		if err := b.skipImportDesc(kind); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
-	return funcs, globals, nil
+	return funcs, globals, memories, nil
 }
 
 func readU32Vec(b *byteReader) ([]uint32, error) {
@@ -307,7 +328,7 @@ func readU32Vec(b *byteReader) ([]uint32, error) {
 	return out, nil
 }
 
-func checkExportName(b *byteReader, reserved string) error {
+func checkExportNames(b *byteReader, reserved ...string) error {
 	n, err := b.u32()
 	if err != nil {
 		return err
@@ -317,8 +338,10 @@ func checkExportName(b *byteReader, reserved string) error {
 		if err != nil {
 			return err
 		}
-		if name == reserved {
-			return fmt.Errorf("exports %q, a name the host reserves", reserved)
+		for _, r := range reserved {
+			if name == r {
+				return fmt.Errorf("exports %q, a name the host reserves", r)
+			}
 		}
 		if _, err := b.byte(); err != nil {
 			return err
@@ -360,7 +383,9 @@ func appendName(b []byte, s string) []byte {
 // rewriter rewrites the code section.
 type rewriter struct {
 	importedFuncs uint32
-	depth, ticks  uint32 // global indices
+	depth, stop   uint32 // global indices
+	ticks         uint32
+	memory        bool // the module has a memory, for the yield
 	limit         uint32
 	frames        []int32
 }
@@ -439,17 +464,7 @@ func (rw *rewriter) function(out []byte, b *byteReader, ft funcType) ([]byte, er
 
 	frame := int32(frameBase + slotBytes*(slots+1))
 	rw.frames = append(rw.frames, frame)
-	// ticks += 1; every tickMask+1 calls, an empty loop (a deadline check).
-	out = rw.global(out, 0x23, rw.ticks)
-	out = append(out, 0x41, 0x01, 0x6a) // i32.const 1, i32.add
-	out = append(out, 0x22)             // local.tee saved
-	out = appendU32(out, saved)
-	out = rw.global(out, 0x24, rw.ticks)
-	out = append(out, 0x20) // local.get saved
-	out = appendU32(out, saved)
-	out = append(out, 0x41)
-	out = appendS32(out, tickMask)
-	out = append(out, 0x71, 0x45, 0x04, 0x40, 0x03, 0x40, 0x0b, 0x0b) // i32.and, i32.eqz, if, loop, end, end
+	out = rw.tick(out)
 	// saved = depth + frame; depth = saved; trap if over the budget.
 	out = rw.global(out, 0x23, rw.depth)
 	out = append(out, 0x41)
@@ -466,12 +481,31 @@ func (rw *rewriter) function(out []byte, b *byteReader, ft funcType) ([]byte, er
 	return rw.expr(out, b, saved)
 }
 
+// tick appends the countdown of instrument's doc: ticks -= 1, and when it
+// reaches 0: ticks = yieldEvery, memory.grow 0 (a visit to Go), trap if the
+// stop flag is raised. It leaves the operand stack as it found it, so it
+// fits at a function's entry and at the top of a loop of any block type.
+func (rw *rewriter) tick(out []byte) []byte {
+	out = rw.global(out, 0x23, rw.ticks)
+	out = append(out, 0x41, 0x7f, 0x6a) // i32.const -1, i32.add
+	out = rw.global(out, 0x24, rw.ticks)
+	out = rw.global(out, 0x23, rw.ticks)
+	out = append(out, 0x45, 0x04, 0x40, 0x41) // i32.eqz, if, i32.const
+	out = appendS32(out, yieldEvery)
+	out = rw.global(out, 0x24, rw.ticks)
+	if rw.memory {
+		out = append(out, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0, memory.grow 0, drop
+	}
+	out = rw.global(out, 0x23, rw.stop)
+	return append(out, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if, unreachable, end, end
+}
+
 func (rw *rewriter) global(out []byte, op byte, idx uint32) []byte {
 	return appendU32(append(out, op), idx)
 }
 
 // expr copies the instructions of a body, adding the depth restore after
-// calls. It decodes every instruction of the features the host enables
+// calls and the tick at the top of every loop. It decodes every instruction of the features the host enables
 // (wazero's CoreFeaturesV2: MVP, mutable globals, sign extension,
 // non-trapping conversions, multi-value, bulk memory, reference types,
 // SIMD) to find the calls, and refuses any other opcode.
@@ -488,11 +522,12 @@ func (rw *rewriter) expr(out []byte, b *byteReader, saved uint32) ([]byte, error
 		if err != nil {
 			return nil, err
 		}
-		call := false
+		call, loop := false, false
 		switch {
 		case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if: block type
 			depth++
 			err = b.skipLEB(5)
+			loop = op == 0x03
 		case op == 0x0b: // end
 			depth--
 		case op == 0x0c || op == 0x0d: // br, br_if
@@ -554,6 +589,9 @@ func (rw *rewriter) expr(out []byte, b *byteReader, saved uint32) ([]byte, error
 		out = append(out, b.b[at:b.off]...)
 		if call {
 			restore()
+		}
+		if loop {
+			out = rw.tick(out)
 		}
 	}
 	if b.off != len(b.b) {

@@ -50,9 +50,14 @@ type Module struct {
 	mu       sync.Mutex
 	idle     []*instance
 	inflight int
+	lastLeft time.Time // when the last call ended
 	retired  bool
 	released bool
 	hooks    []func(*Module)
+
+	// successor is the version that replaced this one (Watcher), to which
+	// calls that reach this module after its release are forwarded.
+	successor atomic.Pointer[Module]
 
 	health     health
 	saturated  atomic.Bool // calls are being refused as busy
@@ -71,6 +76,8 @@ type instance struct {
 	mod            api.Module
 	fns            [kindSend + 1]api.Function
 	depth          api.MutableGlobal // the stack budget in use (instrument.go); nil if not instrumented
+	guard          guard             // the watchdog's; guard.stop is nil if not instrumented
+	wd             *watchdog         // nil if not instrumented
 	mem            *guestMemory      // nil with wazero's own memory
 	pages          uint32            // memory size when created
 	stdout, stderr *lineWriter
@@ -90,15 +97,14 @@ func (h *Host) newModule(ctx context.Context, name, hash string, compiled wazero
 	}
 	m.logger = h.cfg.Logger.With("module", name, "hash", shortHash(hash))
 
-	ictx, cancel := context.WithTimeout(ctx, h.cfg.InitTimeout)
-	defer cancel()
-	inst, err := m.instantiate(ictx)
+	deadline := time.Now().Add(h.cfg.InitTimeout)
+	inst, err := m.instantiate(ctx, deadline)
 	if err != nil {
 		return nil, err
 	}
 	c := newCall(m, kindDescribe, "")
 	defer c.release()
-	st, err := m.run(ictx, inst, c, 0)
+	st, err := m.run(ctx, deadline, inst, c, 0)
 	if err == nil && c.overflow {
 		err = fmt.Errorf("push2_describe wrote more than %d bytes", abi.MaxDescribeBytes)
 	}
@@ -217,8 +223,10 @@ func unregisterIfCurrent(reg *engine.Registry, m *Module) {
 	reg.Withdraw(m.match, m.send)
 }
 
-// instantiate creates an instance, its _initialize bounded by ctx.
-func (m *Module) instantiate(ctx context.Context) (*instance, error) {
+// instantiate creates an instance, its _initialize bounded by deadline and
+// ctx like a call. wazero does not run _initialize itself (Host.modCfg has
+// no start functions): the instance must exist for the watchdog to stop it.
+func (m *Module) instantiate(ctx context.Context, deadline time.Time) (*instance, error) {
 	inst := &instance{
 		stdout: &lineWriter{m: m, level: slog.LevelInfo, name: "stdout"},
 		stderr: &lineWriter{m: m, level: slog.LevelWarn, name: "stderr"},
@@ -226,8 +234,8 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	cfg := m.h.modCfg.WithStdout(inst.stdout).WithStderr(inst.stderr).WithArgs(m.name)
 	c := newCall(m, kindInit, "")
 	defer c.release()
-	ctx = experimental.WithMemoryAllocator(context.WithValue(ctx, callKey{}, c), newGuestMemory(&inst.mem))
-	mod, err := m.h.rt.InstantiateModule(ctx, m.compiled, cfg)
+	ictx := experimental.WithMemoryAllocator(context.WithValue(ctx, callKey{}, c), newGuestMemory(&inst.mem))
+	mod, err := m.h.rt.InstantiateModule(ictx, m.compiled, cfg)
 	inst.mem.leave()
 	if err != nil {
 		inst.stdout.flush()
@@ -236,13 +244,23 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	}
 	inst.mod = mod
 	inst.depth, _ = mod.ExportedGlobal(stackExport).(api.MutableGlobal)
+	if stop, ok := mod.ExportedGlobal(stopExport).(api.MutableGlobal); ok {
+		inst.guard.stop, inst.wd = stop, m.h.watchdog
+		inst.wd.add(inst)
+	}
 	if mem := mod.Memory(); mem != nil {
 		inst.pages = mem.Size() / pageSize
 	}
-	names := [...]string{kindDescribe: abi.ExportDescribe, kindValidate: abi.ExportValidate, kindPrepare: abi.ExportPrepare, kindMatch: abi.ExportMatch, kindSend: abi.ExportSend}
+	names := [...]string{kindInit: abi.ExportInitialize, kindDescribe: abi.ExportDescribe, kindValidate: abi.ExportValidate, kindPrepare: abi.ExportPrepare, kindMatch: abi.ExportMatch, kindSend: abi.ExportSend}
 	for k, name := range names {
-		if name != "" && m.exports[name] {
+		if m.exports[name] {
 			inst.fns[k] = mod.ExportedFunction(name)
+		}
+	}
+	if inst.fns[kindInit] != nil {
+		if _, err := m.run(ctx, deadline, inst, c, 0); err != nil {
+			inst.close()
+			return nil, &instantiateError{err}
 		}
 	}
 	m.instances.Add(1)
@@ -250,6 +268,9 @@ func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 }
 
 func (i *instance) close() {
+	if i.wd != nil {
+		i.wd.remove(i)
+	}
 	if i.mod != nil {
 		_ = i.mod.Close(context.Background())
 	}
@@ -269,9 +290,10 @@ func (e *instantiateError) Unwrap() error { return e.err }
 // errStackOverflow is a guest stopped by the call-stack budget.
 var errStackOverflow = errors.New("stack overflow")
 
-// run calls the export for c.kind on inst with one i32 argument, c visible
-// to host functions.
-func (m *Module) run(ctx context.Context, inst *instance, c *call, arg int32) (uint64, error) {
+// run calls the export for c.kind on inst with one argument (none for
+// _initialize and push2_describe), c visible to host functions. The
+// watchdog stops the guest at deadline or when ctx ends.
+func (m *Module) run(ctx context.Context, deadline time.Time, inst *instance, c *call, arg int32) (uint64, error) {
 	fn := inst.fns[c.kind]
 	if fn == nil {
 		return 0, fmt.Errorf("module does not export %s", c.kind)
@@ -280,9 +302,19 @@ func (m *Module) run(ctx context.Context, inst *instance, c *call, arg int32) (u
 		inst.depth.Set(0) // the export's own frame is not restored by a caller
 	}
 	inst.stack[0] = api.EncodeI32(arg)
+	if inst.wd != nil {
+		inst.guard.arm(ctx, deadline)
+		inst.wd.poke()
+	}
 	inst.mem.enter()
 	err := fn.CallWithStack(context.WithValue(ctx, callKey{}, c), inst.stack[:])
 	inst.mem.leave()
+	if inst.wd != nil {
+		if stopped := inst.guard.disarm(); stopped != nil && err != nil {
+			// The trap is the stop flag's (or came after it was raised).
+			return 0, fmt.Errorf("%w: %w", stopped, err)
+		}
+	}
 	if err != nil && inst.depth != nil && uint32(inst.depth.Get()) > m.h.cfg.StackLimitBytes {
 		// The prologue that set depth past the budget trapped at once.
 		err = fmt.Errorf("%w: %w", errStackOverflow, err)
@@ -367,22 +399,23 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 	m.mu.Lock()
 	if m.released {
 		m.mu.Unlock()
+		if next, index, ok := m.forward(c); ok {
+			c.m = next
+			return next.invoke(ctx, c, index, check)
+		}
 		return &CallError{Module: m.name, Hash: m.hash, Export: c.kind.String(), Profile: c.profile, Reason: errReleased.Error(), Err: errReleased}
 	}
 	m.inflight++
 	m.mu.Unlock()
 	defer m.leave()
 
-	cctx, cancel := context.WithTimeout(ctx, m.h.cfg.CallTimeout)
-	defer cancel()
+	deadline := time.Now().Add(m.h.cfg.CallTimeout)
 	select {
 	case m.sem <- struct{}{}:
 	default:
-		select {
-		case m.sem <- struct{}{}:
-		case <-cctx.Done():
+		if err := m.waitInstance(ctx, deadline); err != nil {
 			return &CallError{Module: m.name, Hash: m.hash, Export: c.kind.String(), Profile: c.profile,
-				Reason: fmt.Sprintf("all %d instances busy until the deadline", cap(m.sem)), Err: cctx.Err()}
+				Reason: fmt.Sprintf("all %d instances busy until the deadline", cap(m.sem)), Err: err}
 		}
 	}
 	defer func() { <-m.sem }()
@@ -390,12 +423,12 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 	inst := m.popIdle()
 	if inst == nil {
 		var err error
-		if inst, err = m.instantiate(cctx); err != nil {
+		if inst, err = m.instantiate(ctx, deadline); err != nil {
 			return m.failed(ctx, c, nil, err)
 		}
 	}
 	m.calls.Add(1)
-	res, err := m.run(cctx, inst, c, arg)
+	res, err := m.run(ctx, deadline, inst, c, arg)
 	if err == nil && c.overflow {
 		err = malformed("more than %d bytes written with push2.output", m.h.cfg.MaxOutputBytes)
 	}
@@ -414,6 +447,41 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 	m.succeeded()
 	m.pushIdle(inst)
 	return nil
+}
+
+// waitInstance takes a token of m.sem, waiting until deadline at most; the
+// slow path of invoke, which is the only one that needs a timer.
+func (m *Module) waitInstance(ctx context.Context, deadline time.Time) error {
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	select {
+	case m.sem <- struct{}{}:
+		return nil
+	case <-cctx.Done():
+		return cctx.Err()
+	}
+}
+
+// forward finds where a call that reached m after its release goes: the
+// same profile in the version that replaced m, if it has one. A caller
+// that picked m's profile from a registry snapshot just before a swap, and
+// was then held up for longer than Config.RetireDelay (a loaded machine
+// does that), is thereby served by the new version instead of failing.
+func (m *Module) forward(c *call) (*Module, int32, bool) {
+	next := m.successor.Load()
+	if next == nil {
+		return nil, 0, false
+	}
+	kind := "match"
+	if c.kind == kindSend || c.kind == kindPrepare {
+		kind = "send"
+	}
+	for _, p := range next.profiles {
+		if p.URI == c.profile && p.Kind == kind {
+			return next, p.Index, true
+		}
+	}
+	return nil, 0, false
 }
 
 func (m *Module) popIdle() *instance {
@@ -448,17 +516,18 @@ func (m *Module) pushIdle(inst *instance) {
 
 // leave ends a call. The last call out of a retired module arms its
 // release; out of a quarantined one, whose calls all fail at once from now
-// on, it releases it at once.
+// on, it releases it at once (if no call entered meanwhile).
 func (m *Module) leave() {
 	m.mu.Lock()
 	m.inflight--
+	m.lastLeft = time.Now()
 	last := m.retired && !m.released && m.inflight == 0
 	m.mu.Unlock()
 	switch {
 	case last && m.quarantine.Load() != nil:
-		m.release()
+		m.releaseIfIdle(0)
 	case last:
-		time.AfterFunc(m.h.cfg.RetireDelay, m.releaseIfIdle)
+		m.armRelease(m.h.cfg.RetireDelay)
 	}
 }
 
@@ -597,17 +666,34 @@ func (m *Module) Close() {
 		i.close()
 	}
 	if arm {
-		time.AfterFunc(m.h.cfg.RetireDelay, m.releaseIfIdle)
+		m.armRelease(m.h.cfg.RetireDelay)
 	}
 }
 
-func (m *Module) releaseIfIdle() {
+// armRelease releases the module after d if by then it has been idle for
+// Config.RetireDelay.
+func (m *Module) armRelease(d time.Duration) {
+	time.AfterFunc(d, func() { m.releaseIfIdle(m.h.cfg.RetireDelay) })
+}
+
+// releaseIfIdle releases the module if no call is in flight and none ended
+// during the last quiet; otherwise the call in flight arms the release when
+// it leaves, or a timer is armed for the rest of quiet. The test and the
+// release are one critical section: a call that enters after the test
+// fails with errReleased (and is forwarded to the successor, see
+// Module.next), never runs on freed code.
+func (m *Module) releaseIfIdle(quiet time.Duration) {
 	m.mu.Lock()
-	busy := m.inflight > 0
-	m.mu.Unlock()
-	if !busy {
-		m.release()
+	if m.released || m.inflight > 0 {
+		m.mu.Unlock()
+		return
 	}
+	if rest := quiet - time.Since(m.lastLeft); quiet > 0 && !m.lastLeft.IsZero() && rest > 0 {
+		m.mu.Unlock()
+		m.armRelease(rest)
+		return
+	}
+	m.free()
 }
 
 // release frees the module now: its instances, its compiled code (which
@@ -615,6 +701,11 @@ func (m *Module) releaseIfIdle() {
 // host's reference to it.
 func (m *Module) release() {
 	m.mu.Lock()
+	m.free()
+}
+
+// free is release with m.mu held, which it unlocks.
+func (m *Module) free() {
 	if m.released {
 		m.mu.Unlock()
 		return

@@ -11,12 +11,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/push2/push2/engine"
 )
 
 // WatcherConfig tunes a Watcher.
 type WatcherConfig struct {
-	// Interval between two scans of the directory. Default 1 s.
+	// Interval between two scans of the directory when no file event
+	// arrives. Run scans as soon as the directory reports a change (file
+	// events: inotify on Linux); the periodic scan is the fallback for file
+	// systems that report none (NFS, some container mounts). Default 1 s.
 	Interval time.Duration
 	// Verify, if set, is called before a new version goes live with the
 	// directory of cases shipped next to it (NAME.cases/ beside NAME.wasm,
@@ -29,18 +34,22 @@ type WatcherConfig struct {
 
 // Watcher keeps a registry in step with a directory of *.wasm modules
 // (DESIGN.md "Hot load", sdk/ABI.md §10): adding, replacing or removing a
-// file takes effect at the next scan, without a restart. Files are told
-// apart by content hash, so touching a file does nothing and writing the
-// same bytes under a new name is a new module.
+// file takes effect at once (Run follows the directory's file events),
+// without a restart. Files are told apart by content hash, so touching a
+// file does nothing and writing the same bytes under a new name is a new
+// module.
 //
-// A new version is compiled and described off the evaluation path, then
-// swapped in with one engine.Registry.Update; evaluations that already hold
-// the old profiles finish on the old version, which is closed only after its
-// last call (Module.Close). A version that does not load, or whose profile
-// URIs another file already provides, is rejected with an error log and the
-// previous version stays. Write files elsewhere and rename them into the
-// directory, so that a scan never reads half a module (a half-written file is
-// rejected, then picked up whole at the next scan).
+// A new version is compiled and described off the evaluation path, and
+// outside the watcher's lock: the files of one scan load in parallel, and a
+// slow compile holds up neither the others nor Modules. It is then swapped
+// in with one engine.Registry.Update; evaluations that already hold the old
+// profiles finish on the old version, which is closed only after its last
+// call (Module.Close), and a caller that reaches the old version after its
+// release is served by the new one. A version that does not load, or whose
+// profile URIs another file already provides, is rejected with an error log
+// and the previous version stays. Write files elsewhere and rename them into
+// the directory, so that a scan never reads half a module (a half-written
+// file is rejected, then picked up whole at the next event or scan).
 //
 // When a module is quarantined its profiles leave the registry; they come
 // back when a file with another content hash replaces it.
@@ -49,6 +58,8 @@ type Watcher struct {
 	reg *engine.Registry
 	dir string
 	cfg WatcherConfig
+
+	scanMu sync.Mutex // one Scan at a time
 
 	mu    sync.Mutex
 	files map[string]*watched // file name → state
@@ -71,9 +82,27 @@ func NewWatcher(h *Host, reg *engine.Registry, dir string, cfg WatcherConfig) *W
 	return &Watcher{h: h, reg: reg, dir: dir, cfg: cfg, files: map[string]*watched{}, owner: map[string]string{}}
 }
 
-// Run scans at once and then every Interval until ctx is done. Scan errors
-// are logged, never fatal: a daemon keeps the profiles it has.
+// settle is how long Run waits after a file event for more of the same
+// burst (a rename brings two or three, a write in place many) before it
+// scans.
+const settle = 10 * time.Millisecond
+
+// Run scans at once, then whenever the directory reports a change, and
+// every Interval in any case, until ctx is done. Scan errors are logged,
+// never fatal: a daemon keeps the profiles it has. Without file events
+// (the directory cannot be watched) it only polls, and says so.
 func (w *Watcher) Run(ctx context.Context) error {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if fw, err := fsnotify.NewWatcher(); err != nil {
+		w.h.logger().Warn("wasm plugin directory: no file events, polling only", "dir", w.dir, "every", w.cfg.Interval, "err", err)
+	} else if err := fw.Add(w.dir); err != nil {
+		fw.Close()
+		w.h.logger().Warn("wasm plugin directory: no file events, polling only", "dir", w.dir, "every", w.cfg.Interval, "err", err)
+	} else {
+		defer fw.Close()
+		events, errs = fw.Events, fw.Errors
+	}
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -84,6 +113,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case err := <-errs:
+			w.h.logger().Warn("wasm plugin directory: file events lost; scanning", "dir", w.dir, "err", err)
+		case <-events:
+			// Let the burst settle, then drain it: one scan sees it all.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(settle):
+			}
+			for drained := false; !drained; {
+				select {
+				case <-events:
+				default:
+					drained = true
+				}
+			}
 		}
 	}
 }
@@ -101,10 +146,12 @@ func (w *Watcher) Modules() map[string]*Module {
 	return out
 }
 
-// Scan brings the registry in step with the directory once.
+// Scan brings the registry in step with the directory once. New versions
+// load in parallel, outside the watcher's lock; Scan returns when each is
+// live or rejected.
 func (w *Watcher) Scan(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.scanMu.Lock()
+	defer w.scanMu.Unlock()
 	entries, err := os.ReadDir(w.dir)
 	if err != nil {
 		return err
@@ -122,24 +169,56 @@ func (w *Watcher) Scan(ctx context.Context) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var loads []*pending
+	w.mu.Lock()
 	for _, n := range names {
 		seen[n] = true
-		w.scanFile(ctx, n)
+		if p := w.scanFile(n); p != nil {
+			loads = append(loads, p)
+		}
 	}
 	for n, f := range w.files {
 		if !seen[n] {
 			w.remove(n, f)
 		}
 	}
+	w.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, p := range loads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.load(ctx, w)
+		}()
+	}
+	wg.Wait()
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range loads {
+		w.finish(p)
+	}
 	return nil
 }
 
-func (w *Watcher) scanFile(ctx context.Context, name string) {
+// pending is a new version of a file on its way in.
+type pending struct {
+	name, path, hash string
+	f                *watched
+	wasm             []byte
+	mod              *Module
+	err              error
+}
+
+// scanFile, with w.mu held, says whether the file has a new version to
+// load.
+func (w *Watcher) scanFile(name string) *pending {
 	path := filepath.Join(w.dir, name)
 	log := w.h.logger().With("file", path)
 	st, err := os.Stat(path)
 	if err != nil {
-		return // vanished between ReadDir and here; the next scan sees it gone
+		return nil // vanished between ReadDir and here; the next scan sees it gone
 	}
 	f := w.files[name]
 	if f == nil {
@@ -149,42 +228,58 @@ func (w *Watcher) scanFile(ctx context.Context, name string) {
 	// Unchanged size and time skip the hash, unless the time is recent:
 	// file times are coarse, and two writes within one tick look alike.
 	if st.Size() == f.size && st.ModTime().Equal(f.modTime) && time.Since(st.ModTime()) > 2*time.Second {
-		return
+		return nil
 	}
 	if st.Size() > int64(w.h.cfg.MaxModuleBytes) {
 		f.size, f.modTime = st.Size(), st.ModTime()
 		log.Error("wasm module rejected: too large", "bytes", st.Size(), "max", w.h.cfg.MaxModuleBytes)
-		return
+		return nil
 	}
 	wasm, err := os.ReadFile(path)
 	if err != nil {
 		log.Error("wasm module unreadable", "err", err)
-		return
+		return nil
 	}
 	f.size, f.modTime = st.Size(), st.ModTime()
 	hash := Hash(wasm)
 	if (f.mod != nil && f.mod.Hash() == hash) || f.rejected == hash {
-		return
+		return nil
 	}
-	m, err := w.h.Load(ctx, name, wasm)
-	if err == nil {
-		err = w.verify(ctx, m, path)
-		if err != nil {
-			m.release()
+	return &pending{name: name, path: path, hash: hash, f: f, wasm: wasm}
+}
+
+// load compiles, describes and verifies p, without w.mu.
+func (p *pending) load(ctx context.Context, w *Watcher) {
+	p.mod, p.err = w.h.Load(ctx, p.name, p.wasm)
+	if p.err == nil {
+		if p.err = w.verify(ctx, p.mod, p.path); p.err != nil {
+			p.mod.release()
 		}
 	}
+}
+
+// finish, with w.mu held, puts a loaded version live or records its
+// rejection.
+func (w *Watcher) finish(p *pending) {
+	log := w.h.logger().With("file", p.path)
+	if w.files[p.name] != p.f { // removed while it loaded
+		if p.mod != nil {
+			p.mod.release()
+		}
+		return
+	}
+	err := p.err
 	if err == nil {
-		err = w.install(name, f, m)
-		if err != nil {
-			m.release()
+		if err = w.install(p.name, p.f, p.mod); err != nil {
+			p.mod.release()
 		}
 	}
 	if err != nil {
-		f.rejected = hash
-		if f.mod != nil {
-			log.Error("new version of a wasm module rejected; the previous version stays", "hash", shortHash(hash), "live", shortHash(f.mod.Hash()), "err", err)
+		p.f.rejected = p.hash
+		if p.f.mod != nil {
+			log.Error("new version of a wasm module rejected; the previous version stays", "hash", shortHash(p.hash), "live", shortHash(p.f.mod.Hash()), "err", err)
 		} else {
-			log.Error("wasm module rejected", "hash", shortHash(hash), "err", err)
+			log.Error("wasm module rejected", "hash", shortHash(p.hash), "err", err)
 		}
 	}
 }
@@ -240,6 +335,7 @@ func (w *Watcher) install(name string, f *watched, m *Module) error {
 	f.mod, f.rejected = m, ""
 	m.OnQuarantine(w.quarantined)
 	if old != nil {
+		old.successor.Store(m)
 		old.Close()
 		w.h.logger().Info("wasm module replaced", "file", name, "old", shortHash(old.Hash()), "new", shortHash(m.Hash()), "profiles", m.URIs())
 	} else {
