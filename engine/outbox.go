@@ -456,6 +456,11 @@ func (o *Outbox) fail(e OutboxEntry, condition string, now time.Time) {
 	st.LastCondition = condition
 	reason := ""
 	switch {
+	case stanza.Condition(condition) == stanza.CondGone:
+		// RFC 6120 §8.3.3.5: the recipient is no longer at this address.
+		// A Web Push service says so (410, docs/relay.md) for an expired
+		// or removed subscription: no later notification can succeed.
+		reason = "the push service says the registration is gone"
 	case st.Errors >= o.pol.MaxErrors:
 		reason = fmt.Sprintf("%d notifications in a row failed (max %d)", st.Errors, o.pol.MaxErrors)
 	case now.Sub(st.FirstError) >= o.pol.DisableAfter:

@@ -186,6 +186,25 @@ func TestOutboxDisablesAfterMaxErrors(t *testing.T) {
 	}
 }
 
+// TestOutboxGoneDisablesAtOnce: a gone answer (a Web Push subscription
+// that expired, 410) disables the registration on the first error.
+func TestOutboxGoneDisablesAtOnce(t *testing.T) {
+	e, _, _ := newEngine(t, engine.Config{Retry: engine.RetryPolicy{MaxErrors: 3}})
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	n := pushOne(t, e, "g1")
+	runUntil(t, e.Outbox(), &sink{}, 1)
+	if serviceError(t, e.Outbox(), n, "cancel", "gone") {
+		t.Fatal("gone retried")
+	}
+	recs, _ := e.Disabled(account)
+	if len(recs) != 1 || recs[0].Errors != 1 || recs[0].LastCondition != "gone" || !strings.Contains(recs[0].Reason, "gone") {
+		t.Errorf("disabled record: %+v", recs)
+	}
+	if regs, _ := e.Registrations(context.Background(), account); len(regs) != 0 {
+		t.Errorf("still registered: %+v", regs)
+	}
+}
+
 func TestOutboxDisablesAfterFailingFor72h(t *testing.T) {
 	e, _, now := newEngine(t, engine.Config{})
 	ctx := context.Background()

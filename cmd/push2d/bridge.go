@@ -22,6 +22,7 @@ type daemon struct {
 	log     *slog.Logger
 	metrics *metrics
 	bridge  *bridgeproto.Service
+	relay   *directRelay // nil without [relay]
 
 	mu   sync.RWMutex
 	sess *xmpp.Session // nil while disconnected
@@ -77,11 +78,21 @@ func (d *daemon) send(ctx context.Context, el *stanza.Element) error {
 	return s.Send(context.WithoutCancel(ctx), el.TokenReader())
 }
 
+// deliver is the outbox's Sender: notifications to push2d's own relay go
+// to it directly, the others to the bridge of the account's domain.
+func (d *daemon) deliver(ctx context.Context, e engine.OutboxEntry) error {
+	if d.relay.serves(e.To) {
+		return d.relay.deliver(ctx, e)
+	}
+	return d.bridge.Deliver(ctx, e)
+}
+
 // observeOutbox turns outbox events into metrics and logs.
 func (d *daemon) observeOutbox(ev engine.OutboxEvent, e engine.OutboxEntry, detail string) {
 	d.metrics.outbox.WithLabelValues(string(ev)).Inc()
 	switch ev {
 	case engine.OutboxSent:
+		d.relay.recorded(e.ID)
 		d.log.Info("push sent", "account", e.Account, "registration", e.Reg, "service", e.To, "id", e.ID, "attempt", e.Attempts)
 	case engine.OutboxRetry:
 		d.log.Info("push will be retried", "account", e.Account, "registration", e.Reg, "id", e.ID, "condition", detail, "at", e.Due.Format(time.RFC3339))

@@ -25,6 +25,7 @@ type Config struct {
 	// Legacy is [legacy], the old name of [xep0357], still accepted:
 	// loadConfig copies it into XEP0357. Setting both is an error.
 	Legacy  XEP0357Config `toml:"legacy"`
+	Relay   RelayConfig   `toml:"relay"`
 	Plugins PluginsConfig `toml:"plugins"`
 	Admin   AdminConfig   `toml:"admin"`
 	Log     LogConfig     `toml:"log"`
@@ -282,6 +283,7 @@ func (c *Config) validate() error {
 	if p := c.Plugins; p.StackLimitKiB < 16 || p.StackLimitKiB > 32768 || p.QuarantineWindow < 1 || p.QuarantineWindow > 64 || !(p.QuarantineRate > 0 && p.QuarantineRate <= 1) {
 		errs = append(errs, errors.New("plugins: stack_limit_kib must be 16–32768, quarantine_window 1–64, quarantine_rate above 0 and at most 1"))
 	}
+	errs = append(errs, c.Relay.validate()...)
 	if c.Engine.Workers < 1 {
 		errs = append(errs, errors.New("engine.workers must be at least 1"))
 	}

@@ -90,6 +90,14 @@ func run(ctx context.Context, cfg Config) error {
 	})
 	m := newMetrics()
 	d := newDaemon(cfg, eng, log, m)
+	if cfg.Relay.JID != "" {
+		rc := cfg.Relay.relayConfig()
+		rc.Logger = log.With("component", "relay")
+		rc.Observe = m.observeRelay
+		d.relay = newDirectRelay(cfg.Relay, eng, rc)
+		defer d.relay.relay.Close()
+		log.Info("web push relay", "jid", cfg.Relay.JID, "allow_http", cfg.Relay.AllowHTTP, "allow_networks", cfg.Relay.AllowNetworks)
+	}
 	var watcher *host.Watcher
 	var wasmHost *host.Host
 	if cfg.Plugins.Dir != "" {
@@ -133,7 +141,7 @@ func run(ctx context.Context, cfg Config) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := eng.Outbox().Run(ctx, d.bridge.Deliver); err != nil {
+		if err := eng.Outbox().Run(ctx, d.deliver); err != nil {
 			log.Error("outbox", "err", err)
 		}
 	}()

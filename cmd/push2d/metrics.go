@@ -1,6 +1,10 @@
 package main
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are push2d's Prometheus metrics, served on the admin interface at
 // /metrics. Label values come from small fixed sets (outcome codes, stanza
@@ -17,6 +21,8 @@ type metrics struct {
 	refused        prometheus.Counter
 	evaluation     prometheus.Histogram
 	adminRefused   *prometheus.CounterVec
+	relayRequests  *prometheus.CounterVec
+	relaySeconds   prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -53,7 +59,20 @@ func newMetrics() *metrics {
 		adminRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "push2_admin_refused_total", Help: "Admin requests refused, by reason: host (DNS rebinding), no-token (none configured), token (missing or wrong), content-type, rate-limit.",
 		}, []string{"reason"}),
+		relayRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "push2_relay_requests_total", Help: "Web Push relay notifications by result class: the push service's status class (2xx, 3xx, 4xx, 5xx), timeout, connection (no answer), refused (not sent: bad notification, endpoint refused, Retry-After pending).",
+		}, []string{"class"}),
+		relaySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "push2_relay_seconds", Help: "Time for one Web Push relay notification, from the outbox's hand-over to the push service's answer.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
 	}
-	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.ignoredReports, m.enables, m.disables, m.refused, m.evaluation, m.adminRefused)
+	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.ignoredReports, m.enables, m.disables, m.refused, m.evaluation, m.adminRefused, m.relayRequests, m.relaySeconds)
 	return m
+}
+
+// observeRelay is the relay's Observe.
+func (m *metrics) observeRelay(class string, d time.Duration) {
+	m.relayRequests.WithLabelValues(class).Inc()
+	m.relaySeconds.Observe(d.Seconds())
 }
