@@ -90,6 +90,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		writing:  map[string]int{},
 	}
 	e.outbox = newOutbox(store, cfg, e.disableRegistration)
+	e.outbox.refresh = e.refreshEntry
 	// A profile swap can change what Provision accepts and returns: re-parse
 	// registrations lazily with the new profiles.
 	registry.Subscribe(func([]ProfileInfo) {

@@ -106,6 +106,9 @@ type Outbox struct {
 	log       *slog.Logger
 	retention time.Duration
 	disable   func(RegKey, DisabledRecord) error
+	// refresh, if set, renews an expiring credential in the entry's
+	// stanza before it is sent (Engine.refreshEntry).
+	refresh func(ctx context.Context, e *OutboxEntry)
 
 	mu      sync.Mutex
 	entries map[string]*item
@@ -288,6 +291,9 @@ func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
 		e := it.e
 		o.mu.Unlock()
 		e.Attempts++
+		if o.refresh != nil {
+			o.refresh(ctx, &e)
+		}
 		if err := send(ctx, e); err != nil {
 			// Not handed over (no connection): try again soon, no attempt
 			// counted.

@@ -175,6 +175,18 @@ type SendProfile interface {
 	Send(ctx context.Context, in *SendInput) ([]*stanza.Element, error)
 }
 
+// TokenRefresher is implemented by send profiles whose notifications carry
+// a credential that expires: the encrypted profile's VAPID <jwt/>, whose
+// "exp" lies at most 24 hours ahead (RFC 8292 §2). A notification that
+// waited in the outbox (a retry, a restart) may outlive it; before every
+// send of a notification that has a <jwt/> the outbox asks the profile,
+// which renews the credential in n (the <notification/>) if it expired or
+// is about to, and reports whether it changed anything. provisioned is the
+// registration's SendProvisioned.
+type TokenRefresher interface {
+	Refresh(ctx context.Context, n *stanza.Element, provisioned any, account string, now time.Time) (changed bool, err error)
+}
+
 // ProfileSet is a set of profiles as one source (the built-in profiles, the
 // XEP-0357 pair, a WebAssembly module) hands them to a Registry.
 type ProfileSet struct {

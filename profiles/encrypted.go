@@ -3,6 +3,7 @@ package profiles
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -96,8 +97,9 @@ type encrypted struct {
 }
 
 var (
-	_ engine.SendProfile = (*encrypted)(nil)
-	_ engine.FitChecker  = (*encrypted)(nil)
+	_ engine.SendProfile    = (*encrypted)(nil)
+	_ engine.FitChecker     = (*encrypted)(nil)
+	_ engine.TokenRefresher = (*encrypted)(nil)
 )
 
 // Encrypted returns the urn:xmpp:push2:send:sce+rfc8291+rfc8292:0 send
@@ -537,4 +539,49 @@ func NotificationParts(el *stanza.Element) (body []byte, token, key string, err 
 		token, key = strings.TrimSpace(j.Text), j.AttrValue("key")
 	}
 	return body, token, key, nil
+}
+
+// Refresh implements engine.TokenRefresher: a notification whose <jwt/>
+// expires within webpush.TokenRefresh (the margin the Signer's cache keeps)
+// gets a token signed now, with the registration's claims, so that a
+// notification sent again after waiting in the outbox is not refused by
+// the relay or the push service for an expired "exp" (RFC 8292 §2). The
+// new token has the same length as the old one (same key, claims and
+// number of digits in "exp"), so the notification's size is unchanged.
+func (p *encrypted) Refresh(_ context.Context, n *stanza.Element, provisioned any, account string, now time.Time) (bool, error) {
+	keys, ok := provisioned.(*EncryptedKeys)
+	j := n.Child(stanza.NSPush2, "jwt")
+	if !ok || keys == nil || keys.VAPID == nil || j == nil {
+		return false, nil
+	}
+	if exp, ok := tokenExpiry(strings.TrimSpace(j.Text)); ok && now.Add(webpush.TokenRefresh).Before(exp) {
+		return false, nil
+	}
+	token, err := p.signer.Sign(keys.VAPID, keys.Claims, p.subjectFor(account), now)
+	if err != nil {
+		return false, fmt.Errorf("encrypted: %s", reason(err))
+	}
+	j.Text = token
+	j.SetAttr("key", keys.JWTKey)
+	return true, nil
+}
+
+// tokenExpiry reads a JWT's "exp" without verifying it: the token is the
+// one this server signed, read back from its own outbox.
+func tokenExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp *int64 `json:"exp"`
+	}
+	if json.Unmarshal(b, &claims) != nil || claims.Exp == nil {
+		return time.Time{}, false
+	}
+	return time.Unix(*claims.Exp, 0), true
 }
