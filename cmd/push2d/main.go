@@ -91,7 +91,7 @@ func run(ctx context.Context, cfg Config) error {
 	m := newMetrics()
 	d := newDaemon(cfg, eng, log, m)
 	if cfg.Relay.JID != "" {
-		rc := cfg.Relay.relayConfig()
+		rc := cfg.Relay.cfg
 		rc.Logger = log.With("component", "relay")
 		rc.Observe = m.observeRelay
 		d.relay = newDirectRelay(cfg.Relay, eng, rc)

@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
-	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -22,81 +17,34 @@ import (
 // RelayConfig is [relay]: push2d's Web Push relay (internal/relay,
 // docs/relay.md). With a jid, registrations whose <service/> is that JID
 // are posted by push2d itself to their Web Push endpoint, without a round
-// trip through the XMPP server.
+// trip through the XMPP server. The other settings are the relay's
+// (relay.Settings).
 type RelayConfig struct {
 	// JID is the push service address clients name in <service/>.
 	JID string `toml:"jid"`
-	// AllowHTTP accepts http:// endpoints (default: https only).
-	AllowHTTP bool `toml:"allow_http"`
-	// AllowNetworks are CIDR ranges the relay may connect to although they
-	// are loopback, private, link-local or multicast.
-	AllowNetworks []string `toml:"allow_networks"`
-	MaxEndpoint   int      `toml:"max_endpoint"`
-	Timeout       duration `toml:"timeout"`
-	PerHost       int      `toml:"per_host"`
-	Total         int      `toml:"total"`
-	TTLLow        duration `toml:"ttl_low"`
-	TTLNormal     duration `toml:"ttl_normal"`
-	TTLHigh       duration `toml:"ttl_high"`
-	// CAFile is a PEM file of extra CA certificates the relay trusts
-	// besides the system's (a private push service, tests).
-	CAFile string `toml:"ca_file"`
+	relay.Settings
 
-	nets []netip.Prefix
-	tls  *tls.Config
+	cfg relay.Config
 }
 
 func (c *RelayConfig) validate() []error {
-	var errs []error
 	if c.JID == "" {
-		if len(c.AllowNetworks) > 0 || c.AllowHTTP {
-			errs = append(errs, errors.New("relay: set relay.jid, the push service JID the relay serves"))
+		if len(c.AllowNetworks) > 0 || c.AllowHTTP || c.CAFile != "" {
+			return []error{errors.New("relay: set relay.jid, the push service JID the relay serves")}
 		}
-		return errs
+		return nil
 	}
+	var errs []error
 	if j, err := jid.Parse(c.JID); err != nil || j.Localpart() != "" || j.Resourcepart() != "" {
 		errs = append(errs, errors.New("relay.jid must be a domain JID such as webpush.example.org"))
 	} else {
 		c.JID = j.String()
 	}
-	c.nets = nil
-	for i, s := range c.AllowNetworks {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				errs = append(errs, fmt.Errorf("relay.allow_networks[%d] %q is not a CIDR range or an address", i, s))
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		c.nets = append(c.nets, p.Masked())
-	}
-	if c.CAFile != "" {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil || !pool.AppendCertsFromPEM(pem) {
-			errs = append(errs, fmt.Errorf("relay.ca_file %q: no PEM certificate can be read from it", c.CAFile))
-		}
-		c.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	if c.MaxEndpoint < 0 || c.PerHost < 0 || c.Total < 0 || c.Timeout.Duration < 0 || c.TTLLow.Duration < 0 || c.TTLNormal.Duration < 0 || c.TTLHigh.Duration < 0 {
-		errs = append(errs, errors.New("relay: limits and durations must not be negative"))
+	var err error
+	if c.cfg, err = c.Settings.Config("relay"); err != nil {
+		errs = append(errs, err)
 	}
 	return errs
-}
-
-// relayConfig is the library's configuration.
-func (c *RelayConfig) relayConfig() relay.Config {
-	return relay.Config{
-		AllowHTTP: c.AllowHTTP, AllowNets: c.nets, MaxEndpoint: c.MaxEndpoint,
-		Timeout: c.Timeout.Duration, PerHost: c.PerHost, Total: c.Total,
-		TTL: relay.TTLPolicy{Low: c.TTLLow.Duration, Normal: c.TTLNormal.Duration, High: c.TTLHigh.Duration},
-		TLS: c.tls,
-	}
 }
 
 // directRelay delivers push2d's own notifications to the relay's JID
