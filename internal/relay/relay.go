@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -113,6 +114,7 @@ type Relay struct {
 	mu      sync.Mutex
 	hosts   map[string]*hostSlots // by origin, while requests use them
 	blocked map[string]time.Time  // endpoint → until, from Retry-After
+	tokens  verifiedTokens
 }
 
 type hostSlots struct {
@@ -441,13 +443,19 @@ func (r *Relay) vapid(token, key, origin string) (string, *stanza.Error) {
 	if err != nil || len(raw) == 0 {
 		return "", stanza.BadRequest("the <jwt/> has no valid 'key' attribute (base64 of the VAPID public key)")
 	}
-	claims, err := webpush.VerifyAt(token, raw, r.cfg.Clock())
-	if err != nil {
-		// Which check failed matters to the sender (an expired token
-		// must be signed again); the token never appears.
-		return "", stanza.NewError(stanza.Modify, stanza.CondNotAcceptable, "the VAPID token is not acceptable: %s", strings.TrimPrefix(err.Error(), "webpush: "))
+	now := r.cfg.Clock()
+	aud, ok := r.tokens.get(token, raw, now)
+	if !ok {
+		claims, err := webpush.VerifyAt(token, raw, now)
+		if err != nil {
+			// Which check failed matters to the sender (an expired token
+			// must be signed again); the token never appears.
+			return "", stanza.NewError(stanza.Modify, stanza.CondNotAcceptable, "the VAPID token is not acceptable: %s", strings.TrimPrefix(err.Error(), "webpush: "))
+		}
+		aud, _ = claims["aud"].(string)
+		exp, _ := claims["exp"].(int64)
+		r.tokens.put(token, raw, aud, time.Unix(exp, 0))
 	}
-	aud, _ := claims["aud"].(string)
 	a, perr := url.Parse(aud)
 	if aud == "" || perr != nil || a.Host == "" || Origin(a) != origin || (a.Path != "" && a.Path != "/") {
 		return "", stanza.NewError(stanza.Modify, stanza.CondNotAcceptable, "the VAPID token's \"aud\" is not the endpoint's origin %s (RFC 8292 §2)", origin)
@@ -533,4 +541,54 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	return max(t.Sub(now), 0), true
+}
+
+// verifiedTokens remembers tokens whose signature verified, with their
+// "aud" and "exp": push2's Signer reuses a token for hours, so a busy
+// account's notifications carry the same one, and verifying its ECDSA
+// signature again would be half of the relay's CPU per notification
+// (BenchmarkRelayPush). The key is a hash of key and token, so a token
+// presented with another key is verified anew; "exp" is checked on every
+// hit. At most maxVerified entries; when full it starts over.
+type verifiedTokens struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]verifiedToken
+}
+
+type verifiedToken struct {
+	aud string
+	exp time.Time
+}
+
+const maxVerified = 4096
+
+func tokenKey(token string, key []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(key)
+	h.Write([]byte{0})
+	h.Write([]byte(token))
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (v *verifiedTokens) get(token string, key []byte, now time.Time) (string, bool) {
+	k := tokenKey(token, key)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t, ok := v.m[k]
+	if !ok || !now.Before(t.exp) || t.exp.Sub(now) > webpush.MaxTokenLifetime {
+		return "", false
+	}
+	return t.aud, true
+}
+
+func (v *verifiedTokens) put(token string, key []byte, aud string, exp time.Time) {
+	k := tokenKey(token, key)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil || len(v.m) >= maxVerified {
+		v.m = make(map[[sha256.Size]byte]verifiedToken)
+	}
+	v.m[k] = verifiedToken{aud, exp}
 }

@@ -319,3 +319,21 @@ func TestHandleMessageSenders(t *testing.T) {
 		t.Error("a refused sender's notification was posted")
 	}
 }
+
+// TestVerifiedTokenExpires: a token remembered as verified is refused once
+// its exp has passed.
+func TestVerifiedTokenExpires(t *testing.T) {
+	rcv, sub := receiver(t)
+	now := time.Now()
+	r := newTestRelay(t, rcv, Config{Clock: func() time.Time { return now }})
+	n := notification(t, sub, rcv.Endpoint("/v"), rcv.URL, "normal", []byte("x"), now)
+	for i := 0; i < 2; i++ {
+		if res := r.Push(context.Background(), n); res.Err != nil {
+			t.Fatalf("push %d: %v", i, res.Err)
+		}
+	}
+	now = now.Add(13 * time.Hour)
+	if res := r.Push(context.Background(), n); res.Err == nil || res.Err.Condition != stanza.CondNotAcceptable {
+		t.Errorf("expired remembered token: %v", res.Err)
+	}
+}
