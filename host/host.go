@@ -32,7 +32,8 @@ import (
 // is safe for concurrent use.
 type Host struct {
 	cfg    Config
-	rt     wazero.Runtime
+	rt     wazero.Runtime // the compiler
+	irt    wazero.Runtime // the interpreter, for a module's first seconds (Watcher)
 	cache  wazero.CompilationCache
 	funcs  map[string]hostFunc
 	modCfg wazero.ModuleConfig
@@ -71,21 +72,25 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		WithCompilationCache(h.cache).
 		WithMemoryLimitPages(cfg.MemoryLimitPages).
 		WithCloseOnContextDone(false)
-	h.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, h.rt); err != nil {
-		h.rt.Close(ctx)
-		return nil, fmt.Errorf("host: WASI: %w", err)
-	}
-	b := h.rt.NewHostModuleBuilder(abi.ImportModule)
 	h.funcs = map[string]hostFunc{}
 	for _, f := range h.hostFuncs() {
 		h.funcs[f.name] = f
-		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).WithName(f.name).Export(f.name)
 	}
-	if _, err := b.Instantiate(ctx); err != nil {
+	if h.rt, err = h.newRuntime(ctx, rc); err != nil {
+		return nil, err
+	}
+	// The interpreter serves a large new module while the compiler works
+	// on it (Watcher, sdk/ABI.md §10): it starts in a fraction of the
+	// compile time. Interpreted code is Go code, so wazero's own
+	// close-on-context-done stops it (at loop headers, and at the empty
+	// loop of each yield of instrument.go), not the watchdog.
+	irc := wazero.NewRuntimeConfigInterpreter().
+		WithCoreFeatures(api.CoreFeaturesV2).
+		WithMemoryLimitPages(cfg.MemoryLimitPages).
+		WithCloseOnContextDone(!cfg.NoInterrupt)
+	if h.irt, err = h.newRuntime(ctx, irc); err != nil {
 		h.rt.Close(ctx)
-		return nil, fmt.Errorf("host: push2 host module: %w", err)
+		return nil, err
 	}
 	h.modCfg = wazero.NewModuleConfig().
 		WithName("").
@@ -96,6 +101,24 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		WithRandSource(rand.Reader)
 	h.watchdog = newWatchdog(watchTick(cfg.CallTimeout))
 	return h, nil
+}
+
+// newRuntime starts a runtime with WASI and the push2 host module.
+func (h *Host) newRuntime(ctx context.Context, rc wazero.RuntimeConfig) (wazero.Runtime, error) {
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("host: WASI: %w", err)
+	}
+	b := rt.NewHostModuleBuilder(abi.ImportModule)
+	for _, f := range h.funcs {
+		b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).WithName(f.name).Export(f.name)
+	}
+	if _, err := b.Instantiate(ctx); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("host: push2 host module: %w", err)
+	}
+	return rt, nil
 }
 
 // cappedSleep backs WASI poll_oneoff. A host function cannot be interrupted
@@ -125,6 +148,9 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.watchdog.close()
 	err := h.rt.Close(ctx)
+	if ierr := h.irt.Close(ctx); err == nil {
+		err = ierr
+	}
 	if cerr := h.cache.Close(ctx); err == nil {
 		err = cerr
 	}
@@ -169,6 +195,11 @@ func shortHash(h string) string {
 // Compilation is the slow part: call Load off the evaluation path. Errors
 // are *LoadError.
 func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Module, error) {
+	return h.load(ctx, name, wasm, false)
+}
+
+// load is Load, on the interpreter if interpreted.
+func (h *Host) load(ctx context.Context, name string, wasm []byte, interpreted bool) (*Module, error) {
 	if name == "" {
 		name = "module" // WASI argv[0] must not be empty
 	}
@@ -195,11 +226,15 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Module, err
 	if err := h.checkImports(imports); err != nil {
 		return nil, fail("%v", err)
 	}
-	compiled, err := h.compile(ctx, wasm)
+	rt := h.rt
+	if interpreted {
+		rt = h.irt
+	}
+	compiled, err := h.compile(ctx, rt, wasm)
 	if err != nil {
 		return nil, fail("%v", err)
 	}
-	m, err := h.newModule(ctx, name, hash, compiled)
+	m, err := h.newModule(ctx, name, hash, rt, compiled)
 	if err != nil {
 		compiled.Close(ctx)
 		return nil, fail("%v", err)
@@ -221,12 +256,12 @@ func (h *Host) Load(ctx context.Context, name string, wasm []byte) (*Module, err
 // compilation fails, the original is compiled to tell a module wazero
 // refuses anyway, which gets wazero's own message, from one the rewrite
 // does not handle.
-func (h *Host) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule, error) {
+func (h *Host) compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, error) {
 	// Every core compiles: a Go module has thousands of functions, and a
 	// hot load is only as quick as its compile (sdk/ABI.md §10).
 	ctx = experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
 	if h.cfg.NoInterrupt {
-		c, err := h.rt.CompileModule(ctx, wasm)
+		c, err := rt.CompileModule(ctx, wasm)
 		if err != nil {
 			return nil, fmt.Errorf("does not compile: %v", err)
 		}
@@ -234,13 +269,13 @@ func (h *Host) compile(ctx context.Context, wasm []byte) (wazero.CompiledModule,
 	}
 	ins, ierr := instrument(wasm, h.cfg.StackLimitBytes)
 	if ierr == nil {
-		c, err := h.rt.CompileModule(ctx, ins.wasm)
+		c, err := rt.CompileModule(ctx, ins.wasm)
 		if err == nil {
 			return c, nil
 		}
 		ierr = err
 	}
-	c, err := h.rt.CompileModule(ctx, wasm)
+	c, err := rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, fmt.Errorf("does not compile: %v", err)
 	}

@@ -23,13 +23,16 @@ import (
 //     before each call and read it after a trap, and so that the host's
 //     watchdog (watchdog.go) can raise the stop flag of an instance whose
 //     call passed its deadline.
-//   - Every loop header and every defined function's entry counts ticks
+//   - Every loop header and the entry of every defined function that
+//     calls another (a function that calls none cannot recurse) count ticks
 //     down: a load, a decrement, a store and a branch not taken, inline,
 //     where wazero's check is a call into Go. Every yieldEvery ticks the
 //     guest executes memory.grow 0, which wazero runs in Go: there the Go
 //     scheduler can preempt the goroutine (compiled guest code cannot be
 //     preempted, so guests on every P would otherwise starve the watchdog),
-//     and then it tests the stop flag: raised, it traps (unreachable),
+//     and then, after an empty loop (where wazero's interpreter, which
+//     serves a module until its compile is done, checks its own deadline),
+//     it tests the stop flag: raised, it traps (unreachable),
 //     which the host reports as the timeout it is. Between two ticks a
 //     guest runs straight-line code of one function body, so a loop-free
 //     tree recursion is stopped as surely as a loop.
@@ -386,6 +389,7 @@ type rewriter struct {
 	depth, stop   uint32 // global indices
 	ticks         uint32
 	memory        bool // the module has a memory, for the yield
+	calls         bool // the function being rewritten calls a defined function
 	limit         uint32
 	frames        []int32
 }
@@ -464,7 +468,7 @@ func (rw *rewriter) function(out []byte, b *byteReader, ft funcType) ([]byte, er
 
 	frame := int32(frameBase + slotBytes*(slots+1))
 	rw.frames = append(rw.frames, frame)
-	out = rw.tick(out)
+	entry := len(out) // where the tick goes, if the body calls
 	// saved = depth + frame; depth = saved; trap if over the budget.
 	out = rw.global(out, 0x23, rw.depth)
 	out = append(out, 0x41)
@@ -478,7 +482,18 @@ func (rw *rewriter) function(out []byte, b *byteReader, ft funcType) ([]byte, er
 	out = appendS32(out, int32(rw.limit))
 	out = append(out, 0x4b, 0x04, 0x40, 0x00, 0x0b) // i32.gt_u, if, unreachable, end
 
-	return rw.expr(out, b, saved)
+	rw.calls = false
+	out, err = rw.expr(out, b, saved)
+	if err != nil || !rw.calls {
+		// A function that calls nothing needs no tick at its entry: it
+		// cannot recurse, and its loops tick themselves.
+		return out, err
+	}
+	t := rw.tick(nil)
+	out = append(out, t...)
+	copy(out[entry+len(t):], out[entry:len(out)-len(t)])
+	copy(out[entry:], t)
+	return out, nil
 }
 
 // tick appends the countdown of instrument's doc: ticks -= 1, and when it
@@ -496,6 +511,7 @@ func (rw *rewriter) tick(out []byte) []byte {
 	if rw.memory {
 		out = append(out, 0x41, 0x00, 0x40, 0x00, 0x1a) // i32.const 0, memory.grow 0, drop
 	}
+	out = append(out, 0x03, 0x40, 0x0b) // loop end: where the interpreter checks its deadline
 	out = rw.global(out, 0x23, rw.stop)
 	return append(out, 0x04, 0x40, 0x00, 0x0b, 0x0b) // if, unreachable, end, end
 }
@@ -589,6 +605,7 @@ func (rw *rewriter) expr(out []byte, b *byteReader, saved uint32) ([]byte, error
 		out = append(out, b.b[at:b.off]...)
 		if call {
 			restore()
+			rw.calls = true
 		}
 		if loop {
 			out = rw.tick(out)

@@ -38,14 +38,18 @@ type Module struct {
 	name     string
 	hash     string
 	compiled wazero.CompiledModule
-	exports  map[string]bool
-	profiles []Profile
-	match    []engine.MatchProfile
-	send     []engine.SendProfile
-	logger   *slog.Logger
-	logs     *limiter
-	sem      chan struct{} // one token per instance in use
-	admitted atomic.Int32  // calls running or waiting for an instance
+	rt       wazero.Runtime // h.rt, or h.irt while a compile is under way (Watcher)
+	// interpreted: the module runs on the interpreter, whose calls wazero's
+	// close-on-context-done stops rather than the watchdog.
+	interpreted bool
+	exports     map[string]bool
+	profiles    []Profile
+	match       []engine.MatchProfile
+	send        []engine.SendProfile
+	logger      *slog.Logger
+	logs        *limiter
+	sem         chan struct{} // one token per instance in use
+	admitted    atomic.Int32  // calls running or waiting for an instance
 
 	mu       sync.Mutex
 	idle     []*instance
@@ -84,13 +88,13 @@ type instance struct {
 	stack          [1]uint64
 }
 
-func (h *Host) newModule(ctx context.Context, name, hash string, compiled wazero.CompiledModule) (*Module, error) {
+func (h *Host) newModule(ctx context.Context, name, hash string, rt wazero.Runtime, compiled wazero.CompiledModule) (*Module, error) {
 	has, err := checkExports(compiled)
 	if err != nil {
 		return nil, err
 	}
 	m := &Module{
-		h: h, name: name, hash: hash, compiled: compiled, exports: has,
+		h: h, name: name, hash: hash, rt: rt, interpreted: rt == h.irt, compiled: compiled, exports: has,
 		logs:   newLimiter(h.cfg.LogRate, h.cfg.LogBurst),
 		sem:    make(chan struct{}, h.cfg.MaxInstances),
 		health: newHealth(h.cfg),
@@ -129,8 +133,26 @@ func (h *Host) newModule(ctx context.Context, name, hash string, compiled wazero
 	}
 	m.logger = m.logger.With("profiles", m.uris())
 	m.idle = append(m.idle, inst)
+	if m.interpreted {
+		// An interpreted instance takes tens of milliseconds to create (Go's
+		// runtime initialisation), too close to a call's deadline: the
+		// interpreted version runs on instances made now, waiting for one
+		// (within the deadline) rather than making more.
+		m.sem = make(chan struct{}, interpretedInstances)
+		for len(m.idle) < interpretedInstances {
+			inst, err := m.instantiate(ctx, deadline)
+			if err != nil {
+				m.release()
+				return nil, err
+			}
+			m.idle = append(m.idle, inst)
+		}
+	}
 	return m, nil
 }
+
+// interpretedInstances is the pool of an interpreted version.
+const interpretedInstances = 2
 
 // Name returns the name the module was loaded under.
 func (m *Module) Name() string { return m.name }
@@ -235,7 +257,7 @@ func (m *Module) instantiate(ctx context.Context, deadline time.Time) (*instance
 	c := newCall(m, kindInit, "")
 	defer c.release()
 	ictx := experimental.WithMemoryAllocator(context.WithValue(ctx, callKey{}, c), newGuestMemory(&inst.mem))
-	mod, err := m.h.rt.InstantiateModule(ictx, m.compiled, cfg)
+	mod, err := m.rt.InstantiateModule(ictx, m.compiled, cfg)
 	inst.mem.leave()
 	if err != nil {
 		inst.stdout.flush()
@@ -244,7 +266,7 @@ func (m *Module) instantiate(ctx context.Context, deadline time.Time) (*instance
 	}
 	inst.mod = mod
 	inst.depth, _ = mod.ExportedGlobal(stackExport).(api.MutableGlobal)
-	if stop, ok := mod.ExportedGlobal(stopExport).(api.MutableGlobal); ok {
+	if stop, ok := mod.ExportedGlobal(stopExport).(api.MutableGlobal); ok && !m.interpreted {
 		inst.guard.stop, inst.wd = stop, m.h.watchdog
 		inst.wd.add(inst)
 	}
@@ -306,8 +328,14 @@ func (m *Module) run(ctx context.Context, deadline time.Time, inst *instance, c 
 		inst.guard.arm(ctx, deadline)
 		inst.wd.poke()
 	}
+	cctx := context.WithValue(ctx, callKey{}, c)
+	if m.interpreted {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithDeadline(cctx, deadline)
+		defer cancel()
+	}
 	inst.mem.enter()
-	err := fn.CallWithStack(context.WithValue(ctx, callKey{}, c), inst.stack[:])
+	err := fn.CallWithStack(cctx, inst.stack[:])
 	inst.mem.leave()
 	if inst.wd != nil {
 		if stopped := inst.guard.disarm(); stopped != nil && err != nil {
@@ -397,7 +425,9 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 		m.logger.Info("wasm module no longer saturated", "refused_so_far", m.busy.Load())
 	}
 	m.mu.Lock()
-	if m.released {
+	if m.released || m.replacedLocked() {
+		// A replaced version serves only the calls already in it: one that
+		// arrives later would have to make an instance for nothing.
 		m.mu.Unlock()
 		if next, index, ok := m.forward(c); ok {
 			c.m = next
@@ -421,6 +451,13 @@ func (m *Module) invoke(ctx context.Context, c *call, arg int32, check func(uint
 	defer func() { <-m.sem }()
 
 	inst := m.popIdle()
+	if inst == nil && m.replaced() {
+		// Replaced while this call waited: the new version has instances.
+		if next, index, ok := m.forward(c); ok {
+			c.m = next
+			return next.invoke(ctx, c, index, check)
+		}
+	}
 	if inst == nil {
 		var err error
 		if inst, err = m.instantiate(ctx, deadline); err != nil {
@@ -461,6 +498,15 @@ func (m *Module) waitInstance(ctx context.Context, deadline time.Time) error {
 		return cctx.Err()
 	}
 }
+
+// replaced reports whether a newer version took over from the retired m.
+func (m *Module) replaced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.replacedLocked()
+}
+
+func (m *Module) replacedLocked() bool { return m.retired && m.successor.Load() != nil }
 
 // forward finds where a call that reached m after its release goes: the
 // same profile in the version that replaced m, if it has one. A caller

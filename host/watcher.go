@@ -61,9 +61,12 @@ type Watcher struct {
 
 	scanMu sync.Mutex // one Scan at a time
 
-	mu    sync.Mutex
-	files map[string]*watched // file name → state
-	owner map[string]string   // profile URI → file name
+	mu     sync.Mutex
+	files  map[string]*watched // file name → state
+	owner  map[string]string   // profile URI → file name
+	closed bool
+
+	upgrades sync.WaitGroup // compiles of interpreted versions under way
 }
 
 type watched struct {
@@ -197,9 +200,41 @@ func (w *Watcher) Scan(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, p := range loads {
-		w.finish(p)
+		if w.finish(p) && p.mod.interpreted && !w.closed {
+			w.upgrades.Add(1)
+			go w.upgrade(p)
+		}
 	}
 	return nil
+}
+
+// interpretFirst is the module size from which a new version goes live on
+// wazero's interpreter first and is compiled in the background: a Go
+// module (2 MB) takes seconds to compile and well under one to start
+// interpreted; the sample C, Rust and AssemblyScript modules (3–60 KB)
+// compile in milliseconds.
+const interpretFirst = 512 << 10
+
+// upgrade compiles the version p put live on the interpreter and swaps the
+// compiled one in for it, unless the file changed or was removed
+// meanwhile, or the watcher closed.
+func (w *Watcher) upgrade(p *pending) {
+	defer w.upgrades.Done()
+	m, err := w.h.Load(context.Background(), p.name, p.wasm)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.h.logger().Error("wasm module stays interpreted: compiling it failed", "file", p.path, "err", err)
+		return
+	}
+	if w.closed || w.files[p.name] != p.f || p.f.mod != p.mod {
+		m.release()
+		return
+	}
+	if err := w.install(p.name, p.f, m); err != nil {
+		m.release()
+		w.h.logger().Error("wasm module stays interpreted: the compiled version could not replace it", "file", p.path, "err", err)
+	}
 }
 
 // pending is a new version of a file on its way in.
@@ -248,9 +283,10 @@ func (w *Watcher) scanFile(name string) *pending {
 	return &pending{name: name, path: path, hash: hash, f: f, wasm: wasm}
 }
 
-// load compiles, describes and verifies p, without w.mu.
+// load compiles (or, from interpretFirst bytes, prepares for the
+// interpreter), describes and verifies p, without w.mu.
 func (p *pending) load(ctx context.Context, w *Watcher) {
-	p.mod, p.err = w.h.Load(ctx, p.name, p.wasm)
+	p.mod, p.err = w.h.load(ctx, p.name, p.wasm, len(p.wasm) >= interpretFirst && !w.h.cfg.NoInterrupt)
 	if p.err == nil {
 		if p.err = w.verify(ctx, p.mod, p.path); p.err != nil {
 			p.mod.release()
@@ -259,14 +295,14 @@ func (p *pending) load(ctx context.Context, w *Watcher) {
 }
 
 // finish, with w.mu held, puts a loaded version live or records its
-// rejection.
-func (w *Watcher) finish(p *pending) {
+// rejection; it reports whether p went live.
+func (w *Watcher) finish(p *pending) bool {
 	log := w.h.logger().With("file", p.path)
 	if w.files[p.name] != p.f { // removed while it loaded
 		if p.mod != nil {
 			p.mod.release()
 		}
-		return
+		return false
 	}
 	err := p.err
 	if err == nil {
@@ -281,7 +317,9 @@ func (w *Watcher) finish(p *pending) {
 		} else {
 			log.Error("wasm module rejected", "hash", shortHash(p.hash), "err", err)
 		}
+		return false
 	}
+	return true
 }
 
 // verify runs Config.Verify on the cases next to the module, if both exist.
@@ -337,9 +375,9 @@ func (w *Watcher) install(name string, f *watched, m *Module) error {
 	if old != nil {
 		old.successor.Store(m)
 		old.Close()
-		w.h.logger().Info("wasm module replaced", "file", name, "old", shortHash(old.Hash()), "new", shortHash(m.Hash()), "profiles", m.URIs())
+		w.h.logger().Info("wasm module replaced", "file", name, "old", shortHash(old.Hash()), "new", shortHash(m.Hash()), "profiles", m.URIs(), "interpreted", m.interpreted)
 	} else {
-		w.h.logger().Info("wasm module added", "file", name, "hash", shortHash(m.Hash()), "profiles", m.URIs())
+		w.h.logger().Info("wasm module added", "file", name, "hash", shortHash(m.Hash()), "profiles", m.URIs(), "interpreted", m.interpreted)
 	}
 	return nil
 }
@@ -374,10 +412,14 @@ func (w *Watcher) quarantined(m *Module) {
 }
 
 // Close unregisters every module the watcher loaded and retires it.
+// It waits for the compiles of interpreted versions still under way, whose
+// results it discards.
 func (w *Watcher) Close() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.closed = true
 	for n, f := range w.files {
 		w.remove(n, f)
 	}
+	w.mu.Unlock()
+	w.upgrades.Wait()
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,41 +65,8 @@ func TestHotLoad(t *testing.T) {
 		t.Fatalf("features %v lack %s", reg.Features(), vipURI)
 	}
 
-	store := memstore.New()
-	defer store.Close()
-	eng := engine.New(store, reg, engine.Config{Logger: cfg.Logger})
-	enable := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c</client>
-		<match profile="` + vipURI + `"><vip xmlns="urn:example:vip" jid="boss@example.com"/><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)
-	if _, _, err := eng.Enable(ctx, "juliet@example.com", "phone", enable); err != nil {
-		t.Fatal(err)
-	}
-
-	var (
-		stop     atomic.Bool
-		total    atomic.Int64
-		failures atomic.Int64
-		wg       sync.WaitGroup
-		firstErr atomic.Value
-	)
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				st := stanza.MustParse(fmt.Sprintf(`<message xmlns="jabber:client" from="boss@example.com/desk" type="chat" id="g%d-%d"><body>hi</body></message>`, g, i))
-				res, err := eng.Evaluate(ctx, &engine.Event{Stanza: st, Context: engine.Context{Account: "juliet@example.com", Trigger: engine.TriggerOffline}})
-				total.Add(1)
-				switch {
-				case err != nil:
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				case len(res.Outcomes) != 1 || !res.Outcomes[0].Pushed:
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("%+v", res.Outcomes))
-				}
-			}
-		}(g)
-	}
+	eng := vipEngine(t, reg)
+	evals := startEvaluations(eng)
 
 	var old []*Module
 	for i := 1; i <= 10; i++ {
@@ -124,11 +92,10 @@ func TestHotLoad(t *testing.T) {
 		time.Sleep(30 * time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
-	t.Logf("%d evaluations across 10 swaps", total.Load())
-	if n := failures.Load(); n != 0 || total.Load() < 100 {
-		t.Fatalf("%d of %d evaluations failed; first: %v", n, total.Load(), firstErr.Load())
+	total, failures, first := evals.stop()
+	t.Logf("%d evaluations across 10 swaps", total)
+	if failures != 0 || total < 100 {
+		t.Fatalf("%d of %d evaluations failed; first: %v", failures, total, first)
 	}
 	waitFor(t, "replaced versions are released", func() bool {
 		for _, m := range old {
@@ -154,6 +121,114 @@ func TestHotLoad(t *testing.T) {
 	if f := reg.Features(); slices.Contains(f, vipURI) || !slices.Contains(f, "urn:push2:plugin:quiet-hours:0") {
 		t.Fatalf("features after removing: %v", f)
 	}
+}
+
+// evaluations is a stream of evaluations of juliet's boss@example.com
+// stanzas from eight goroutines, each expected to push.
+type evaluations struct {
+	halt            atomic.Bool
+	total, failures atomic.Int64
+	first           atomic.Value
+	wg              sync.WaitGroup
+}
+
+func startEvaluations(eng *engine.Engine) *evaluations {
+	e := &evaluations{}
+	ctx := context.Background()
+	for g := 0; g < 8; g++ {
+		e.wg.Add(1)
+		go func(g int) {
+			defer e.wg.Done()
+			for i := 0; !e.halt.Load(); i++ {
+				st := stanza.MustParse(fmt.Sprintf(`<message xmlns="jabber:client" from="boss@example.com/desk" type="chat" id="g%d-%d"><body>hi</body></message>`, g, i))
+				res, err := eng.Evaluate(ctx, &engine.Event{Stanza: st, Context: engine.Context{Account: "juliet@example.com", Trigger: engine.TriggerOffline}})
+				e.total.Add(1)
+				switch {
+				case err != nil:
+					e.failures.Add(1)
+					e.first.CompareAndSwap(nil, err.Error())
+				case len(res.Outcomes) != 1 || !res.Outcomes[0].Pushed:
+					e.failures.Add(1)
+					e.first.CompareAndSwap(nil, fmt.Sprintf("%+v", res.Outcomes))
+				}
+			}
+		}(g)
+	}
+	return e
+}
+
+// stop ends the stream and returns how many evaluations ran and failed,
+// and the first failure.
+func (e *evaluations) stop() (total, failures int64, first any) {
+	e.halt.Store(true)
+	e.wg.Wait()
+	return e.total.Load(), e.failures.Load(), e.first.Load()
+}
+
+// vipEngine is an engine over reg with juliet's registration for the vip
+// profile.
+func vipEngine(t *testing.T, reg *engine.Registry) *engine.Engine {
+	t.Helper()
+	store := memstore.New()
+	t.Cleanup(func() { store.Close() })
+	eng := engine.New(store, reg, engine.Config{Logger: testLogger(t)})
+	enable := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>push.example.net</service><client>c</client>
+		<match profile="` + vipURI + `"><vip xmlns="urn:example:vip" jid="boss@example.com"/><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)
+	if _, _, err := eng.Enable(context.Background(), "juliet@example.com", "phone", enable); err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// TestHotLoadEvents: the running watcher (file events) swaps versions of
+// every language in and out under concurrent evaluations, with a retire
+// delay so short that evaluations holding a replaced version's profile
+// reach it after its release: they are forwarded to the new version, and
+// none fails.
+func TestHotLoadEvents(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := testConfig(t)
+	cfg.RetireDelay = time.Millisecond
+	cfg.CallTimeout = time.Second // slowness under the race detector is not a failure
+	h := newHost(t, cfg)
+	reg := builtinRegistry(t)
+	dir := t.TempDir()
+	w := NewWatcher(h, reg, dir, WatcherConfig{Interval: time.Hour}) // events only
+	defer w.Close()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	versions := [][]byte{readPlugin(t, "vip-c"), readPlugin(t, "vip-go")}
+	live := func(v []byte) func() bool {
+		return func() bool { m := w.Modules()["vip.wasm"]; return m != nil && m.Hash() == Hash(v) }
+	}
+	install(t, dir, "vip.wasm", versions[0])
+	waitFor(t, "the first version is live", live(versions[0]))
+
+	evals := startEvaluations(vipEngine(t, reg))
+	var old []*Module
+	for i := 1; i <= 6; i++ {
+		old = append(old, w.Modules()["vip.wasm"])
+		v := versions[i%2]
+		install(t, dir, "vip.wasm", v)
+		waitFor(t, fmt.Sprintf("version %d is live", i), live(v))
+		time.Sleep(20 * time.Millisecond)
+	}
+	total, failures, first := evals.stop()
+	t.Logf("%d evaluations across 6 swaps", total)
+	if failures != 0 || total < 100 {
+		t.Fatalf("%d of %d evaluations failed; first: %v", failures, total, first)
+	}
+	waitFor(t, "replaced versions are released", func() bool {
+		for _, m := range old {
+			if !m.Released() {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	<-done
 }
 
 // TestWatcherConflictsAndQuarantine: two files cannot provide the same URI;
@@ -270,4 +345,88 @@ func TestWatcherRun(t *testing.T) {
 	waitFor(t, "the watcher loads the new file", func() bool { return slices.Contains(reg.Features(), vipURI) })
 	cancel()
 	<-done
+}
+
+// TestReleasedVersionForwards: a caller that picked a profile of a version
+// before a swap and calls it only after that version was released (it was
+// held up for longer than RetireDelay) is served by the version that
+// replaced it; a removed module has no successor and fails.
+func TestReleasedVersionForwards(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.RetireDelay = time.Millisecond
+	h := newHost(t, cfg)
+	reg := builtinRegistry(t)
+	dir := t.TempDir()
+	w := NewWatcher(h, reg, dir, WatcherConfig{})
+	defer w.Close()
+	install(t, dir, "vip.wasm", readPlugin(t, "vip-c"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := w.Modules()["vip.wasm"]
+	stale, _ := reg.Match(vipURI)
+	install(t, dir, "vip.wasm", readPlugin(t, "vip-go"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first version is released", first.Released)
+	match := stanza.MustParse(`<match xmlns="urn:xmpp:push2:0" profile="` + vipURI + `"><vip xmlns="urn:example:vip" jid="boss@example.com"/></match>`)
+	in := &engine.MatchInput{Stanza: stanza.MustParse(`<message xmlns="jabber:client" from="boss@example.com/desk" type="chat" id="s1"><body>hi</body></message>`),
+		Match: match, Context: &engine.Context{Account: "juliet@example.com", Trigger: engine.TriggerOffline}}
+	if d, err := stale.Match(ctx, in); err != nil || !d.Push {
+		t.Fatalf("stale profile after the swap: %+v, %v", d, err)
+	}
+	if s := w.Modules()["vip.wasm"].Stats(); s.Calls == 0 {
+		t.Fatalf("the new version did not serve the call: %+v", s)
+	}
+	second := w.Modules()["vip.wasm"]
+	stale, _ = reg.Match(vipURI)
+	os.Remove(filepath.Join(dir, "vip.wasm"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the removed version is released", second.Released)
+	if _, err := stale.Match(ctx, in); !errors.Is(err, errReleased) {
+		t.Fatalf("a removed module's profile: %v, want errReleased", err)
+	}
+}
+
+// TestInterpretedThenCompiled: a large module (a Go one) goes live on the
+// interpreter at once and serves evaluations; its compiled version replaces
+// it when the compile is done, the interpreted one is released.
+func TestInterpretedThenCompiled(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.RetireDelay = time.Millisecond
+	h := newHost(t, cfg)
+	reg := builtinRegistry(t)
+	dir := t.TempDir()
+	w := NewWatcher(h, reg, dir, WatcherConfig{})
+	defer w.Close()
+	install(t, dir, "vip.wasm", readPlugin(t, "vip-go"))
+	if err := w.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := w.Modules()["vip.wasm"]
+	if first == nil || !first.interpreted {
+		t.Fatalf("the Go module is not live on the interpreter: %v", first)
+	}
+	eng := vipEngine(t, reg)
+	evals := startEvaluations(eng)
+	for deadline := time.Now().Add(time.Minute); w.Modules()["vip.wasm"].interpreted; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the compiled version did not replace the interpreted one within a minute")
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	total, failures, firstErr := evals.stop()
+	t.Logf("%d evaluations while interpreted and across the swap", total)
+	if failures != 0 || total == 0 {
+		t.Fatalf("%d of %d evaluations failed; first: %v", failures, total, firstErr)
+	}
+	if got := w.Modules()["vip.wasm"]; got.Hash() != first.Hash() {
+		t.Fatalf("the compiled version has hash %s, want %s", got.Hash(), first.Hash())
+	}
+	waitFor(t, "the interpreted version is released", first.Released)
 }
