@@ -9,22 +9,27 @@
 // token), has romeo write to her, and prints what the push service receives
 // — the notification stanza, then its payload decrypted with juliet's keys
 // and the verified JWT. Then it shuts everything down, or with -keep leaves
-// it running and prints how to connect a client.
+// it running and prints how to connect a client. With -webpush the
+// registration names push2d's Web Push relay, and the push arrives as an
+// RFC 8030 request at a local Web Push receiver, which decrypts it.
 package main
 
 import (
 	"context"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/prosodytest"
+	"github.com/push2/push2/internal/relay/relaytest"
 	"github.com/push2/push2/internal/stack"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -34,7 +39,9 @@ func main() {
 	verbose := flag.Bool("v", false, "show Prosody's and push2d's logs")
 	plain := flag.Bool("plain", false, "use the notify-only send profile instead of the encrypted one")
 	old := flag.Bool("prosody012", false, "run Debian 12's Prosody 0.12 instead of Prosody 13")
+	wp := flag.Bool("webpush", false, "push through push2d's Web Push relay to a local Web Push receiver, which decrypts it (docs/relay.md)")
 	flag.Parse()
+	webPush = *wp
 	version := prosodytest.Prosody13
 	if *old {
 		version = prosodytest.Prosody012
@@ -44,6 +51,12 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// webPush is -webpush.
+var webPush bool
+
+// relayJID is the relay's push service JID in the -webpush demo.
+const relayJID = "webpush.localhost"
 
 func step(format string, args ...any) {
 	fmt.Printf("\n== "+format+"\n", args...)
@@ -63,8 +76,21 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 	if verbose {
 		logw = os.Stderr
 	}
+	id, err := webpush.GenerateIdentity()
+	if err != nil {
+		return err
+	}
+	opts := stack.Options{Prosody: version, Log: logw}
+	var rcv *relaytest.Receiver
+	if webPush {
+		if rcv, err = startReceiver(id, dir, &opts); err != nil {
+			return err
+		}
+		defer rcv.Close()
+		fmt.Printf("Web Push receiver (a local push service) at %s\n", rcv.URL)
+	}
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-	s, err := stack.Start(sctx, dir, stack.Options{Prosody: version, Log: logw})
+	s, err := stack.Start(sctx, dir, opts)
 	scancel()
 	if err != nil {
 		return err
@@ -90,10 +116,6 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 		return err
 	}
 
-	id, err := webpush.GenerateIdentity()
-	if err != nil {
-		return err
-	}
 	send := `<send xmlns="urn:xmpp:push2:send:notify-only:0"/>`
 	if !plain {
 		send = `<send xmlns="urn:xmpp:push2:send:sce+rfc8291+rfc8292:0">` +
@@ -101,8 +123,13 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 			`<jwt-alg>ES256</jwt-alg><jwt-key>` + id.VAPIDPrivate + `</jwt-key>` +
 			`<jwt-claim name="aud">https://push.example.com</jwt-claim></send>`
 	}
-	enable := `<enable xmlns="urn:xmpp:push2:0"><service>pusher@` + domain + `</service>` +
-		`<client>demo-device-token</client>` +
+	service, client := "pusher@"+domain, "demo-device-token"
+	if webPush {
+		service, client = relayJID, rcv.Endpoint("/push/juliet-subscription")
+		send = strings.Replace(send, "https://push.example.com", rcv.URL, 1)
+	}
+	enable := `<enable xmlns="urn:xmpp:push2:0"><service>` + service + `</service>` +
+		`<client>` + client + `</client>` +
 		`<match profile="urn:xmpp:push2:match:important">` + send + `</match></enable>`
 	step("juliet registers for pushes (keys shortened here):")
 	shown := enable
@@ -136,6 +163,9 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 		return err
 	}
 
+	if webPush {
+		return showWebPush(ctx, rcv, s, keep)
+	}
 	step("the push service (pusher@%s) receives:", domain)
 	var n *stanza.Element
 	deadline := time.After(20 * time.Second)
@@ -195,4 +225,73 @@ func showDecrypted(n *stanza.Element, id webpush.Identity) error {
 		step("JWT verified; claims: %v", claims)
 	}
 	return nil
+}
+
+// startReceiver starts the local Web Push receiver with juliet's keys and
+// configures push2d's relay to post to it (its certificate trusted through
+// relay.ca_file, 127.0.0.1 allow-listed).
+func startReceiver(id webpush.Identity, dir string, opts *stack.Options) (*relaytest.Receiver, error) {
+	priv, err := id.UAPrivateKey()
+	if err != nil {
+		return nil, err
+	}
+	auth, _ := webpush.DecodeBase64(id.AuthSecret)
+	rcv := relaytest.New(priv, auth)
+	ca := filepath.Join(dir, "receiver-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rcv.Certificate().Raw}), 0o600); err != nil {
+		rcv.Close()
+		return nil, err
+	}
+	opts.Push2dConfig = fmt.Sprintf("\n[relay]\njid = %q\nallow_networks = [\"127.0.0.1\"]\nca_file = %q\n", relayJID, ca)
+	return rcv, nil
+}
+
+// showWebPush waits for the relayed request at the receiver and shows it:
+// the RFC 8030 headers, the verified VAPID claims, the decrypted body.
+func showWebPush(ctx context.Context, rcv *relaytest.Receiver, s *stack.Stack, keep bool) error {
+	step("push2d's relay (%s) posts to the Web Push receiver, which checks and decrypts:", relayJID)
+	var p relaytest.Push
+	select {
+	case p = <-rcv.C():
+	case <-time.After(20 * time.Second):
+		return fmt.Errorf("no Web Push request within 20s; push2d log:\n%s", s.Push2dLog())
+	}
+	if p.Err != nil {
+		return fmt.Errorf("the receiver refused the request: %w", p.Err)
+	}
+	auth := p.Header.Get("Authorization")
+	if i := strings.Index(auth, "t="); i >= 0 && len(auth) > i+22 {
+		auth = auth[:i+22] + "…" + auth[strings.Index(auth, ", k="):]
+	}
+	fmt.Printf("POST %s\n", p.Path)
+	for _, h := range []string{"Content-Type", "Content-Encoding", "TTL", "Urgency"} {
+		fmt.Printf("%s: %s\n", h, p.Header.Get(h))
+	}
+	fmt.Printf("Authorization: %s\n(%d bytes of aes128gcm body)\n", auth, len(p.Body))
+	step("VAPID token verified with k; claims: %v", p.Claims)
+	step("decrypted at the receiver with juliet's private key:")
+	fmt.Println(string(p.Plaintext))
+	// The relay counts the request once the receiver's answer is back.
+	var relayed string
+	for end := time.Now().Add(5 * time.Second); relayed == "" && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		m, _ := s.Admin("/metrics")
+		relayed = grepLines(m, "push2_relay_requests_total{")
+	}
+	step("push2d's metrics: %s", relayed)
+	if keep {
+		step("the stack keeps running; Ctrl-C stops.")
+		<-ctx.Done()
+	}
+	step("shutting down")
+	return nil
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
 }
