@@ -33,13 +33,13 @@ retry_base_delay = "200ms"
 retry_max_delay = "1s"
 error_window = "30s"
 max_attempts = 8
-max_errors = 3
+max_errors = 20
 
 [relay]
 jid = %q
 allow_networks = ["127.0.0.1/32"]
 ca_file = %q
-timeout = "3s"
+timeout = "2s"
 `, relayJID, ca)})
 }
 
@@ -89,8 +89,10 @@ func noPush(t *testing.T, rcv *relaytest.Receiver, within time.Duration) {
 // that checks every header, verifies the VAPID token and decrypts the body;
 // then the status rows of docs/relay.md's table, with push2d's resulting
 // behaviour: 201 delivered (confirmed at once), 500 retried then delivered,
-// 429 with Retry-After retried no earlier than asked, 410 disables the
-// registration on the first error.
+// 429 with Retry-After retried no earlier than asked, a push service that
+// does not answer retried after the relay's timeout, 404/400/401/403/413
+// and a redirect given up at once (no retry, redirect not followed), 410
+// disables the registration on the first error.
 func TestWebPushRelay(t *testing.T) { eachProsody(t, testWebPushRelay) }
 
 func testWebPushRelay(t *testing.T, p prosodytest.Version) {
@@ -154,6 +156,37 @@ func testWebPushRelay(t *testing.T, p prosodytest.Version) {
 	}
 	_ = limited
 	waitFor(t, 10*time.Second, metric(`push2_outbox_total{event="delivered"} 3`))
+
+	// A push service that does not answer: wait/remote-server-timeout after
+	// the relay's timeout, retried, then delivered.
+	rcv.Answer(path, relaytest.Answer{Status: 201, Delay: time.Minute})
+	send(t, romeo, chat("juliet@"+domain, "r3b", "anyone there?"))
+	waitPush(t, rcv, 15*time.Second)
+	rcv.Answer(path, relaytest.Answer{Status: 201})
+	waitPush(t, rcv, 15*time.Second)
+	waitFor(t, 10*time.Second, metric(`push2_relay_requests_total{class="timeout"} 1`))
+	waitFor(t, 10*time.Second, metric(`push2_outbox_total{event="delivered"} 4`))
+
+	// The permanent rows: given up at once (dropped, no retry), the
+	// registration stays (max_errors is not reached).
+	for i, code := range []int{404, 400, 401, 403, 413, 302} {
+		rcv.Answer(path, relaytest.Answer{Status: code, Location: rcv.Endpoint("/elsewhere")})
+		send(t, romeo, chat("juliet@"+domain, fmt.Sprintf("p%d", code), "refused"))
+		if got := waitPush(t, rcv, 15*time.Second); got.Path != path {
+			t.Fatalf("%d: push to %s", code, got.Path)
+		}
+		waitFor(t, 10*time.Second, metric(fmt.Sprintf(`push2_outbox_total{event="dropped"} %d`, i+1)))
+	}
+	noPush(t, rcv, 1500*time.Millisecond) // none retried, the redirect not followed
+	if out, _ := s.Admin("/registrations?account=juliet@" + domain); !strings.Contains(out, relayJID) {
+		t.Fatalf("the registration is gone after permanent errors below max_errors: %s", out)
+	}
+	m, _ := s.Admin("/metrics")
+	for _, want := range []string{`push2_relay_requests_total{class="4xx"} 6`, `push2_relay_requests_total{class="3xx"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(m, "push2_"))
+		}
+	}
 
 	// 410: cancel/gone, the registration is disabled at once.
 	rcv.Answer(path, relaytest.Answer{Status: 410})
