@@ -163,6 +163,7 @@ func run(ctx context.Context, cfg Config) error {
 	// Let in-flight evaluations finish before the profiles and the store
 	// close.
 	d.bridge.Wait()
+	d.relay.wait()
 	if watcher != nil {
 		watcher.Close()
 		wasmHost.Close(context.Background())

@@ -56,7 +56,8 @@ type directRelay struct {
 	jid   string
 	relay *relay.Relay
 	eng   *engine.Engine
-	slots chan struct{} // bounds the notifications in flight
+	slots chan struct{}  // bounds the notifications in flight
+	wg    sync.WaitGroup // the requests in flight, which report to the outbox
 
 	mu   sync.Mutex
 	sent map[string]chan struct{} // by notification id: closed once the outbox recorded the send
@@ -92,13 +93,17 @@ func (r *directRelay) deliver(ctx context.Context, e engine.OutboxEntry) error {
 	r.mu.Lock()
 	r.sent[e.ID] = sent
 	r.mu.Unlock()
+	r.wg.Add(1)
 	go func() {
-		defer func() { <-r.slots }()
-		res := r.relay.Push(context.WithoutCancel(ctx), n)
+		defer func() { <-r.slots; r.wg.Done() }()
+		// On shutdown the request ends early and is reported as a
+		// timeout: the outbox keeps the notification for a retry.
+		res := r.relay.Push(ctx, n)
 		// The report must come after the outbox recorded this attempt
 		// (OutboxSent), or it would apply to the previous one.
 		select {
 		case <-sent:
+		case <-ctx.Done():
 		case <-time.After(10 * time.Second):
 		}
 		r.mu.Lock()
@@ -113,6 +118,14 @@ func (r *directRelay) deliver(ctx context.Context, e engine.OutboxEntry) error {
 		r.eng.Outbox().DeliveryError(e.ID, e.To, string(res.Err.Type), string(res.Err.Condition))
 	}()
 	return nil
+}
+
+// wait returns when every request has reported to the outbox; push2d
+// calls it before closing the store.
+func (r *directRelay) wait() {
+	if r != nil {
+		r.wg.Wait()
+	}
 }
 
 // recorded is called for the outbox's OutboxSent event.
