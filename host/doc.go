@@ -6,12 +6,15 @@
 //
 // The pieces, in the order a module meets them:
 //
-//   - Host (host.go) is one wazero runtime with the compiler engine and a
-//     compilation cache (Config.CacheDir), the push2 host functions
-//     (hostfuncs.go, sdk/ABI.md §5–§9) and the WASI subset of §12.
+//   - Host (host.go) is a wazero runtime with the compiler engine and a
+//     compilation cache (Config.CacheDir), and one with the interpreter
+//     for a large module's first seconds, each with the push2 host
+//     functions (hostfuncs.go, sdk/ABI.md §5–§9) and the WASI subset of
+//     §12; and one watchdog (watchdog.go) that stops calls at their
+//     deadline (§11 "Deadline").
 //   - Host.Load checks the version gate and the import allow-list (§1, §2)
 //     before compiling, adds the call-stack budget and the deadline checks
-//     for recursion to the code (instrument.go, §11 "Call stack"), checks
+//     to the code (instrument.go, §11 "Deadline" and "Call stack"), checks
 //     the exports (§3), instantiates the module once and asks
 //     push2_describe which profiles it provides. The result is a Module,
 //     identified by its content hash.
@@ -26,7 +29,8 @@
 //     module until another content hash replaces it.
 //   - matchProfile and sendProfile (profiles.go) are the engine interfaces on
 //     top of push2_match, push2_validate, push2_send and push2_prepare (§4).
-//   - Watcher (watcher.go) hot-loads a directory of *.wasm files (§10).
+//   - Watcher (watcher.go) hot-loads a directory of *.wasm files (§10),
+//     following its file events.
 //
 // The test cases of §13 are run by package internal/casetest, not here: it
 // needs the built-in profiles, and host imports only engine and wazero. The

@@ -92,19 +92,8 @@ func TestHotLoad(t *testing.T) {
 		time.Sleep(30 * time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond)
-	total, failures, first := evals.stop()
-	t.Logf("%d evaluations across 10 swaps", total)
-	if failures != 0 || total < 100 {
-		t.Fatalf("%d of %d evaluations failed; first: %v", failures, total, first)
-	}
-	waitFor(t, "replaced versions are released", func() bool {
-		for _, m := range old {
-			if !m.Released() {
-				return false
-			}
-		}
-		return true
-	})
+	evals.check(t, "10 swaps", 100)
+	waitReleased(t, old)
 
 	// Adding and removing a module changes what disco advertises.
 	install(t, dir, "quiet.wasm", readPlugin(t, "quiet-hours-rust"))
@@ -165,6 +154,30 @@ func (e *evaluations) stop() (total, failures int64, first any) {
 	return e.total.Load(), e.failures.Load(), e.first.Load()
 }
 
+// check stops the stream and fails t unless at least min evaluations ran
+// and none failed.
+func (e *evaluations) check(t *testing.T, during string, min int64) {
+	t.Helper()
+	total, failures, first := e.stop()
+	t.Logf("%d evaluations across %s", total, during)
+	if failures != 0 || total < min {
+		t.Fatalf("%d of %d evaluations failed; first: %v", failures, total, first)
+	}
+}
+
+// waitReleased waits until every module of old has been released.
+func waitReleased(t *testing.T, old []*Module) {
+	t.Helper()
+	waitFor(t, "replaced versions are released", func() bool {
+		for _, m := range old {
+			if !m.Released() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // vipEngine is an engine over reg with juliet's registration for the vip
 // profile.
 func vipEngine(t *testing.T, reg *engine.Registry) *engine.Engine {
@@ -214,19 +227,8 @@ func TestHotLoadEvents(t *testing.T) {
 		waitFor(t, fmt.Sprintf("version %d is live", i), live(v))
 		time.Sleep(20 * time.Millisecond)
 	}
-	total, failures, first := evals.stop()
-	t.Logf("%d evaluations across 6 swaps", total)
-	if failures != 0 || total < 100 {
-		t.Fatalf("%d of %d evaluations failed; first: %v", failures, total, first)
-	}
-	waitFor(t, "replaced versions are released", func() bool {
-		for _, m := range old {
-			if !m.Released() {
-				return false
-			}
-		}
-		return true
-	})
+	evals.check(t, "6 swaps", 100)
+	waitReleased(t, old)
 	cancel()
 	<-done
 }
@@ -420,11 +422,7 @@ func TestInterpretedThenCompiled(t *testing.T) {
 		}
 	}
 	time.Sleep(20 * time.Millisecond)
-	total, failures, firstErr := evals.stop()
-	t.Logf("%d evaluations while interpreted and across the swap", total)
-	if failures != 0 || total == 0 {
-		t.Fatalf("%d of %d evaluations failed; first: %v", failures, total, firstErr)
-	}
+	evals.check(t, "the interpreted version and the swap", 1)
 	if got := w.Modules()["vip.wasm"]; got.Hash() != first.Hash() {
 		t.Fatalf("the compiled version has hash %s, want %s", got.Hash(), first.Hash())
 	}
