@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 
 	"github.com/push2/push2/engine/stanza"
 )
@@ -29,6 +30,12 @@ func (e *Engine) Enable(ctx context.Context, account, id string, enable *stanza.
 	done := e.changing(r.Account)
 	evicted, err := e.store.PutRegistration(stored, e.cfg.MaxRegistrations)
 	done()
+	if errors.Is(err, ErrStorageLow) {
+		// Not an error of push2d's: the operator's disk is nearly full
+		// (the store logs the change of state once).
+		e.cfg.Logger.Debug("enable refused: store short of space", "account", r.Account, "id", r.ID, "err", err)
+		return nil, nil, stanza.NewError(stanza.Wait, stanza.CondResourceConstraint, "the push service is short of storage space and accepts no new registrations for now; try again later")
+	}
 	if err != nil {
 		e.cfg.Logger.Error("store registration", "account", r.Account, "id", r.ID, "err", err)
 		return nil, nil, stanza.InternalServerError("could not store the registration")

@@ -384,3 +384,30 @@ func TestProvisionContext(t *testing.T) {
 		t.Fatalf("%d registrations stored after a cancelled enable", len(stored))
 	}
 }
+
+// lowStore is a store whose filesystem is short of space.
+type lowStore struct{ engine.Store }
+
+func (lowStore) PutRegistration(engine.StoredRegistration, int) ([]engine.RegKey, error) {
+	return nil, fmt.Errorf("%w: 1024 KiB free", engine.ErrStorageLow)
+}
+
+// TestEnableStorageLow: an enable the store refuses for lack of space gets
+// wait/resource-constraint with a text (the client retries later), not
+// internal-server-error.
+func TestEnableStorageLow(t *testing.T) {
+	_, store, _ := newEngine(t, engine.Config{})
+	reg := engine.NewRegistry()
+	if err := reg.Register(profiles.Builtin()); err != nil {
+		t.Fatal(err)
+	}
+	e := engine.New(lowStore{store}, reg, engine.Config{})
+	_, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	se, ok := stanza.AsError(err)
+	if !ok || se.Type != stanza.Wait || se.Condition != stanza.CondResourceConstraint || !strings.Contains(se.Text, "storage space") {
+		t.Fatalf("enable on a store short of space: %v; want wait/resource-constraint with a text", err)
+	}
+	if rs, _ := store.Registrations(account); len(rs) != 0 {
+		t.Errorf("stored: %v", rs)
+	}
+}

@@ -1,8 +1,17 @@
 package engine
 
 import (
+	"errors"
 	"time"
 )
+
+// ErrStorageLow is wrapped by the error a store returns from
+// PutRegistration when it is short of space (pebblestore: less free space
+// on its filesystem than its configured minimum). Enable answers it with
+// wait/resource-constraint, so the client tries again later; every other
+// write (delivery bookkeeping, removals) goes on, so that the space left is
+// spent on delivering the pushes of the registrations already stored.
+var ErrStorageLow = errors.New("store: free space below the configured minimum")
 
 // StoredRegistration is the persisted form of a Registration: the
 // <enable/> bytes as received plus the identity and creation time. Parsing
@@ -78,6 +87,8 @@ type Store interface {
 	// until at most max remain (max 0: no limit), r always staying. The
 	// change is durable when PutRegistration returns, and atomic: either
 	// all of it happened or none, also with respect to concurrent calls.
+	// A store short of space may refuse it with an error wrapping
+	// ErrStorageLow, storing nothing.
 	PutRegistration(r StoredRegistration, max int) (evicted []RegKey, err error)
 	// DeleteRegistration removes a registration with its dedupe marks and
 	// error state, durably; it reports whether one existed.

@@ -13,6 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -66,6 +69,10 @@ type Store struct {
 	// committer has returned.
 	commits   chan *pushCommit
 	committed chan struct{}
+
+	dir      string
+	writable bool        // opened by OpenWith: Close writes the shutdown record
+	space    *spaceWatch // nil: no minimum
 }
 
 // pushCommit is one RecordPush's writes, handed to the committer.
@@ -138,17 +145,88 @@ func (s *Store) commitGroup(group []*pushCommit) error {
 
 var _ engine.Store = (*Store)(nil)
 
+// Options are the settings of OpenWith. The zero value is Open's.
+type Options struct {
+	// MinFreeBytes: while the store's filesystem has less free space than
+	// this (for the user push2d runs as), PutRegistration refuses with an
+	// error wrapping engine.ErrStorageLow; every other write goes on. 0: no
+	// minimum.
+	MinFreeBytes uint64
+	// Repair opens a damaged store (see Report), keeping what is readable
+	// and setting aside what is not; without it Open refuses one with a
+	// *CorruptError.
+	Repair bool
+	// OnFatal is called, once, when Pebble reports an error it cannot go
+	// on from (a failed WAL or MANIFEST write or sync: a full disk, an I/O
+	// error). Such a write was not done and Pebble cannot take another, so
+	// OnFatal should stop the process; if it returns, the goroutine that
+	// hit the error blocks for good rather than report the write as done.
+	// nil: print the error in one line to standard error and exit with
+	// status 1.
+	OnFatal func(error)
+	// Logger gets the store's warnings: free space crossing MinFreeBytes,
+	// Pebble's background errors and write stalls. nil: none.
+	Logger *slog.Logger
+	// FS replaces the operating system's file system (tests inject faults
+	// with it).
+	FS vfs.FS
+}
+
 // Open opens (or creates) the store in dir. It refuses a directory that
-// other users can read (see ErrExposed).
+// other users can read (see ErrExposed) and a damaged store (see
+// CorruptError).
 func Open(dir string) (*Store, error) {
+	s, _, err := OpenWith(dir, Options{})
+	return s, err
+}
+
+// OpenWith opens (or creates) the store in dir with o, and reports what it
+// holds (and, with o.Repair, what the repair did). A damaged store is
+// refused with a *CorruptError whose Report says what is wrong, unless
+// o.Repair is set.
+func OpenWith(dir string, o Options) (*Store, *Report, error) {
 	if err := prepareDir(dir, true); err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: privateFS{vfs.Default}, Logger: quietLogger{}})
+	rep, err := inspect(dir)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	return newStore(db), nil
+	if rep.Damaged() {
+		if !o.Repair || rep.Unrepairable != "" {
+			return nil, rep, &CorruptError{Report: rep}
+		}
+		if err := repair(rep); err != nil {
+			return nil, rep, fmt.Errorf("store: repair %s: %w", dir, err)
+		}
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	f := &fatal{onFatal: o.OnFatal}
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS:            privateFS{o.FS},
+		Logger:        f,
+		EventListener: eventListener(o.Logger),
+	})
+	if err != nil {
+		return nil, rep, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	if err := removeShutdownRecord(dir); err != nil {
+		db.Close()
+		return nil, rep, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	if !rep.Counted || len(rep.Repaired) > 0 {
+		if rep.Recovered, err = count(db); err != nil {
+			db.Close()
+			return nil, rep, fmt.Errorf("store: open %s: %w", dir, err)
+		}
+		rep.Counted = true
+	}
+	s := newStore(db)
+	s.dir, s.writable = dir, true
+	s.space = newSpaceWatch(o.FS, dir, o.MinFreeBytes, o.Logger)
+	return s, rep, nil
 }
 
 // OpenReadOnly opens an existing store for reading only (the push2 CLI's
@@ -158,19 +236,16 @@ func OpenReadOnly(dir string) (*Store, error) {
 	if err := prepareDir(dir, false); err != nil {
 		return nil, fmt.Errorf("store: open %s read-only: %w", dir, err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: privateFS{vfs.Default}, Logger: quietLogger{}, ReadOnly: true, ErrorIfNotExists: true})
+	if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err != nil {
+		// Pebble would take the directory for a new database.
+		return nil, fmt.Errorf("store: open %s read-only: %w (run push2 store check -dir %s)", dir, err, dir)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FS: privateFS{vfs.Default}, Logger: &fatal{}, ReadOnly: true, ErrorIfNotExists: true})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s read-only: %w", dir, err)
 	}
 	return newStore(db), nil
 }
-
-// quietLogger drops Pebble's informational chatter; fatal errors still stop
-// the process, as Pebble requires.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)           {}
-func (quietLogger) Fatalf(format string, a ...any) { pebble.DefaultLogger.Fatalf(format, a...) }
 
 func regKey(k engine.RegKey) []byte      { return []byte(prefixReg + k.Account + "\x00" + k.ID) }
 func stateKey(k engine.RegKey) []byte    { return []byte(prefixState + k.Account + "\x00" + k.ID) }
@@ -244,6 +319,9 @@ func forget(b *pebble.Batch, k engine.RegKey) error {
 func (s *Store) PutRegistration(r engine.StoredRegistration, max int) ([]engine.RegKey, error) {
 	key := engine.RegKey{Account: r.Account, ID: r.ID}
 	if err := errors.Join(s.check(), validKey(key)); err != nil {
+		return nil, err
+	}
+	if err := s.space.admit(); err != nil {
 		return nil, err
 	}
 	v, err := json.Marshal(r)
@@ -592,5 +670,16 @@ func (s *Store) Close() error {
 	<-s.committed
 	s.mu.Lock() // let a read-modify-write in progress finish
 	defer s.mu.Unlock()
-	return s.db.Close()
+	s.space.stop()
+	if !s.writable {
+		return s.db.Close()
+	}
+	// The shutdown record lets the next Open tell whether anything was
+	// lost meanwhile (recovery.go). A store that cannot be counted or
+	// closed cleanly gets none: the next Open then checks what it can.
+	c, err := count(s.db)
+	if err := errors.Join(err, s.db.Close()); err != nil {
+		return err
+	}
+	return writeShutdownRecord(s.dir, c)
 }
