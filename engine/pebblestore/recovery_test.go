@@ -245,4 +245,3 @@ func TestDamagedTable(t *testing.T) {
 		t.Errorf("repair of a damaged table: %v", err)
 	}
 }
-
