@@ -29,6 +29,10 @@ type Config struct {
 	Plugins PluginsConfig `toml:"plugins"`
 	Admin   AdminConfig   `toml:"admin"`
 	Log     LogConfig     `toml:"log"`
+
+	// repair is push2d's --repair flag (not a setting: a damaged store is
+	// repaired once, on purpose, not at every start).
+	repair bool
 }
 
 // ComponentConfig is the XEP-0114 connection to the XMPP server.
@@ -51,6 +55,10 @@ type ComponentConfig struct {
 // StoreConfig says where registrations live.
 type StoreConfig struct {
 	Dir string `toml:"dir"`
+	// MinFreeMiB: below this much free space on the store's filesystem,
+	// new registrations are refused (wait/resource-constraint) and pushes
+	// are still delivered. 0: no minimum.
+	MinFreeMiB int `toml:"min_free_mib"`
 }
 
 // EngineConfig holds the engine's operator settings.
@@ -168,7 +176,7 @@ func defaultConfig() Config {
 			ReconnectMin: duration{500 * time.Millisecond},
 			ReconnectMax: duration{30 * time.Second},
 		},
-		Store: StoreConfig{Dir: "/var/lib/push2"},
+		Store: StoreConfig{Dir: "/var/lib/push2", MinFreeMiB: 64},
 		Engine: EngineConfig{
 			MaxRegistrations: eng.MaxRegistrations, NotificationLimit: eng.NotificationLimit,
 			MaxGrace: duration{eng.Limits.MaxGrace}, DedupeRetention: duration{eng.DedupeRetention}, Workers: 16,
@@ -260,6 +268,9 @@ func (c *Config) validate() error {
 	}
 	if c.Store.Dir == "" {
 		errs = append(errs, errors.New("store.dir is required"))
+	}
+	if c.Store.MinFreeMiB < 0 {
+		errs = append(errs, errors.New("store.min_free_mib must be 0 (no minimum) or more"))
 	}
 	if c.Engine.NotificationLimit < 512 || c.Engine.NotificationLimit > 4096 {
 		errs = append(errs, errors.New("engine.notification_limit must be between 512 and 4096 bytes"))

@@ -15,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/push2/push2/engine"
-	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/host"
 	"github.com/push2/push2/internal/casetest"
 	"github.com/push2/push2/profiles"
@@ -27,11 +26,12 @@ func main() {
 		os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: push2d [--config FILE]        run\n       push2d check [--config FILE] [--connect]  validate the configuration (and the connection to the server)\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: push2d [--config FILE] [--repair]       run (--repair: open a damaged store, keeping what is readable)\n       push2d check [--config FILE] [--connect]  validate the configuration (and the connection to the server)\n")
 		flag.PrintDefaults()
 	}
 	configPath := flag.String("config", defaultConfigPath, "configuration file")
 	check := flag.Bool("check", false, "validate the configuration and exit (the same as push2d check)")
+	repair := flag.Bool("repair", false, "open a damaged store anyway: keep what is readable, set the rest aside and log what was lost (back up store.dir first)")
 	flag.Parse()
 	if *check {
 		os.Exit(runCheck([]string{"--config", *configPath}, os.Stdout, os.Stderr))
@@ -43,6 +43,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	cfg.repair = *repair
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "push2d:", err)
 		os.Exit(1)
@@ -67,7 +68,7 @@ func newLogger(cfg LogConfig) *slog.Logger {
 // order (connection, admin, store).
 func run(ctx context.Context, cfg Config) error {
 	log := newLogger(cfg.Log)
-	store, err := pebblestore.Open(cfg.Store.Dir)
+	store, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
