@@ -23,7 +23,7 @@ func commands() []command {
 	return []command{
 		{"simulate", "run a stanza through the pipeline against registrations and print the notifications", runSimulate},
 		{"keys", "make a test identity (keys JSON) and an <enable/> for the encrypted send profile", runKeys},
-		{"store", "store -dir DIR registrations|outbox|disabled: inspect a stopped push2d's store", runStore},
+		{"store", "store -dir DIR registrations|outbox|disabled|check [-repair]: inspect (or repair) a stopped push2d's store", runStore},
 		{"profile", "profile test [-json] PLUGIN.wasm [CASES_DIR]: run a WebAssembly profile's test cases", runProfile},
 		{"probe", "log in as a device and a push service account and check that a push goes through", runProbe},
 		{"decrypt", "decrypt an encrypted notification with a keys file and verify its JWT", runDecrypt},

@@ -30,12 +30,15 @@ func runStore(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var what string
 	if fs.NArg() > 0 {
 		what = fs.Arg(0)
+		if what == "check" {
+			return runStoreCheck(*dir, fs.Args()[1:], stdout, stderr)
+		}
 		if err := fs.Parse(fs.Args()[1:]); err != nil {
 			return 2
 		}
 	}
 	if *dir == "" || what == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: push2 store -dir DIR registrations|outbox|disabled [-account JID]")
+		fmt.Fprintln(stderr, "usage: push2 store -dir DIR registrations|outbox|disabled [-account JID]\n       push2 store -dir DIR check [-repair]")
 		return 2
 	}
 	if (what == "disabled") && *account == "" {
@@ -95,6 +98,74 @@ func runStore(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "push2 store: unknown listing %q (want registrations, outbox or disabled)\n", what)
 		return 2
+	}
+	return 0
+}
+
+// runStoreCheck is `push2 store -dir DIR check [-repair]`: say what a
+// stopped push2d's store holds and whether it is damaged (exit 1 if so);
+// with -repair, repair it as push2d --repair does (exit 0 once repaired).
+func runStoreCheck(dir string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("store check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fix := fs.Bool("repair", false, "keep what is readable and set the rest aside (back up the directory first)")
+	fs.StringVar(&dir, "dir", dir, "the store directory (push2d's store.dir)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if dir == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: push2 store -dir DIR check [-repair]")
+		return 2
+	}
+	var rep *pebblestore.Report
+	var err error
+	if *fix {
+		var st *pebblestore.Store
+		if st, rep, err = pebblestore.OpenWith(dir, pebblestore.Options{Repair: true}); err == nil {
+			err = st.Close()
+		}
+	} else {
+		rep, err = pebblestore.Check(dir)
+	}
+	if err != nil && rep == nil {
+		if strings.Contains(err.Error(), "lock") {
+			fmt.Fprintf(stderr, "push2 store: %s is in use (is push2d running?); stop it first\n", dir)
+		} else {
+			fmt.Fprintln(stderr, "push2 store:", err)
+		}
+		return 1
+	}
+	if rep.Counted {
+		fmt.Fprintf(stdout, "readable: %s\n", rep.Recovered)
+	}
+	if rep.Shutdown != nil {
+		fmt.Fprintf(stdout, "at the last clean shutdown: %s\n", *rep.Shutdown)
+	} else {
+		fmt.Fprintln(stdout, "no record of a clean shutdown (after a crash, or a store never closed)")
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintln(stdout, "note:", n)
+	}
+	for _, d := range rep.Damage {
+		fmt.Fprintln(stdout, "damage:", d)
+	}
+	if rep.Lost != (pebblestore.Counts{}) {
+		fmt.Fprintf(stdout, "written past the damage (lost): %s\n", rep.Lost)
+	}
+	for _, r := range rep.Repaired {
+		fmt.Fprintln(stdout, "repaired:", r)
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintln(stderr, "push2 store:", err)
+		return 1
+	case !rep.Damaged():
+		fmt.Fprintln(stdout, "the store is healthy")
+	case *fix:
+		fmt.Fprintln(stdout, "the store is repaired; push2d can start")
+	default:
+		fmt.Fprintf(stdout, "the store is damaged: back up %s, then run push2 store -dir %s check -repair (or push2d --repair)\n", dir, dir)
+		return 1
 	}
 	return 0
 }
