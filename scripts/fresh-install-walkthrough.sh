@@ -22,6 +22,7 @@ command -v debootstrap >/dev/null || apt-get install -y debootstrap
 
 # chroot: what a real machine has already.
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+mkdir -p "$root/usr/local/share/ca-certificates"
 cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d" # no service starts while installing
 chmod +x "$root/usr/sbin/policy-rc.d"
@@ -83,9 +84,13 @@ sleep 3
 curl -sf http://127.0.0.1:5380/healthz
 
 # Step 5: see a push.
-prosodyctl register probe-device localhost "$(head -c12 /dev/urandom | base64 | tee /root/device.pw)"
-prosodyctl register probe-service localhost "$(head -c12 /dev/urandom | base64 | tee /root/service.pw)"
-chmod 600 /root/device.pw /root/service.pw
+set +x # the passwords stay out of the trace
+umask 077
+for a in device service; do
+    head -c12 /dev/urandom | base64 > /root/$a.pw
+    prosodyctl register probe-$a localhost "$(cat /root/$a.pw)"
+done
+set -x
 push2 probe -server 127.0.0.1:5222 -insecure-skip-verify \
     -device probe-device@localhost -device-password-file /root/device.pw \
     -service probe-service@localhost -service-password-file /root/service.pw
