@@ -32,12 +32,12 @@ type DialOptions struct {
 	// Addr is the account, and the resource to ask for if
 	// RequestResource is set (the session's LocalAddr is what the server
 	// bound).
-	Addr     jid.JID
+	Addr jid.JID
 	// RequestResource asks the server for Addr's resource. Without it the
 	// server picks one (mellium asks for the resource of the stream's
 	// address, which the server's stream header has made the bare JID).
 	RequestResource bool
-	Password string
+	Password        string
 	// Plain skips STARTTLS. Only for a server on a loopback address: the
 	// password would otherwise cross the network in clear.
 	Plain bool
