@@ -5,6 +5,10 @@
 #
 #   sudo scripts/fresh-install-walkthrough.sh [CHROOT_DIR]
 #
+# To remove CHROOT_DIR afterwards, check first that nothing is mounted
+# under it (grep CHROOT_DIR /proc/mounts): the host's /dev is bind-mounted
+# there while the script runs.
+#
 # Not part of `make test` (it downloads a Debian base system, Prosody 13,
 # Go 1.23 and, through the Go module proxy, the Go release go.mod names:
 # some minutes and a few hundred MB). What differs from a real server is
@@ -30,7 +34,15 @@ mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
 mountpoint -q "$root/dev" || mount --bind /dev "$root/dev"
 cleanup() {
 	chroot "$root" sh -c 'prosodyctl stop --force; kill $(cat /tmp/push2d.pid 2>/dev/null) 2>/dev/null' || true
-	umount "$root/dev" "$root/proc" 2>/dev/null || true
+	# Lazily: a daemon that is still exiting may hold them. Afterwards
+	# nothing of the host may stay mounted under $root (removing $root
+	# would then remove the host's /dev).
+	umount -l "$root/dev" 2>/dev/null || true
+	umount -l "$root/proc" 2>/dev/null || true
+	if grep -q " $root/" /proc/mounts; then
+		echo "WARNING: still mounted under $root; unmount before removing it:" >&2
+		grep " $root/" /proc/mounts >&2
+	fi
 }
 trap cleanup EXIT
 rm -rf "$root/root/push2"
