@@ -128,6 +128,11 @@ build_as() {
 }
 
 mkdir -p "$out"
+# One build at a time per output directory: test packages that run in
+# parallel each call this script, and two rustc runs writing the same
+# intermediate files break each other's link.
+exec 9>"$out/.lock"
+flock 9
 if [ $# -gt 0 ]; then
 	plugins=("$@")
 else
