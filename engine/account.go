@@ -19,28 +19,13 @@ import (
 // returns how many there were. Notifications already in the outbox are
 // still delivered.
 func (e *Engine) DeleteAccount(ctx context.Context, account string) (int, error) {
-	acct, err := accountKey(account)
-	if err != nil {
-		return 0, err
+	acct, n, err := e.eachStored(account, func(s StoredRegistration) (bool, error) {
+		return e.store.DeleteRegistration(RegKey{Account: s.Account, ID: s.ID})
+	})
+	if err == nil {
+		e.cfg.Logger.Info("account deleted: registrations removed", "account", acct, "count", n)
 	}
-	done := e.changing(acct)
-	defer done()
-	stored, err := e.store.Registrations(acct)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, s := range stored {
-		ok, err := e.store.DeleteRegistration(RegKey{Account: s.Account, ID: s.ID})
-		if err != nil {
-			return n, err
-		}
-		if ok {
-			n++
-		}
-	}
-	e.cfg.Logger.Info("account deleted: registrations removed", "account", acct, "count", n)
-	return n, nil
+	return n, err
 }
 
 // SuspendAccount marks every registration of account suspended (true: the
@@ -51,29 +36,45 @@ func (e *Engine) DeleteAccount(ctx context.Context, account string) (int, error)
 // changed, and calling again finishes the job (it is idempotent). Writing a
 // registration clears its delivery error state, as a fresh enable does.
 func (e *Engine) SuspendAccount(ctx context.Context, account string, suspended bool) (int, error) {
+	acct, n, err := e.eachStored(account, func(s StoredRegistration) (bool, error) {
+		if s.Suspended == suspended {
+			return false, nil
+		}
+		s.Suspended = suspended
+		_, err := e.store.PutRegistration(s, 0)
+		return err == nil, err
+	})
+	if err == nil {
+		e.cfg.Logger.Info("account state changed", "account", acct, "suspended", suspended, "registrations", n)
+	}
+	return n, err
+}
+
+// eachStored calls fn for each stored registration of account, as one
+// change of the account's registrations (see changing), until fn fails;
+// it returns the normalized account and how many calls reported a change.
+func (e *Engine) eachStored(account string, fn func(StoredRegistration) (bool, error)) (string, int, error) {
 	acct, err := accountKey(account)
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	done := e.changing(acct)
 	defer done()
 	stored, err := e.store.Registrations(acct)
 	if err != nil {
-		return 0, err
+		return acct, 0, err
 	}
 	n := 0
 	for _, s := range stored {
-		if s.Suspended == suspended {
-			continue
+		changed, err := fn(s)
+		if err != nil {
+			return acct, n, err
 		}
-		s.Suspended = suspended
-		if _, err := e.store.PutRegistration(s, 0); err != nil {
-			return n, err
+		if changed {
+			n++
 		}
-		n++
 	}
-	e.cfg.Logger.Info("account state changed", "account", acct, "suspended", suspended, "registrations", n)
-	return n, nil
+	return acct, n, nil
 }
 
 // accountKey is account as the store keys it (bare, normalized), or a

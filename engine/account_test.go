@@ -7,7 +7,6 @@ import (
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/pebblestore"
 	"github.com/push2/push2/engine/stanza"
-	"github.com/push2/push2/profiles"
 )
 
 // TestAccountLifecycle (issue 13, Build 2): an account the server disables
@@ -17,17 +16,7 @@ import (
 // are untouched.
 func TestAccountLifecycle(t *testing.T) {
 	dir := t.TempDir()
-	open := func() (*engine.Engine, *pebblestore.Store) {
-		s, err := pebblestore.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg := engine.NewRegistry()
-		if err := reg.Register(profiles.Builtin()); err != nil {
-			t.Fatal(err)
-		}
-		return engine.New(s, reg, engine.Config{}), s
-	}
+	open := func() (*engine.Engine, *pebblestore.Store) { return openDir(t, dir) }
 	ctx := context.Background()
 	const other = "nurse@capulet.lit"
 	e, s := open()

@@ -260,19 +260,26 @@ func TestDisable(t *testing.T) {
 	}
 }
 
+// openDir opens an engine with the built-in profiles on a Pebble store in
+// dir; the caller closes the store.
+func openDir(t *testing.T, dir string) (*engine.Engine, *pebblestore.Store) {
+	t.Helper()
+	s, err := pebblestore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := engine.NewRegistry()
+	if err := reg.Register(profiles.Builtin()); err != nil {
+		t.Fatal(err)
+	}
+	return engine.New(s, reg, engine.Config{}), s
+}
+
 // TestRegistrationsSurviveRestart: a registration is on disk when Enable
 // returns; a new engine on the same directory sees it.
 func TestRegistrationsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	open := func() (*engine.Engine, *pebblestore.Store) {
-		s, err := pebblestore.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg := engine.NewRegistry()
-		reg.Register(profiles.Builtin())
-		return engine.New(s, reg, engine.Config{}), s
-	}
+	open := func() (*engine.Engine, *pebblestore.Store) { return openDir(t, dir) }
 	e, s := open()
 	if _, _, err := e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("important", `<grace>30</grace>`)))); err != nil {
 		t.Fatal(err)
