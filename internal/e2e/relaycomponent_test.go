@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -131,7 +130,7 @@ timeout = "3s"
 [log]
 level = "debug"
 `, componentRelayJID, s.Prosody.ComponentAddr(), secret, domain, ca)), 0o600)
-	var logBuf lockedBuffer
+	var logBuf stack.SyncBuffer
 	cmd := exec.Command(bin, "-config", cfg)
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -179,21 +178,4 @@ func nodeCheck(t *testing.T, reqs []map[string]string) []map[string]any {
 		t.Fatalf("node check.js: %d results for %d requests (%v)", len(res), len(reqs), err)
 	}
 	return res
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

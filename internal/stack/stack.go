@@ -76,7 +76,7 @@ type Stack struct {
 	mu     sync.Mutex
 	push2d *exec.Cmd
 	exited chan struct{}
-	logBuf *syncBuffer
+	logBuf *SyncBuffer
 }
 
 // Root returns the module's root directory (where go.mod is).
@@ -135,7 +135,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Prosody: srv, Dir: dir, opts: opts, binary: bin, logBuf: &syncBuffer{}}
+	s := &Stack{Prosody: srv, Dir: dir, opts: opts, binary: bin, logBuf: &SyncBuffer{}}
 	admin, err := freeAddr()
 	if err != nil {
 		srv.Close()
@@ -337,24 +337,26 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a process writing its output
+// while a test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
 }
 
-func (b *syncBuffer) Tail(n int) string {
+func (b *SyncBuffer) Tail(n int) string {
 	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
