@@ -28,6 +28,7 @@ var DefaultModules = []string{
 type configParams struct {
 	Dir, DataDir, PidFile, CertsDir string
 	C2SPort, ComponentPort          int
+	HTTPPort                        int // 0: no HTTP listener
 	Domain, ComponentDomain, Secret string
 	Modules, PluginPaths            []string
 	ExtraConfig, ExtraVHostConfig   string
@@ -65,7 +66,11 @@ func renderConfig(p configParams) string {
 	w("s2s_direct_tls_ports = { }\n")
 	w("http_interfaces = { \"127.0.0.1\" }\n")
 	w("https_interfaces = { \"127.0.0.1\" }\n")
-	w("http_ports = { }\n")
+	if p.HTTPPort > 0 {
+		w("http_ports = { %d }\n", p.HTTPPort)
+	} else {
+		w("http_ports = { }\n")
+	}
 	w("https_ports = { }\n")
 	w("\n")
 

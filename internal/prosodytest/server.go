@@ -52,6 +52,11 @@ type Options struct {
 	ExtraConfig string
 	// ExtraVHostConfig is Lua appended inside the VirtualHost section.
 	ExtraVHostConfig string
+	// HTTPPort, if set, is the port of Prosody's plain HTTP listener on
+	// 127.0.0.1 (for modules that serve HTTP, e.g. mod_unified_push).
+	// Default: no HTTP listener. Prosody 13 refuses a config that sets
+	// http_ports twice, so ExtraConfig cannot do this.
+	HTTPPort int
 
 	// Log, if set, receives a copy of Prosody's log (debug level) as it is
 	// written. The log is always kept in LogPath() too.
@@ -205,7 +210,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.c2sPort, s.compPort = c2s, comp
 		cfg := renderConfig(configParams{
 			Dir: s.dir, DataDir: s.dataDir, PidFile: s.pidFile, CertsDir: certs,
-			C2SPort: c2s, ComponentPort: comp,
+			C2SPort: c2s, ComponentPort: comp, HTTPPort: opts.HTTPPort,
 			Domain: opts.Domain, ComponentDomain: opts.ComponentDomain, Secret: opts.ComponentSecret,
 			Modules: modules, PluginPaths: paths,
 			ExtraConfig: opts.ExtraConfig, ExtraVHostConfig: opts.ExtraVHostConfig,

@@ -51,6 +51,9 @@ type Options struct {
 	// ProsodyPluginPaths are module directories searched after
 	// examples/prosody (e.g. a test's own helper modules).
 	ProsodyPluginPaths []string
+	// ProsodyHTTPPort, if set, opens Prosody's HTTP listener on
+	// 127.0.0.1 at that port (prosodytest.Options.HTTPPort).
+	ProsodyHTTPPort int
 	// Push2dBinary is a push2d binary to run (see BuildPush2d). Default:
 	// Start builds cmd/push2d into the stack's directory.
 	Push2dBinary string
@@ -130,6 +133,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 		ExtraModules:     append([]string{"push2_bridge"}, opts.ProsodyModules...),
 		ExtraVHostConfig: opts.ProsodyConfig,
 		ExtraConfig:      opts.ProsodyGlobalConfig,
+		HTTPPort:         opts.ProsodyHTTPPort,
 		Log:              opts.Log,
 	})
 	if err != nil {
