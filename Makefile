@@ -66,22 +66,30 @@ demo:
 e2e: deps
 	$(GO) test -count=1 -timeout 45m -v -run . ./internal/e2e/
 
-# The binaries, the bridge module, the systemd unit (ExecStart following
-# BINDIR and SYSCONFDIR) and its user, and the example config, which never
-# replaces an existing one. Nothing here starts, creates a user or touches
+# The binaries, the bridge module, the systemd units of push2d and
+# push2relay (ExecStart following BINDIR and SYSCONFDIR) and their user, and
+# the example configs, which never replace existing ones. Nothing here starts, creates a user or touches
 # a running system: docs/push2d.md "Installing" lists the steps after it.
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PROSODYMODDIR)/mod_push2_bridge $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/push2
-	install -m 755 $(BIN)/push2d $(BIN)/push2 $(DESTDIR)$(BINDIR)/
+	install -m 755 $(BIN)/push2d $(BIN)/push2 $(BIN)/push2relay $(DESTDIR)$(BINDIR)/
 	install -m 644 examples/prosody/mod_push2_bridge/mod_push2_bridge.lua $(DESTDIR)$(PROSODYMODDIR)/mod_push2_bridge/
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/push2/|$(SYSCONFDIR)/push2/|g' examples/systemd/push2d.service > $(DESTDIR)$(UNITDIR)/push2d.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/push2d.service
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/push2/|$(SYSCONFDIR)/push2/|g' examples/systemd/push2relay.service > $(DESTDIR)$(UNITDIR)/push2relay.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/push2relay.service
 	install -m 644 examples/systemd/push2.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/push2.conf
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml ]; then \
 		echo "$(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml exists: kept (the example is examples/push2d.toml)"; \
 	else \
 		sed -e 's|/etc/push2/|$(SYSCONFDIR)/push2/|g' examples/push2d.toml > $(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml && \
 		chmod 644 $(DESTDIR)$(SYSCONFDIR)/push2/push2d.toml; \
+	fi
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/push2/push2relay.toml ]; then \
+		echo "$(DESTDIR)$(SYSCONFDIR)/push2/push2relay.toml exists: kept (the example is examples/push2relay.toml)"; \
+	else \
+		sed -e 's|/etc/push2/|$(SYSCONFDIR)/push2/|g' examples/push2relay.toml > $(DESTDIR)$(SYSCONFDIR)/push2/push2relay.toml && \
+		chmod 644 $(DESTDIR)$(SYSCONFDIR)/push2/push2relay.toml; \
 	fi
 
 clean:

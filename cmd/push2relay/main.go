@@ -88,12 +88,24 @@ func loadConfig(path string) (Config, relay.Config, error) {
 }
 
 func main() {
-	path := flag.String("config", "/etc/push2/push2relay.toml", "configuration file")
-	flag.Parse()
+	// `push2relay check [-config FILE]` reads and checks the configuration
+	// (and the secret file it names) and exits: 0 when it is usable, 2
+	// with the problems otherwise. It connects to nothing.
+	args, check := os.Args[1:], false
+	if len(args) > 0 && args[0] == "check" {
+		args, check = args[1:], true
+	}
+	fs := flag.NewFlagSet("push2relay", flag.ExitOnError)
+	path := fs.String("config", "/etc/push2/push2relay.toml", "configuration file")
+	fs.Parse(args)
 	cfg, rc, err := loadConfig(*path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "push2relay:", err)
 		os.Exit(2)
+	}
+	if check {
+		fmt.Printf("push2relay: configuration ok (component %s, server %s, senders %v)\n", cfg.Component.JID, cfg.Component.Address, cfg.Relay.Senders)
+		return
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.Log.Level))

@@ -44,11 +44,12 @@ func wantFile(t *testing.T, path string, perm os.FileMode) []byte {
 }
 
 // TestMakeInstall: `make install DESTDIR=…` puts the binaries, the bridge
-// module, the example config, the systemd unit and its sysusers file in
-// the documented places (docs/push2d.md "Installing"); the installed
-// push2d accepts the installed config once its secret files exist; a
-// second install keeps an edited config; PREFIX and SYSCONFDIR move
-// everything, ExecStart included.
+// module, the example configs, the systemd units of push2d and push2relay
+// and their sysusers file in the documented places (docs/push2d.md
+// "Installing", docs/relay.md); the installed push2d and push2relay accept
+// their installed configs once the secret files exist; a second install
+// keeps an edited config; PREFIX and SYSCONFDIR move everything, ExecStart
+// included.
 func TestMakeInstall(t *testing.T) {
 	dest, bin := t.TempDir(), t.TempDir()
 	makeInstall(t, bin, "DESTDIR="+dest)
@@ -81,8 +82,11 @@ func TestMakeInstall(t *testing.T) {
 	}
 	unitPath := filepath.Join(dest, "usr/local/lib/systemd/system/push2d.service")
 	unit := parseUnit(t, wantFile(t, unitPath, 0o644))
-	checkUnit(t, unit, "/usr/local/bin/push2d --config /etc/push2/push2d.toml")
+	checkUnit(t, unit, "/usr/local/bin/push2d --config /etc/push2/push2d.toml", push2dUnit)
 	verifyUnit(t, unitPath, dest)
+	relayUnitPath := filepath.Join(dest, "usr/local/lib/systemd/system/push2relay.service")
+	checkUnit(t, parseUnit(t, wantFile(t, relayUnitPath, 0o644)), "/usr/local/bin/push2relay -config /etc/push2/push2relay.toml", relayUnit)
+	verifyUnit(t, relayUnitPath, dest)
 
 	// The installed binary reads the installed config: only the secret
 	// files the example names are missing.
@@ -108,6 +112,34 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("push2d check with the secret files in place: exit %d %q", code, out)
 	}
 
+	// The installed push2relay reads its installed config: only the
+	// secret file is missing; with it, the config is usable.
+	push2relay := filepath.Join(dest, "usr/local/bin/push2relay")
+	wantFile(t, push2relay, 0o755)
+	relayCfgPath := filepath.Join(etc, "push2relay.toml")
+	relayCfg := wantFile(t, relayCfgPath, 0o644)
+	if src, _ := os.ReadFile(filepath.Join(root, "examples/push2relay.toml")); !bytes.Equal(relayCfg, src) {
+		t.Error("the installed push2relay.toml differs from examples/push2relay.toml")
+	}
+	relayCheck := func(path string) (int, string) {
+		out, err := exec.Command(push2relay, "check", "-config", path).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	if code, out := relayCheck(relayCfgPath); code != 2 || !strings.Contains(out, "component.secret_file") || strings.Contains(out, "unknown setting") {
+		t.Errorf("push2relay check on the installed config: exit %d %q, want 2 naming component.secret_file", code, out)
+	}
+	os.WriteFile(filepath.Join(etc, "relay.secret"), []byte("a-relay-secret\n"), 0o600)
+	relayLocal := filepath.Join(t.TempDir(), "push2relay.toml")
+	os.WriteFile(relayLocal, bytes.ReplaceAll(relayCfg, []byte("/etc/push2/"), []byte(etc+"/")), 0o600)
+	if code, out := relayCheck(relayLocal); code != 0 || !strings.Contains(out, "configuration ok") || strings.Contains(out, "a-relay-secret") {
+		t.Errorf("push2relay check with the secret file in place: exit %d %q", code, out)
+	}
+
 	// An existing config is never replaced.
 	edited := append(cfg, []byte("\n# edited by the operator\n")...)
 	os.WriteFile(cfgPath, edited, 0o640)
@@ -116,6 +148,9 @@ func TestMakeInstall(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(cfgPath); !bytes.Equal(b, edited) {
 		t.Error("a second make install replaced the operator's push2d.toml")
+	}
+	if b, _ := os.ReadFile(relayCfgPath); !bytes.Equal(b, relayCfg) {
+		t.Error("a second make install changed push2relay.toml")
 	}
 
 	// Another prefix and config directory: everything follows.
@@ -127,8 +162,14 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("the config under SYSCONFDIR does not name its secret file there:\n%s", b)
 	}
 	optUnit := filepath.Join(opt, "opt/push2/lib/systemd/system/push2d.service")
-	checkUnit(t, parseUnit(t, wantFile(t, optUnit, 0o644)), "/opt/push2/bin/push2d --config /opt/push2/etc/push2/push2d.toml")
+	checkUnit(t, parseUnit(t, wantFile(t, optUnit, 0o644)), "/opt/push2/bin/push2d --config /opt/push2/etc/push2/push2d.toml", push2dUnit)
 	verifyUnit(t, optUnit, opt)
+	if b := wantFile(t, filepath.Join(opt, "opt/push2/etc/push2/push2relay.toml"), 0o644); !bytes.Contains(b, []byte(`"/opt/push2/etc/push2/relay.secret"`)) {
+		t.Errorf("push2relay.toml under SYSCONFDIR does not name its secret file there:\n%s", b)
+	}
+	optRelayUnit := filepath.Join(opt, "opt/push2/lib/systemd/system/push2relay.service")
+	checkUnit(t, parseUnit(t, wantFile(t, optRelayUnit, 0o644)), "/opt/push2/bin/push2relay -config /opt/push2/etc/push2/push2relay.toml", relayUnit)
+	verifyUnit(t, optRelayUnit, opt)
 }
 
 func regexpLine(b []byte, prefix string) bool {
@@ -171,19 +212,28 @@ func parseUnit(t *testing.T, b []byte) unitFile {
 // key (which systemd ignores with a warning) fails here even where
 // systemd-analyze is not installed.
 var knownKeys = map[string][]string{
-	"Unit": {"Description", "After"},
+	"Unit": {"Description", "After", "Wants"},
 	"Service": {"Type", "User", "Group", "ExecStart", "Restart", "RestartSec", "KillSignal", "TimeoutStopSec",
 		"StateDirectory", "StateDirectoryMode", "ConfigurationDirectory", "ConfigurationDirectoryMode", "UMask",
 		"NoNewPrivileges", "CapabilityBoundingSet", "AmbientCapabilities", "ProtectSystem", "ProtectHome", "PrivateMounts", "PrivateUsers",
 		"PrivateTmp", "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups",
 		"ProtectClock", "ProtectHostname", "ProtectProc", "ProcSubset", "RestrictAddressFamilies", "RestrictNamespaces",
-		"RestrictRealtime", "RestrictSUIDSGID", "RemoveIPC", "LockPersonality", "SystemCallArchitectures", "SystemCallFilter", "SystemCallErrorNumber"},
+		"RestrictRealtime", "RestrictSUIDSGID", "RemoveIPC", "LockPersonality", "MemoryDenyWriteExecute", "SystemCallArchitectures", "SystemCallFilter", "SystemCallErrorNumber"},
 	"Install": {"WantedBy"},
 }
 
+// What each unit must set besides the hardening both share: push2d's store
+// directory; push2relay keeps no state and, having no WebAssembly, may
+// forbid executable memory.
+var (
+	push2dUnit = map[string]string{"StateDirectory": "push2", "StateDirectoryMode": "0700"}
+	relayUnit  = map[string]string{"MemoryDenyWriteExecute": "yes", "StateDirectory": ""}
+)
+
 // checkUnit checks the unit's sections and keys, the user and directories
-// push2d needs, the hardening docs/push2d.md promises, and ExecStart.
-func checkUnit(t *testing.T, u unitFile, execStart string) {
+// the daemon needs, the hardening docs/push2d.md promises, ExecStart, and
+// the unit's own settings in extra (an empty value: the key must be absent).
+func checkUnit(t *testing.T, u unitFile, execStart string, extra map[string]string) {
 	t.Helper()
 	for sec, keys := range u {
 		known, ok := knownKeys[sec]
@@ -198,13 +248,20 @@ func checkUnit(t *testing.T, u unitFile, execStart string) {
 	}
 	want := map[string]string{
 		"ExecStart": execStart, "User": "push2", "Group": "push2",
-		"StateDirectory": "push2", "StateDirectoryMode": "0700", "ConfigurationDirectory": "push2", "UMask": "0077",
+		"ConfigurationDirectory": "push2", "UMask": "0077",
 		"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes",
 		"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
 		"Restart": "on-failure",
 	}
 	for k, v := range want {
 		if got := u["Service"][k]; len(got) != 1 || got[0] != v {
+			t.Errorf("unit: [Service] %s = %q, want %q", k, got, v)
+		}
+	}
+	for k, v := range extra {
+		if got := u["Service"][k]; v == "" && len(got) != 0 {
+			t.Errorf("unit: [Service] %s = %q, want none", k, got)
+		} else if v != "" && (len(got) != 1 || got[0] != v) {
 			t.Errorf("unit: [Service] %s = %q, want %q", k, got, v)
 		}
 	}
@@ -231,7 +288,7 @@ func verifyUnit(t *testing.T, unitPath, dest string) {
 	if _, err := os.Stat(filepath.Join(dest, prog)); err != nil {
 		t.Fatalf("ExecStart's program is not installed: %v", err)
 	}
-	copyPath := filepath.Join(t.TempDir(), "push2d.service")
+	copyPath := filepath.Join(t.TempDir(), filepath.Base(unitPath))
 	os.WriteFile(copyPath, bytes.Replace(b, []byte("ExecStart="+prog), []byte("ExecStart="+filepath.Join(dest, prog)), 1), 0o644)
 	out, err := exec.Command(analyze, "verify", copyPath).CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) != 0 {
