@@ -361,12 +361,15 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.E
 		return nil, fmt.Errorf("encrypted: %d bytes are left for the payload, too few for any encrypted body", max(budget, 0))
 	}
 
-	env, keep := Envelope(in.Stanza, c, now)
-	fits := func() bool { return webpush.EncryptedSize(env.Size(), 0) <= maxBody }
-	if _, err := minimize(env, keep, fits); err != nil {
-		return nil, fmt.Errorf("encrypted: %w: the envelope needs %d bytes, the notification has room for %d", err, env.Size(), maxBody-webpush.Overhead)
+	// The pipeline's facts (already computed for the match profiles) name
+	// the archive id: the stanza is not inspected again.
+	env, keep := envelope(in.Stanza, c, now, in.Facts().ArchiveID)
+	fits := func(size int) bool { return webpush.EncryptedSize(size, 0) <= maxBody }
+	_, size, err := minimizeSize(env, keep, fits)
+	if err != nil {
+		return nil, fmt.Errorf("encrypted: %w: the envelope needs %d bytes, the notification has room for %d", err, size, maxBody-webpush.Overhead)
 	}
-	plain := env.Marshal()
+	plain := env.MarshalSized(size) // the envelope is serialized once, here
 	pad, err := webpush.BucketPad(len(plain), maxBody)
 	if err != nil {
 		return nil, fmt.Errorf("encrypted: %s", reason(err))
@@ -377,12 +380,23 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.E
 	}
 	out := []*stanza.Element{
 		stanza.NewElement(stanza.NSRFC8291, "encrypted").Append(
-			stanza.NewElement(stanza.NSRFC8291, "payload").WithText(base64.StdEncoding.EncodeToString(body))),
+			stanza.NewElement(stanza.NSRFC8291, "payload").WithText(encodeBase64(body))),
 	}
 	if jwt != nil {
 		out = append(out, jwt)
 	}
 	return out, nil
+}
+
+// encodeBase64 is base64.StdEncoding.EncodeToString written straight into
+// the string's memory (one allocation of the payload's size, not two).
+func encodeBase64(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(base64.StdEncoding.EncodedLen(len(b)))
+	w := base64.NewEncoder(base64.StdEncoding, &sb)
+	w.Write(b)
+	w.Close()
+	return sb.String()
 }
 
 // MaxEncryptedBody returns the largest RFC 8188 body whose
@@ -441,13 +455,18 @@ func domainPart(j string) string {
 // account. keep selects that <stanza-id/>, for minimize. XEP-0420 <rpad/> is
 // left out: the RFC 8188 padding hides the length (see webpush.BucketPad).
 func Envelope(st *stanza.Element, c *engine.Context, now time.Time) (env *stanza.Element, keep func(*stanza.Element) bool) {
+	return envelope(st, c, now, engine.Inspect(st, c).ArchiveID)
+}
+
+// envelope is Envelope with the archive id (engine.Facts.ArchiveID) given.
+func envelope(st *stanza.Element, c *engine.Context, now time.Time, archiveID string) (env *stanza.Element, keep func(*stanza.Element) bool) {
 	s := st.Clone()
 	if s.Name.Space == "" || s.Name.Space == stanza.NSServer {
 		renameNS(s, s.Name.Space, stanza.NSClient)
 	}
 	dropIndentation(s)
 	var sid *stanza.Element
-	if id := engine.Inspect(st, c).ArchiveID; id != "" {
+	if id := archiveID; id != "" {
 		sid = findStanzaID(s, id)
 		if sid == nil {
 			sid = stanza.NewElement(stanza.NSStanzaID, "stanza-id", "by", c.Account, "id", id)

@@ -74,7 +74,7 @@ func TestMinimizeOrder(t *testing.T) {
 		t.Run(tc.after, func(t *testing.T) {
 			limit := sizeAfter(t, full, isMAM, tc.after)
 			st := full.Clone()
-			stages, err := minimize(st, isMAM, func() bool { return st.Size() <= limit })
+			stages, err := minimizeChecked(t, st, isMAM, func(n int) bool { return n <= limit })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestMinimizeOrder(t *testing.T) {
 		// 20 bytes less than after the context stage: the body is cut,
 		// the encrypted payload and the call stay.
 		st := full.Clone()
-		stages, err := minimize(st, isMAM, func() bool { return st.Size() <= limit-20 })
+		stages, err := minimizeChecked(t, st, isMAM, func(n int) bool { return n <= limit-20 })
 		if err != nil || stages[len(stages)-1] != stageBody {
 			t.Fatalf("stages %v, err %v", stages, err)
 		}
@@ -123,7 +123,7 @@ func TestMinimizeOrder(t *testing.T) {
 		// whole if it then fits.
 		st = full.Clone()
 		payloadFree := sizeAfter(t, full, isMAM, stagePayloads)
-		stages, err = minimize(st, isMAM, func() bool { return st.Size() <= payloadFree })
+		stages, err = minimizeChecked(t, st, isMAM, func(n int) bool { return n <= payloadFree })
 		if err != nil || stages[len(stages)-1] != stagePayloads {
 			t.Fatalf("stages %v, err %v", stages, err)
 		}
@@ -138,7 +138,7 @@ func TestMinimizeOrder(t *testing.T) {
 
 	t.Run("impossible", func(t *testing.T) {
 		st := full.Clone()
-		stages, err := minimize(st, isMAM, func() bool { return st.Size() <= 100 })
+		stages, err := minimizeChecked(t, st, isMAM, func(n int) bool { return n <= 100 })
 		if err != errCannotMinimize {
 			t.Fatalf("err %v, want ErrCannotMinimize (stages %v)", err, stages)
 		}
@@ -156,7 +156,7 @@ func sizeAfter(t *testing.T, full *stanza.Element, keep func(*stanza.Element) bo
 	calls := 0
 	// fits is called once up front and once after each stage; the body
 	// stage is skipped here (its test fails), so count only the others.
-	_, _ = minimize(st, keep, func() bool {
+	_, _ = minimizeChecked(t, st, keep, func(int) bool {
 		calls++
 		return calls > n && !strings.HasSuffix(st.ChildText(stanza.NSClient, "body"), Ellipsis)
 	})
@@ -239,7 +239,7 @@ func FuzzMinimize(f *testing.F) {
 				attrs[a] = v
 			}
 		}
-		_, err = minimize(st, keep, func() bool { return st.Size() <= limit })
+		_, err = minimizeChecked(t, st, keep, func(n int) bool { return n <= limit })
 		if err == nil && st.Size() > limit {
 			t.Fatalf("fits reported, but %d > %d", st.Size(), limit)
 		}
@@ -261,4 +261,15 @@ func FuzzMinimize(f *testing.F) {
 			t.Fatalf("minimized stanza does not parse: %v", err)
 		}
 	})
+}
+
+// minimizeChecked is minimize, failing t unless the size it counted is
+// the size of the tree it left (it counts its edits instead of measuring).
+func minimizeChecked(t testing.TB, st *stanza.Element, keep func(*stanza.Element) bool, fits func(int) bool) ([]string, error) {
+	t.Helper()
+	stages, size, err := minimizeSize(st, keep, fits)
+	if got := st.Size(); got != size {
+		t.Fatalf("minimize counted a size of %d, the tree takes %d: %s", size, got, st)
+	}
+	return stages, err
 }

@@ -486,6 +486,14 @@ func (e *Element) Size() int {
 	return int(c)
 }
 
+// SizeIn returns len(e.MarshalIn(parentNS)) without keeping the bytes:
+// e's size as a child of an element in namespace parentNS.
+func (e *Element) SizeIn(parentNS string) int {
+	var c countWriter
+	e.write(&c, parentNS)
+	return int(c)
+}
+
 type countWriter int
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
@@ -547,5 +555,81 @@ var (
 	attrEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "\r", "&#xD;", "\n", "&#xA;", "\t", "&#x9;")
 )
 
-func escapeText(w writer, s string) { textEscaper.WriteString(w, s) }
-func escapeAttr(w writer, s string) { attrEscaper.WriteString(w, s) }
+// escapeText and escapeAttr write s escaped; a countWriter (Size) gets
+// the escaped length counted in one pass, without the Replacer's writes.
+func escapeText(w writer, s string) {
+	if c, ok := w.(*countWriter); ok {
+		*c += countWriter(escapedLen(s, false))
+		return
+	}
+	textEscaper.WriteString(w, s)
+}
+
+func escapeAttr(w writer, s string) {
+	if c, ok := w.(*countWriter); ok {
+		*c += countWriter(escapedLen(s, true))
+		return
+	}
+	attrEscaper.WriteString(w, s)
+}
+
+// TextSize is the length of s written as character data (escaped), as
+// Marshal writes an element's text.
+func TextSize(s string) int { return escapedLen(s, false) }
+
+// TextEscapes returns the bytes of s that character data escapes and what
+// they add: at[i] is the index of the i-th escaped byte, extra[i] how many
+// bytes the escapes up to and including it add, so that the TextSize of a
+// prefix s[:k] is k plus the extra of the last escape before k. Escapes are
+// per byte, so a prefix's size does not depend on what follows it.
+func TextEscapes(s string) (at, extra []int) {
+	count := 0
+	for i := 0; i < len(s); i++ {
+		if textEscapeExtra[s[i]] != 0 {
+			count++
+		}
+	}
+	if count == 0 {
+		return nil, nil
+	}
+	both := make([]int, 2*count)
+	at, extra = both[:0:count], both[count:count]
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if w := textEscapeExtra[s[i]]; w != 0 {
+			n += int(w)
+			at, extra = append(at, i), append(extra, n)
+		}
+	}
+	return at, extra
+}
+
+// textEscapeExtra is how many bytes textEscaper adds for each byte.
+var textEscapeExtra = [256]uint8{'&': 4, '\r': 4, '<': 3, '>': 3}
+
+// MarshalSized is Marshal into a buffer made for size bytes, the size of
+// e when the caller knows it (from Size, or by counting its edits): the
+// bytes are written once, with no buffer growth. A wrong size costs only
+// speed.
+func (e *Element) MarshalSized(size int) []byte {
+	b := bytes.NewBuffer(make([]byte, 0, size))
+	e.write(b, "\x00")
+	return b.Bytes()
+}
+
+// escapedLen is the length of s after textEscaper (attr false) or
+// attrEscaper (attr true).
+func escapedLen(s string, attr bool) int {
+	table := &textEscapeExtra
+	if attr {
+		table = &attrEscapeExtra
+	}
+	n := len(s)
+	for i := 0; i < len(s); i++ {
+		n += int(table[s[i]])
+	}
+	return n
+}
+
+// attrEscapeExtra is how many bytes attrEscaper adds for each byte.
+var attrEscapeExtra = [256]uint8{'&': 4, '\r': 4, '<': 3, '>': 3, '"': 5, '\n': 4, '\t': 4}

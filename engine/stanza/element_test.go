@@ -212,3 +212,44 @@ func BenchmarkParseIssue11(b *testing.B) {
 	}
 	stop()
 }
+
+// TestSizeCountsEscapes: Size and SizeIn count what Marshal and MarshalIn
+// write, for text and attribute values with every escaped character
+// (counted in one pass, without the escapers).
+func TestSizeCountsEscapes(t *testing.T) {
+	tricky := "a&b<c>d\"e'f\rg\nh\ti é🙂"
+	el := NewElement(NSClient, "message", "to", tricky, "id", "x")
+	el.Attr = append(el.Attr, xml.Attr{Name: xml.Name{Space: NSXML, Local: "lang"}, Value: tricky},
+		xml.Attr{Name: xml.Name{Space: "urn:other", Local: "n"}, Value: tricky})
+	el.Append(NewElement(NSClient, "body").WithText(tricky), NewElement("urn:x", "empty"),
+		NewElement("urn:x", "wrap", "v", tricky).Append(NewElement("urn:x", "in").WithText(tricky)))
+	if got, want := el.Size(), len(el.Marshal()); got != want {
+		t.Errorf("Size = %d, len(Marshal) = %d", got, want)
+	}
+	at, extra := TextEscapes(tricky)
+	for i := range len(tricky) + 1 {
+		want := 0 // an empty text: <b/>
+		if i > 0 {
+			want = len(NewElement("", "b").WithText(tricky[:i]).MarshalIn("")) - len("<b></b>")
+		}
+		got := i
+		for j := range at {
+			if at[j] < i {
+				got = i + extra[j]
+			}
+		}
+		if got != want || TextSize(tricky[:i]) != want {
+			t.Errorf("prefix %d: TextEscapes give %d, TextSize %d, written %d", i, got, TextSize(tricky[:i]), want)
+		}
+	}
+	if got := el.MarshalSized(el.Size()); string(got) != string(el.Marshal()) || cap(got) != len(got) {
+		t.Errorf("MarshalSized wrote %d bytes (cap %d), Marshal %d", len(got), cap(got), len(el.Marshal()))
+	}
+	for _, ns := range []string{NSClient, "urn:x", ""} {
+		for _, e := range append([]*Element{el}, el.Children...) {
+			if got, want := e.SizeIn(ns), len(e.MarshalIn(ns)); got != want {
+				t.Errorf("SizeIn(%q) of <%s> = %d, len(MarshalIn) = %d", ns, e.Name.Local, got, want)
+			}
+		}
+	}
+}
