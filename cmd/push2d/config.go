@@ -52,9 +52,17 @@ type ComponentConfig struct {
 	ReconnectMax duration `toml:"reconnect_max"`
 }
 
-// StoreConfig says where registrations live.
+// StoreConfig says where registrations live: kind "pebble" (Dir, the
+// default) or "postgres" (DSN or DSNFile).
 type StoreConfig struct {
-	Dir string `toml:"dir"`
+	Kind string `toml:"kind"`
+	Dir  string `toml:"dir"`
+	// DSN or DSNFile (one of them, kind "postgres"): the PostgreSQL
+	// connection string. It holds the database password: never logged;
+	// DSNFile, like admin.token_file, must not be readable by group or
+	// others, and an inline DSN with a password needs a private config file.
+	DSN     string `toml:"dsn"`
+	DSNFile string `toml:"dsn_file"`
 	// MinFreeMiB: below this much free space on the store's filesystem,
 	// new registrations are refused (wait/resource-constraint) and pushes
 	// are still delivered. 0: no minimum.
@@ -176,7 +184,7 @@ func defaultConfig() Config {
 			ReconnectMin: duration{500 * time.Millisecond},
 			ReconnectMax: duration{30 * time.Second},
 		},
-		Store: StoreConfig{Dir: "/var/lib/push2", MinFreeMiB: 64},
+		Store: StoreConfig{Kind: "pebble", Dir: "/var/lib/push2", MinFreeMiB: 64},
 		Engine: EngineConfig{
 			MaxRegistrations: eng.MaxRegistrations, NotificationLimit: eng.NotificationLimit,
 			MaxGrace: duration{eng.Limits.MaxGrace}, DedupeRetention: duration{eng.DedupeRetention}, Workers: 16,
@@ -231,6 +239,9 @@ func loadConfig(path string) (Config, error) {
 		}
 		cfg.Component.Secret = strings.TrimSpace(string(b))
 	}
+	if err := cfg.Store.loadDSN(path); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
 	if cfg.Admin.TokenFile != "" {
 		tok, err := readAdminToken(cfg.Admin.TokenFile)
 		if err != nil {
@@ -266,8 +277,17 @@ func (c *Config) validate() error {
 	if c.Component.ReconnectMin.Duration <= 0 || c.Component.ReconnectMax.Duration < c.Component.ReconnectMin.Duration {
 		errs = append(errs, errors.New("component.reconnect_min must be positive and at most reconnect_max"))
 	}
-	if c.Store.Dir == "" {
-		errs = append(errs, errors.New("store.dir is required"))
+	switch c.Store.Kind {
+	case "pebble":
+		if c.Store.Dir == "" {
+			errs = append(errs, errors.New("store.dir is required"))
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			errs = append(errs, errors.New(`store.dsn (or dsn_file) is required with kind = "postgres"`))
+		}
+	default:
+		errs = append(errs, fmt.Errorf(`store.kind %q: must be "pebble" or "postgres"`, c.Store.Kind))
 	}
 	if c.Store.MinFreeMiB < 0 {
 		errs = append(errs, errors.New("store.min_free_mib must be 0 (no minimum) or more"))

@@ -137,7 +137,7 @@ func run(ctx context.Context, cfg Config) error {
 	if !cfg.Admin.Token.configured() {
 		log.Warn(noAdminToken)
 	}
-	log.Info("push2d starting", "component", cfg.Component.JID, "server", cfg.Component.Address, "admin", ln.Addr().String(), "admin_token", cfg.Admin.Token.configured(), "store", cfg.Store.Dir, "profiles", len(reg.Profiles()))
+	log.Info("push2d starting", "component", cfg.Component.JID, "server", cfg.Component.Address, "admin", ln.Addr().String(), "admin_token", cfg.Admin.Token.configured(), "store", cfg.storeWhere(), "profiles", len(reg.Profiles()))
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {

@@ -1,17 +1,109 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 
+	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/pebblestore"
+	"github.com/push2/push2/engine/pgstore"
 )
 
-// openStore opens the store (repairing it with --repair), logs what it
+// loadDSN reads store.dsn_file into DSN and checks that the password is
+// kept private: the file (like admin.token_file) must not be accessible by
+// group or others, and a DSN with a password written in the config file
+// itself needs a config file that is private too. Errors name the files,
+// never the DSN.
+func (c *StoreConfig) loadDSN(cfgPath string) error {
+	if c.DSNFile != "" {
+		if c.DSN != "" {
+			return errors.New("set store.dsn or store.dsn_file, not both")
+		}
+		f, err := os.Open(c.DSNFile)
+		if err != nil {
+			return fmt.Errorf("store.dsn_file: %w", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("store.dsn_file: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("store.dsn_file %s is not a regular file", c.DSNFile)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return fmt.Errorf("store.dsn_file %s is accessible by group or others (mode %04o): other users could read the database password; run chmod 600 %s", c.DSNFile, perm, c.DSNFile)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, 8192))
+		if err != nil {
+			return fmt.Errorf("store.dsn_file: %w", err)
+		}
+		c.DSN = strings.TrimSpace(string(b))
+		if c.DSN == "" {
+			return fmt.Errorf("store.dsn_file %s is empty", c.DSNFile)
+		}
+		return nil
+	}
+	if c.DSN != "" && dsnHasPassword(c.DSN) {
+		fi, err := os.Stat(cfgPath)
+		if err != nil {
+			return err
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return fmt.Errorf("store.dsn holds a password but the config file is accessible by group or others (mode %04o): move the DSN to store.dsn_file (mode 0600) or run chmod 600 %s", perm, cfgPath)
+		}
+	}
+	return nil
+}
+
+// dsnHasPassword reports whether a DSN (URL or key=value) carries a
+// password; one that cannot be told counts as carrying one.
+func dsnHasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		_, ok := u.User.Password()
+		return ok || u.Query().Has("password")
+	} else if err != nil && strings.Contains(dsn, "://") {
+		return true
+	}
+	return strings.Contains(strings.ToLower(dsn), "password")
+}
+
+// openStore opens the store of cfg.Store.Kind.
+func openStore(cfg Config, log *slog.Logger) (engine.Store, error) {
+	if cfg.Store.Kind == "postgres" {
+		return openPostgres(cfg, log)
+	}
+	return openPebble(cfg, log)
+}
+
+// openPostgres connects to store.dsn, creating or migrating the schema
+// (engine/pgstore), and logs what the database holds. The log and errors
+// name the server as user@host:port/db, never the password.
+func openPostgres(cfg Config, log *slog.Logger) (engine.Store, error) {
+	st, err := pgstore.Open(context.Background(), cfg.Store.DSN, pgstore.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	c, err := st.Count()
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	log.Info("store opened", "kind", "postgres", "database", st.Where(), "schema", pgstore.SchemaVersion(),
+		"registrations", c.Registrations, "outbox", c.Outbox, "dedupe_marks", c.Marks, "error_states", c.States, "disabled", c.Disabled)
+	return st, nil
+}
+
+// openPebble opens the Pebble store (repairing it with --repair), logs what it
 // holds, and arranges for an unrecoverable store error to stop push2d with
 // one log line (storeFailed).
-func openStore(cfg Config, log *slog.Logger) (*pebblestore.Store, error) {
+func openPebble(cfg Config, log *slog.Logger) (engine.Store, error) {
 	dir := cfg.Store.Dir
 	st, rep, err := pebblestore.OpenWith(dir, pebblestore.Options{
 		MinFreeBytes: uint64(cfg.Store.MinFreeMiB) << 20,
@@ -54,4 +146,13 @@ func openStore(cfg Config, log *slog.Logger) (*pebblestore.Store, error) {
 func storeFailed(log *slog.Logger, dir string, err error, exit func(int)) {
 	log.Error("store failed, push2d stops: free space on (or check) the store's filesystem, then start push2d again; nothing reported done is lost", "dir", dir, "err", err)
 	exit(1)
+}
+
+// storeWhere names the store for the log: the directory, or the database
+// without its password.
+func (c *Config) storeWhere() string {
+	if c.Store.Kind == "postgres" {
+		return "postgres:" + pgstore.Redact(c.Store.DSN)
+	}
+	return c.Store.Dir
 }

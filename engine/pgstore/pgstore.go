@@ -612,3 +612,21 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
 }
+
+// Counts is how many records of each kind the database holds.
+type Counts struct {
+	Registrations, Outbox, Marks, States, Disabled int
+}
+
+// Count counts the records (push2d logs it at start; push2 store and the
+// migration's check compare it).
+func (s *Store) Count() (Counts, error) {
+	var c Counts
+	err := s.read("count", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM push2_registrations), (SELECT count(*) FROM push2_outbox),
+			(SELECT count(*) FROM push2_marks), (SELECT count(*) FROM push2_reg_state),
+			(SELECT count(*) FROM push2_disabled)`).Scan(&c.Registrations, &c.Outbox, &c.Marks, &c.States, &c.Disabled)
+	})
+	return c, err
+}
