@@ -118,6 +118,11 @@ type Outbox struct {
 	loaded  bool
 	wake    chan struct{}
 
+	// shared is the store as a SharedOutbox, if it is one (several engines
+	// on one store); owner names this outbox in its claims.
+	shared SharedOutbox
+	owner  string
+
 	// Observe, if set, is called for every event; detail is the error
 	// condition where there is one. It must not block.
 	Observe func(ev OutboxEvent, e OutboxEntry, detail string)
@@ -129,7 +134,7 @@ const pruneEvery = time.Hour
 func newOutbox(store Store, cfg Config, disable func(RegKey, DisabledRecord) error) *Outbox {
 	pol := cfg.Retry
 	pol.fill()
-	return &Outbox{
+	o := &Outbox{
 		store: store, pol: pol, clock: cfg.Clock, log: cfg.Logger, retention: cfg.DedupeRetention, disable: disable,
 		entries: map[string]*item{},
 		waiting: queue{before: byDue},
@@ -137,6 +142,10 @@ func newOutbox(store Store, cfg Config, disable func(RegKey, DisabledRecord) err
 		sent:    queue{before: bySent},
 		wake:    make(chan struct{}, 1),
 	}
+	if sh, ok := store.(SharedOutbox); ok {
+		o.shared, o.owner = sh, newOwner()
+	}
+	return o
 }
 
 // Policy returns the effective retry policy.
@@ -176,6 +185,10 @@ func (o *Outbox) enqueue(it *item) {
 // possibly already in flight. It stays as it is: replacing it would send
 // the notification twice.
 func (o *Outbox) add(e OutboxEntry) {
+	if o.shared != nil {
+		o.poke() // in the store already; the next round claims it
+		return
+	}
 	o.mu.Lock()
 	if _, ok := o.entries[e.ID]; ok {
 		o.mu.Unlock()
@@ -196,6 +209,13 @@ func (o *Outbox) poke() {
 // Len returns the number of notifications in the outbox (pending or
 // awaiting their error window).
 func (o *Outbox) Len() int {
+	if o.shared != nil {
+		n, err := o.shared.OutboxLen()
+		if err != nil {
+			o.log.Error("outbox: count", "err", err)
+		}
+		return n
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := o.load(); err != nil {
@@ -214,7 +234,14 @@ func (o *Outbox) observe(ev OutboxEvent, e OutboxEntry, detail string) {
 // entries past their error window are counted delivered. It also applies
 // the dedupe retention: when it starts and every hour, it forgets dedupe
 // marks older than Config.DedupeRetention (Store.PruneMarks).
+//
+// On a SharedOutbox store (several instances) Run claims due entries from
+// the store before sending each (sharedoutbox.go), so that one instance at
+// a time sends a notification, whichever instance decided it.
 func (o *Outbox) Run(ctx context.Context, send Sender) error {
+	if o.shared != nil {
+		return o.runShared(ctx, send)
+	}
 	o.mu.Lock()
 	err := o.load()
 	o.mu.Unlock()
@@ -503,6 +530,13 @@ func (o *Outbox) Confirm(id, from string) error {
 
 // get returns a copy of entry id.
 func (o *Outbox) get(id string) (OutboxEntry, bool) {
+	if o.shared != nil {
+		e, ok, err := o.shared.GetOutbox(id)
+		if err != nil {
+			o.log.Error("outbox: read entry", "id", id, "err", err)
+		}
+		return e, ok
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := o.load(); err != nil {

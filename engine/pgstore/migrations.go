@@ -76,6 +76,10 @@ CREATE TABLE push2_disabled (
 	service        text    NOT NULL,
 	PRIMARY KEY (account, reg)
 );`},
+	{2, "outbox claims: several instances share the outbox", `
+ALTER TABLE push2_outbox ADD COLUMN claimed_by text, ADD COLUMN claimed_until timestamptz;
+CREATE INDEX push2_outbox_pending ON push2_outbox (created, id) WHERE sent_at IS NULL;
+CREATE INDEX push2_outbox_sent ON push2_outbox (sent_at) WHERE sent_at IS NOT NULL;`},
 }
 
 // SchemaVersion is the schema version this build creates.

@@ -44,6 +44,13 @@ type Options struct {
 	// serialization failure). Default 30s: a database that does not answer
 	// makes calls fail rather than hang.
 	Timeout time.Duration
+	// ClaimLease is how long an outbox claim (engine.SharedOutbox) holds:
+	// the longest a notification claimed by an instance that died waits
+	// before another instance sends it. Default 10s. A send taking longer
+	// than this may be repeated by another instance (delivery is
+	// at-least-once); handing a stanza to the XMPP server takes
+	// milliseconds.
+	ClaimLease time.Duration
 	// MaxConns is the pool size; default pgxpool's (max(4, CPUs)), or
 	// pool_max_conns in the DSN.
 	MaxConns int32
@@ -53,13 +60,20 @@ type Options struct {
 type Store struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration
+	lease   time.Duration
 	where   string // the server and database, without credentials, for errors
 
 	mu     sync.RWMutex
 	closed bool
 }
 
-var _ engine.Store = (*Store)(nil)
+var (
+	_ engine.Store        = (*Store)(nil)
+	_ engine.SharedOutbox = (*Store)(nil)
+)
+
+// DefaultClaimLease is Options.ClaimLease's default.
+const DefaultClaimLease = 10 * time.Second
 
 // Open connects to the database named by dsn (a postgres:// URL or a
 // key=value connection string), creates or migrates the schema, and
@@ -67,6 +81,9 @@ var _ engine.Store = (*Store)(nil)
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
+	}
+	if opts.ClaimLease <= 0 {
+		opts.ClaimLease = DefaultClaimLease
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -80,7 +97,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.Timeout {
 		cfg.ConnConfig.ConnectTimeout = opts.Timeout
 	}
-	s := &Store{timeout: opts.Timeout, where: describe(cfg.ConnConfig)}
+	s := &Store{timeout: opts.Timeout, lease: opts.ClaimLease, where: describe(cfg.ConnConfig)}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
@@ -455,7 +472,7 @@ func putOutbox(ctx context.Context, tx pgx.Tx, e engine.OutboxEntry) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, reg = EXCLUDED.reg, dest = EXCLUDED.dest,
 			stanza = EXCLUDED.stanza, created = EXCLUDED.created, attempts = EXCLUDED.attempts, due = EXCLUDED.due,
-			sent_at = EXCLUDED.sent_at, last_err = EXCLUDED.last_err`,
+			sent_at = EXCLUDED.sent_at, last_err = EXCLUDED.last_err, claimed_by = NULL, claimed_until = NULL`,
 		e.ID, e.Account, e.Reg, e.To, e.Stanza, ts(e.Created), e.Attempts, ts(e.Due), ts(e.SentAt), e.LastErr)
 	return err
 }

@@ -22,6 +22,9 @@ import (
 var server *pgtest.Server
 
 func TestMain(m *testing.M) {
+	if dsn := os.Getenv(claimantEnv); dsn != "" {
+		runClaimant(dsn) // never returns
+	}
 	var err error
 	server, err = pgtest.Start(context.Background(), pgtest.Options{})
 	if err != nil {

@@ -1,0 +1,114 @@
+package pgstore
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/push2/push2/engine"
+)
+
+// The outbox shared by several engines (engine.SharedOutbox) on plain SQL:
+// a claim is claimed_by (the owner) and claimed_until (on the database's
+// clock, so that the instances' clocks need not agree), taken with
+// SELECT … FOR UPDATE SKIP LOCKED so that concurrent claimants never wait
+// for each other nor take the same entry. A claim whose claimed_until has
+// passed is free again: an instance that dies holding claims delays their
+// notifications by at most the lease (Options.ClaimLease). Any change of
+// the entry by PutOutbox (an error reply that reschedules it) drops the
+// claim.
+
+// ClaimOutbox implements engine.SharedOutbox.
+func (s *Store) ClaimOutbox(owner string, now time.Time, n int) ([]engine.OutboxEntry, error) {
+	var out []engine.OutboxEntry
+	err := s.read("claim outbox entries", func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `UPDATE push2_outbox o SET claimed_by = $1, claimed_until = now() + $4 * interval '1 millisecond'
+			FROM (SELECT id FROM push2_outbox
+				WHERE sent_at IS NULL AND (due IS NULL OR due <= $2) AND (claimed_until IS NULL OR claimed_until < now())
+				ORDER BY created, id LIMIT $3 FOR UPDATE SKIP LOCKED) c
+			WHERE o.id = c.id
+			RETURNING o.id, o.account, o.reg, o.dest, o.stanza, o.created, o.attempts, o.due, o.sent_at, o.last_err`,
+			owner, now.UTC(), n, s.lease.Milliseconds())
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, scanOutbox)
+		return err
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, err
+}
+
+// SentOutbox implements engine.SharedOutbox.
+func (s *Store) SentOutbox(owner string, e engine.OutboxEntry) (bool, error) {
+	var ok bool
+	err := s.read("record a send", func(ctx context.Context) error {
+		tag, err := s.pool.Exec(ctx, `UPDATE push2_outbox SET stanza = $3, attempts = $4, due = $5, sent_at = $6, last_err = $7,
+			claimed_by = NULL, claimed_until = NULL
+			WHERE id = $1 AND claimed_by = $2 AND sent_at IS NULL`,
+			e.ID, owner, e.Stanza, e.Attempts, ts(e.Due), ts(e.SentAt), e.LastErr)
+		ok = tag.RowsAffected() == 1
+		return err
+	})
+	return ok, err
+}
+
+// ReleaseOutbox implements engine.SharedOutbox.
+func (s *Store) ReleaseOutbox(owner string, ids []string) error {
+	return s.read("release claims", func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `UPDATE push2_outbox SET claimed_by = NULL, claimed_until = NULL
+			WHERE id = ANY($2) AND claimed_by = $1 AND sent_at IS NULL`, owner, ids)
+		return err
+	})
+}
+
+// TakeDelivered implements engine.SharedOutbox.
+func (s *Store) TakeDelivered(sentBefore time.Time, n int) ([]engine.OutboxEntry, error) {
+	var out []engine.OutboxEntry
+	err := s.read("take delivered entries", func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `DELETE FROM push2_outbox WHERE id IN (
+				SELECT id FROM push2_outbox WHERE sent_at IS NOT NULL AND sent_at <= $1
+				ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+			RETURNING `+outboxCols, sentBefore.UTC(), n)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, scanOutbox)
+		return err
+	})
+	return out, err
+}
+
+// GetOutbox implements engine.SharedOutbox.
+func (s *Store) GetOutbox(id string) (engine.OutboxEntry, bool, error) {
+	var e engine.OutboxEntry
+	var found bool
+	err := s.read("read outbox entry", func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT `+outboxCols+` FROM push2_outbox WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		all, err := pgx.CollectRows(rows, scanOutbox)
+		if len(all) == 1 {
+			e, found = all[0], true
+		}
+		return err
+	})
+	return e, found, err
+}
+
+// OutboxLen implements engine.SharedOutbox.
+func (s *Store) OutboxLen() (int, error) {
+	var n int
+	err := s.read("count outbox", func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT count(*) FROM push2_outbox`).Scan(&n)
+	})
+	return n, err
+}
