@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/pebblestore"
+	"github.com/push2/push2/engine/pgstore"
 	"github.com/push2/push2/engine/stanza"
 )
 
@@ -22,6 +24,7 @@ func runStore(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("store", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "the store directory (push2d's store.dir)")
+	dsnFile := fs.String("dsn-file", "", "a PostgreSQL store instead: the file holding its DSN (push2d's store.dsn_file, mode 0600)")
 	account := fs.String("account", "", "only this account (registrations, disabled)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -33,19 +36,28 @@ func runStore(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		if what == "check" {
 			return runStoreCheck(*dir, fs.Args()[1:], stdout, stderr)
 		}
+		if what == "migrate" {
+			return runStoreMigrate(fs.Args()[1:], stdout, stderr)
+		}
 		if err := fs.Parse(fs.Args()[1:]); err != nil {
 			return 2
 		}
 	}
-	if *dir == "" || what == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: push2 store -dir DIR registrations|outbox|disabled [-account JID]\n       push2 store -dir DIR check [-repair]")
+	if (*dir == "") == (*dsnFile == "") || what == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, storeUsage)
 		return 2
 	}
 	if (what == "disabled") && *account == "" {
 		fmt.Fprintln(stderr, "push2 store: disabled needs -account")
 		return 2
 	}
-	st, err := pebblestore.OpenReadOnly(*dir)
+	var st engine.Store
+	var err error
+	if *dsnFile != "" {
+		st, err = openPostgres("postgres-file:" + *dsnFile)
+	} else {
+		st, err = pebblestore.OpenReadOnly(*dir)
+	}
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
 			fmt.Fprintf(stderr, "push2 store: %s is in use (is push2d running?); stop it or use its admin interface (GET /registrations?account=…)\n", *dir)
@@ -99,6 +111,84 @@ func runStore(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "push2 store: unknown listing %q (want registrations, outbox or disabled)\n", what)
 		return 2
 	}
+	return 0
+}
+
+const storeUsage = `usage: push2 store -dir DIR registrations|outbox|disabled [-account JID]
+       push2 store -dsn-file FILE registrations|outbox|disabled [-account JID]
+       push2 store -dir DIR check [-repair]
+       push2 store migrate -from pebble:DIR -to postgres:DSN|postgres-file:FILE`
+
+// openPostgres opens a PostgreSQL store named postgres:DSN or
+// postgres-file:FILE (the DSN in a private file, so that the password is
+// not on the command line, where other users see it in ps).
+func openPostgres(spec string) (*pgstore.Store, error) {
+	var dsn string
+	switch {
+	case strings.HasPrefix(spec, "postgres-file:"):
+		var err error
+		if dsn, err = pgstore.ReadDSNFile(strings.TrimPrefix(spec, "postgres-file:")); err != nil {
+			return nil, err
+		}
+	case strings.HasPrefix(spec, "postgres:"):
+		dsn = strings.TrimPrefix(spec, "postgres:")
+	default:
+		return nil, fmt.Errorf("%q: want postgres:DSN or postgres-file:FILE", pgstore.Redact(spec))
+	}
+	return pgstore.Open(context.Background(), dsn, pgstore.Options{})
+}
+
+// runStoreMigrate is `push2 store migrate -from pebble:DIR -to
+// postgres:DSN|postgres-file:FILE`: copy a stopped push2d's Pebble store
+// into an empty PostgreSQL database, in one transaction, and check that
+// the database then holds as many records of each kind as the directory
+// (exit 1 if not). The Pebble store is not changed.
+func runStoreMigrate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("store migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "pebble:DIR, the store to copy (push2d stopped)")
+	to := fs.String("to", "", "postgres:DSN or postgres-file:FILE, an empty database")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if !strings.HasPrefix(*from, "pebble:") || *to == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, storeUsage)
+		return 2
+	}
+	dir := strings.TrimPrefix(*from, "pebble:")
+	src, err := pebblestore.OpenReadOnly(dir)
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") {
+			fmt.Fprintf(stderr, "push2 store migrate: %s is in use (is push2d running?); stop it first\n", dir)
+		} else {
+			fmt.Fprintln(stderr, "push2 store migrate:", err)
+		}
+		return 1
+	}
+	defer src.Close()
+	want, err := src.Count()
+	if err != nil {
+		fmt.Fprintln(stderr, "push2 store migrate: read", dir+":", err)
+		return 1
+	}
+	dst, err := openPostgres(*to)
+	if err != nil {
+		fmt.Fprintln(stderr, "push2 store migrate:", err)
+		return 1
+	}
+	defer dst.Close()
+	got, err := dst.Import(src)
+	if err != nil {
+		fmt.Fprintln(stderr, "push2 store migrate:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", dir, want)
+	fmt.Fprintf(stdout, "%s: %s\n", dst.Where(), pebblestore.Counts{Registrations: got.Registrations, Outbox: got.Outbox, Marks: got.Marks, States: got.States, Disabled: got.Disabled})
+	if got.Registrations != want.Registrations || got.Outbox != want.Outbox || got.Marks != want.Marks || got.States != want.States || got.Disabled != want.Disabled {
+		fmt.Fprintln(stderr, "push2 store migrate: the counts differ; the database was changed: drop its push2_ tables (or the database) before trying again")
+		return 1
+	}
+	fmt.Fprintln(stdout, "the counts match; point push2d at the database ([store] kind = \"postgres\") and start it")
 	return 0
 }
 

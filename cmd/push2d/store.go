@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -25,29 +24,11 @@ func (c *StoreConfig) loadDSN(cfgPath string) error {
 		if c.DSN != "" {
 			return errors.New("set store.dsn or store.dsn_file, not both")
 		}
-		f, err := os.Open(c.DSNFile)
+		dsn, err := pgstore.ReadDSNFile(c.DSNFile)
 		if err != nil {
 			return fmt.Errorf("store.dsn_file: %w", err)
 		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return fmt.Errorf("store.dsn_file: %w", err)
-		}
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("store.dsn_file %s is not a regular file", c.DSNFile)
-		}
-		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-			return fmt.Errorf("store.dsn_file %s is accessible by group or others (mode %04o): other users could read the database password; run chmod 600 %s", c.DSNFile, perm, c.DSNFile)
-		}
-		b, err := io.ReadAll(io.LimitReader(f, 8192))
-		if err != nil {
-			return fmt.Errorf("store.dsn_file: %w", err)
-		}
-		c.DSN = strings.TrimSpace(string(b))
-		if c.DSN == "" {
-			return fmt.Errorf("store.dsn_file %s is empty", c.DSNFile)
-		}
+		c.DSN = dsn
 		return nil
 	}
 	if c.DSN != "" && dsnHasPassword(c.DSN) {

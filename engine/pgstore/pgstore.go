@@ -22,7 +22,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -646,4 +648,35 @@ func (s *Store) Count() (Counts, error) {
 			(SELECT count(*) FROM push2_disabled)`).Scan(&c.Registrations, &c.Outbox, &c.Marks, &c.States, &c.Disabled)
 	})
 	return c, err
+}
+
+// ReadDSNFile reads a DSN from a file (push2d's store.dsn_file, push2
+// store's postgres-file:FILE). Like ssh with a private key, it refuses a
+// file that group or others may access: the DSN holds the database
+// password. Errors name the file, never its content.
+func ReadDSNFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("%s is accessible by group or others (mode %04o): other users could read the database password; run chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 8192))
+	if err != nil {
+		return "", err
+	}
+	dsn := strings.TrimSpace(string(b))
+	if dsn == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return dsn, nil
 }
