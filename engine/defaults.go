@@ -22,6 +22,10 @@ func DefaultConfig() Config {
 		// queue goes to offline storage, up to the hibernation limit (72 h
 		// by default) later.
 		DedupeRetention: 7 * 24 * time.Hour,
+		// About 40 MB of heap at most; with 1,000,000 registrations an
+		// account outside it costs a store read and a parse (see
+		// docs/benchmarks.md "A million registrations").
+		RegistrationCache: 20000,
 		Retry: RetryPolicy{
 			MaxAttempts: 5,
 			BaseDelay:   2 * time.Second,
@@ -91,6 +95,7 @@ func (c *Config) fill() {
 		c.NotificationLimit = d.NotificationLimit
 	}
 	fillZero(&c.DedupeRetention, d.DedupeRetention)
+	fillZero(&c.RegistrationCache, d.RegistrationCache)
 	c.Retry.fill()
 	if c.Clock == nil {
 		c.Clock = time.Now

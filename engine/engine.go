@@ -30,7 +30,6 @@ package engine
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
@@ -52,6 +51,12 @@ type Config struct {
 	// got a push for a stanza. Outbox.Run applies it, when it starts and
 	// hourly.
 	DedupeRetention time.Duration
+	// RegistrationCache bounds the parsed registrations the engine keeps
+	// in memory (an account without registrations counts as one); the
+	// least recently used accounts are dropped first, and an account not
+	// in the cache is read from the store and parsed again. A parsed
+	// registration takes about 2 KB of heap.
+	RegistrationCache int
 	// Retry is the outbox's error policy.
 	Retry  RetryPolicy
 	Clock  func() time.Time
@@ -67,14 +72,7 @@ type Engine struct {
 	activity *activity
 	outbox   *Outbox
 
-	mu    sync.Mutex
-	cache map[string][]*Registration // account → parsed registrations, oldest first
-	// gen counts invalidations per account (and all of them, for profile
-	// swaps): a reader fills the cache only if no invalidation happened
-	// since it started reading the store, so a stale list never sticks.
-	gen     map[string]uint64
-	genAll  uint64
-	writing map[string]int // writes in progress per account
+	cache *regCache
 }
 
 // New returns an engine on store with the profiles in registry.
@@ -85,20 +83,14 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		store:    store,
 		registry: registry,
 		activity: newActivity(cfg.Limits.MaxGrace),
-		cache:    map[string][]*Registration{},
-		gen:      map[string]uint64{},
-		writing:  map[string]int{},
+		cache:    newRegCache(cfg.RegistrationCache),
 	}
 	e.outbox = newOutbox(store, cfg, e.disableRegistration)
 	e.outbox.refresh = e.refreshEntry
-	// A profile swap can change what Provision accepts and returns: re-parse
-	// registrations lazily with the new profiles.
-	registry.Subscribe(func([]ProfileInfo) {
-		e.mu.Lock()
-		e.cache = map[string][]*Registration{}
-		e.genAll++
-		e.mu.Unlock()
-	})
+	// A profile swap can change what Provision accepts and returns: the
+	// registrations parsed with a profile that changed are parsed again,
+	// lazily, with the new one.
+	registry.Subscribe(func([]ProfileInfo) { e.cache.swapped(registry) })
 	return e
 }
 

@@ -30,6 +30,21 @@ type registrySnapshot struct {
 type registered[P any] struct {
 	p      P
 	source string
+	ver    uint64 // unique per registration of a profile value: what changed on a swap
+}
+
+// profileVersions numbers every profile registration, across registries.
+var profileVersions atomic.Uint64
+
+// version returns the version of the profile registered under uri (kind
+// 'm' for match, 's' for send), 0 if there is none. A registration parsed
+// with a profile stays valid while its version is unchanged.
+func (r *Registry) version(kind byte, uri string) uint64 {
+	snap := r.snap.Load()
+	if kind == 'm' {
+		return snap.match[uri].ver
+	}
+	return snap.send[uri].ver
 }
 
 // NewRegistry returns an empty registry.
@@ -101,10 +116,10 @@ func (r *Registry) Update(source string, addMatch []MatchProfile, addSend []Send
 			delete(next.send, u)
 		}
 		for _, p := range addMatch {
-			next.match[p.ID()] = registered[MatchProfile]{p, source}
+			next.match[p.ID()] = registered[MatchProfile]{p, source, profileVersions.Add(1)}
 		}
 		for _, p := range addSend {
-			next.send[p.ID()] = registered[SendProfile]{p, source}
+			next.send[p.ID()] = registered[SendProfile]{p, source, profileVersions.Add(1)}
 		}
 		return true
 	})

@@ -77,6 +77,9 @@ type EngineConfig struct {
 	DedupeRetention   duration `toml:"dedupe_retention"`
 	// Workers bounds how many events are evaluated at once.
 	Workers int `toml:"workers"`
+	// RegistrationCache bounds the parsed registrations kept in memory
+	// (engine.Config.RegistrationCache).
+	RegistrationCache int `toml:"registration_cache"`
 }
 
 // DeliveryConfig is the outbox's error policy (engine.RetryPolicy).
@@ -188,6 +191,7 @@ func defaultConfig() Config {
 		Engine: EngineConfig{
 			MaxRegistrations: eng.MaxRegistrations, NotificationLimit: eng.NotificationLimit,
 			MaxGrace: duration{eng.Limits.MaxGrace}, DedupeRetention: duration{eng.DedupeRetention}, Workers: 16,
+			RegistrationCache: eng.RegistrationCache,
 		},
 		Delivery: DeliveryConfig{
 			MaxAttempts: eng.Retry.MaxAttempts, BaseDelay: duration{eng.Retry.BaseDelay}, MaxDelay: duration{eng.Retry.MaxDelay},
@@ -315,6 +319,9 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("plugins: stack_limit_kib must be 16–32768, quarantine_window 1–64, quarantine_rate above 0 and at most 1"))
 	}
 	errs = append(errs, c.Relay.validate()...)
+	if c.Engine.RegistrationCache < 1 {
+		errs = append(errs, errors.New("engine.registration_cache must be at least 1"))
+	}
 	if c.Engine.Workers < 1 {
 		errs = append(errs, errors.New("engine.workers must be at least 1"))
 	}

@@ -82,6 +82,7 @@ func run(ctx context.Context, cfg Config) error {
 		MaxRegistrations:  cfg.Engine.MaxRegistrations,
 		NotificationLimit: cfg.Engine.NotificationLimit,
 		DedupeRetention:   cfg.Engine.DedupeRetention.Duration,
+		RegistrationCache: cfg.Engine.RegistrationCache,
 		Retry: engine.RetryPolicy{
 			MaxAttempts: cfg.Delivery.MaxAttempts, BaseDelay: cfg.Delivery.BaseDelay.Duration, MaxDelay: cfg.Delivery.MaxDelay.Duration,
 			MaxAge: cfg.Delivery.MaxAge.Duration, ErrorWindow: cfg.Delivery.ErrorWindow.Duration,
