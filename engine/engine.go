@@ -73,6 +73,8 @@ type Engine struct {
 	outbox   *Outbox
 
 	cache *regCache
+
+	watchers accountWatchers // OnAccountChange
 }
 
 // New returns an engine on store with the profiles in registry.

@@ -177,7 +177,10 @@ func (c *regCache) len() (accounts, registrations int) {
 // cache, or be served, the old list in that moment.
 func (e *Engine) changing(account string) (done func()) {
 	e.cache.drop(account, +1)
-	return func() { e.cache.drop(account, -1) }
+	return func() {
+		e.cache.drop(account, -1)
+		e.accountChanged(account)
+	}
 }
 
 // Registrations returns the account's registrations, oldest first, parsed

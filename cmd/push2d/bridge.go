@@ -38,6 +38,8 @@ func newDaemon(cfg Config, eng *engine.Engine, log *slog.Logger, m *metrics) *da
 		Workers:  cfg.Engine.Workers,
 		Logger:   log,
 		Observer: bridgeObserver{m},
+		// The bridges send nothing for accounts without registrations.
+		AccountList: true,
 	})
 	eng.Outbox().Observe = d.observeOutbox
 	eng.Registry().Subscribe(func([]engine.ProfileInfo) {
@@ -105,6 +107,7 @@ func (d *daemon) observeOutbox(ev engine.OutboxEvent, e engine.OutboxEntry, deta
 type bridgeObserver struct{ m *metrics }
 
 func (o bridgeObserver) Refused()                     { o.m.refused.Inc() }
+func (o bridgeObserver) Event()                       { o.m.events.Inc() }
 func (o bridgeObserver) Enabled(result string)        { o.m.enables.WithLabelValues(result).Inc() }
 func (o bridgeObserver) Disabled()                    { o.m.disables.Inc() }
 func (o bridgeObserver) Evaluated(d time.Duration)    { o.m.evaluation.Observe(d.Seconds()) }

@@ -59,7 +59,10 @@ func (d *daemon) connectAndServe(ctx context.Context, addr jid.JID) error {
 
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()
-	go d.bridge.AnnounceFeatures(ctx)
+	go func() {
+		d.bridge.AnnounceFeatures(ctx)
+		d.bridge.AnnounceAccounts(ctx)
+	}()
 	err = sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		return d.bridge.HandleXML(t, start)
 	}))

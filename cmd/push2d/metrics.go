@@ -19,6 +19,7 @@ type metrics struct {
 	enables        *prometheus.CounterVec
 	disables       prometheus.Counter
 	refused        prometheus.Counter
+	events         prometheus.Counter
 	evaluation     prometheus.Histogram
 	adminRefused   *prometheus.CounterVec
 	relayRequests  *prometheus.CounterVec
@@ -52,6 +53,9 @@ func newMetrics() *metrics {
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "push2_refused_stanzas_total", Help: "Stanzas refused because they did not come from a configured server domain.",
 		}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "push2_bridge_events_total", Help: "Stanza events received from the bridges (before any check).",
+		}),
 		evaluation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "push2_evaluation_seconds", Help: "Time to evaluate one stanza event against the account's registrations.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
@@ -67,7 +71,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 	}
-	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.ignoredReports, m.enables, m.disables, m.refused, m.evaluation, m.adminRefused, m.relayRequests, m.relaySeconds)
+	m.reg.MustRegister(m.connected, m.outcomes, m.outbox, m.deliveryErrors, m.ignoredReports, m.enables, m.disables, m.refused, m.events, m.evaluation, m.adminRefused, m.relayRequests, m.relaySeconds)
 	return m
 }
 

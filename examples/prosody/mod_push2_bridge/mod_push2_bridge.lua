@@ -143,6 +143,18 @@ end);
 -- cannot answer would make clients register into a void.
 local features = {};
 
+-- The accounts that have registrations, as push2d last told
+-- (docs/bridge-protocol.md "Accounts with registrations"): account →
+-- true. nil until push2d has sent a whole list: until then every account is
+-- reported, as push2d may have registrations for any. A stanza for an
+-- account not in the list costs nothing more: no event, no copy, no buffer.
+local registered = nil;
+local building, building_list = nil, nil; -- the list push2d is sending, by chunks
+
+local function has_registrations(account)
+	return registered == nil or registered[account] == true;
+end
+
 -- Events sent and not yet acked by push2d, in order, bounded: the oldest is
 -- dropped (and logged) when full.
 local pending = new_cache(max_pending, function(event_id)
@@ -611,6 +623,7 @@ end
 -- events") and keeps it until push2d acks it. opts: archive_id,
 -- archive_by, only (registration ids), live (registration ids).
 local function report(trigger, account, stanza, opts)
+	if not has_registrations(account) then return; end
 	opts = opts or {};
 	local archive_id, archive_by = opts.archive_id, opts.archive_by;
 	if not archive_id then
@@ -917,6 +930,46 @@ local function replay()
 	end
 end
 
+-- push2d's <accounts/>: a chunk of the whole list (list=…, last="true" on
+-- the final one), or changes (<add/>, <remove/>). A whole list replaces
+-- the previous one, and the buffered events of accounts not in it are
+-- dropped (push2d would only ack them).
+local function handle_accounts(el)
+	local list = el.attr.list;
+	if not list then
+		for change in el:childtags() do
+			local account = change.attr.jid;
+			if account and (change.name == "add" or change.name == "remove") then
+				local v = change.name == "add" or nil;
+				if registered then registered[account] = v; end
+				if building then building[account] = v; end
+			end
+		end
+		return;
+	end
+	if list ~= building_list then
+		building, building_list = {}, list;
+	end
+	for a in el:childtags("account") do
+		if a.attr.jid then building[a.attr.jid] = true; end
+	end
+	if el.attr.last ~= "true" then return; end
+	registered, building, building_list = building, nil, nil;
+	local dropped = {};
+	for event_id, ev in pending:items() do
+		local e = ev.tags[1];
+		if e and e.attr.account and not registered[e.attr.account] then
+			table.insert(dropped, event_id);
+		end
+	end
+	for _, event_id in ipairs(dropped) do
+		pending:set(event_id, nil);
+	end
+	local n = 0;
+	for _ in pairs(registered) do n = n + 1; end
+	module:log("debug", "push2d: %d accounts with registrations; %d buffered events of others dropped", n, #dropped);
+end
+
 -- Replay once per component connection: push2d announces its features on
 -- every (re)connection, and mod_component fires component-authenticated;
 -- whichever comes first replays, the other finds it done.
@@ -940,6 +993,8 @@ module:hook("message/host", safely("message", function(event)
 				handle_push(child);
 			elseif child.name == "ack" then
 				pending:set(child.attr.id, nil);
+			elseif child.name == "accounts" then
+				handle_accounts(child);
 			elseif child.name == "features" then
 				local list = {};
 				for f in child:childtags("feature") do

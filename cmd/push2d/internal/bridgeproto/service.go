@@ -37,6 +37,7 @@ var ErrNotConnected = errors.New("not connected to the XMPP server")
 // codes), never from user data.
 type Observer interface {
 	Refused()                            // a stanza from outside the configured domains
+	Event()                              // a stanza event came from a bridge
 	Enabled(result string)               // "ok" or the error condition
 	Disabled()                           // a disable succeeded
 	Evaluated(d time.Duration)           // one event evaluated
@@ -49,6 +50,7 @@ type Observer interface {
 type NopObserver struct{}
 
 func (NopObserver) Refused()                     {}
+func (NopObserver) Event()                       {}
 func (NopObserver) Enabled(string)               {}
 func (NopObserver) Disabled()                    {}
 func (NopObserver) Evaluated(time.Duration)      {}
@@ -73,6 +75,10 @@ type Config struct {
 	Workers  int
 	Logger   *slog.Logger // default slog.Default()
 	Observer Observer     // default NopObserver
+	// AccountList: tell the bridges which accounts have registrations
+	// (AnnounceAccounts, and every change as the engine makes it), so
+	// that they send nothing for the others. push2d sets it.
+	AccountList bool
 }
 
 // requestTimeout bounds the work for one IQ or event.
@@ -86,6 +92,8 @@ type Service struct {
 	obs      Observer
 	work     chan struct{}
 	inflight sync.WaitGroup
+	// accountsMu orders the account list and the changes on the stream.
+	accountsMu sync.Mutex
 }
 
 // New returns a service; it sends nothing until asked.
@@ -97,7 +105,11 @@ func New(cfg Config) *Service {
 	if cfg.Observer == nil {
 		cfg.Observer = NopObserver{}
 	}
-	return &Service{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, obs: cfg.Observer, work: make(chan struct{}, cfg.Workers)}
+	s := &Service{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, obs: cfg.Observer, work: make(chan struct{}, cfg.Workers)}
+	if cfg.AccountList {
+		cfg.Engine.OnAccountChange(s.accountChanged)
+	}
+	return s
 }
 
 // Wait returns when every IQ and event being handled is done.
@@ -316,6 +328,7 @@ func (s *Service) handleMessage(msg *stanza.Element) {
 		}
 		switch c.Name.Local {
 		case KindEvent:
+			s.obs.Event()
 			s.work <- struct{}{} // back-pressure: the stream is read no faster than evaluations finish
 			s.inflight.Add(1)
 			go func(ev *stanza.Element) {

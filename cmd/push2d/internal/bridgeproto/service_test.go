@@ -74,6 +74,7 @@ func (s *stream) take() []*stanza.Element {
 type counts struct {
 	mu                                 sync.Mutex
 	refused, disabled, evaluated       int
+	events                             int
 	enabled, outcomes, errors, ignored map[string]int
 }
 
@@ -83,6 +84,7 @@ func newCounts() *counts {
 
 func (c *counts) do(f func())                  { c.mu.Lock(); defer c.mu.Unlock(); f() }
 func (c *counts) Refused()                     { c.do(func() { c.refused++ }) }
+func (c *counts) Event()                       { c.do(func() { c.events++ }) }
 func (c *counts) Enabled(r string)             { c.do(func() { c.enabled[r]++ }) }
 func (c *counts) Disabled()                    { c.do(func() { c.disabled++ }) }
 func (c *counts) Evaluated(time.Duration)      { c.do(func() { c.evaluated++ }) }
@@ -99,7 +101,9 @@ type harness struct {
 	obs  *counts
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, func(*Config) {}) }
+
+func newHarnessWith(t *testing.T, configure func(*Config)) *harness {
 	t.Helper()
 	reg := engine.NewRegistry()
 	if err := reg.Register(profiles.BuiltinWith(profiles.Options{XEP0357: &xep0357.Options{}})); err != nil {
@@ -107,8 +111,10 @@ func newHarness(t *testing.T) *harness {
 	}
 	eng := engine.New(memstore.New(), reg, engine.Config{Retry: engine.RetryPolicy{MaxErrors: 3}})
 	h := &harness{eng: eng, wire: &stream{more: make(chan struct{}, 1)}, obs: newCounts()}
-	h.svc = New(Config{JID: component, Domains: []string{domain, "example.net"}, Engine: eng, Sender: h.wire,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Observer: h.obs})
+	cfg := Config{JID: component, Domains: []string{domain, "example.net"}, Engine: eng, Sender: h.wire,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Observer: h.obs}
+	configure(&cfg)
+	h.svc = New(cfg)
 	return h
 }
 
