@@ -210,3 +210,33 @@ func TestDatabaseDown(t *testing.T) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestUpgradeSchema: a database made by an older push2 (schema version 1,
+// with records) is migrated to the current version at Open, its records
+// kept and usable.
+func TestUpgradeSchema(t *testing.T) {
+	dsn := server.NewDatabase(t)
+	ctx := context.Background()
+	s := open(t, dsn)
+	if _, err := s.pool.Exec(ctx, `DROP TABLE push2_schema, push2_registrations, push2_marks, push2_outbox, push2_reg_state, push2_disabled`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateTo(ctx, s.pool, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO push2_outbox (id, account, reg, dest, stanza, created, attempts, due, last_err)
+		VALUES ('n1', 'juliet@capulet.lit', 'phone', 'pusher@push.example.com', '<message/>', now(), 0, now(), '')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dsn)
+	defer s.Close()
+	var v int
+	if err := s.pool.QueryRow(ctx, `SELECT max(version) FROM push2_schema`).Scan(&v); err != nil || v != SchemaVersion() {
+		t.Fatalf("schema version %d %v, want %d", v, err, SchemaVersion())
+	}
+	got, err := s.ClaimOutbox("me", time.Now().Add(time.Second), 10)
+	if err != nil || len(got) != 1 || got[0].ID != "n1" {
+		t.Fatalf("the old entry after the upgrade: %+v %v", got, err)
+	}
+}
