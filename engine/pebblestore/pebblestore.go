@@ -77,6 +77,7 @@ type Store struct {
 	// committer has returned.
 	commits   chan *pushCommit
 	committed chan struct{}
+	syncs     atomic.Uint64 // group commits so far
 
 	dir      string
 	writable bool        // opened by OpenWith: Close writes the shutdown record
@@ -126,11 +127,16 @@ func (s *Store) committer() {
 			}
 		}
 		err := s.commitGroup(group)
+		s.syncs.Add(1)
 		for _, c := range group {
 			c.done <- err
 		}
 	}
 }
+
+// PushSyncs returns how many synced batches RecordPush has used so far:
+// with Pebble's own count of pushes, the size of the groups.
+func (s *Store) PushSyncs() uint64 { return s.syncs.Load() }
 
 func (s *Store) commitGroup(group []*pushCommit) error {
 	b := s.db.NewBatch()
