@@ -46,7 +46,7 @@ deps:
 	./scripts/install-deps.sh
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
 
 # Short fuzzing of every parser, for local use (CI runs the seed corpora as
 # part of `make test`).

@@ -24,7 +24,7 @@ func DefaultConfig() Config {
 		DedupeRetention: 7 * 24 * time.Hour,
 		// About 40 MB of heap at most; with 1,000,000 registrations an
 		// account outside it costs a store read and a parse (see
-		// docs/benchmarks.md "A million registrations").
+		// docs/benchmarks.md "The engine", BenchmarkMillion).
 		RegistrationCache: 20000,
 		Retry: RetryPolicy{
 			MaxAttempts: 5,
