@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 
-.PHONY: all build test unit e2e bench fuzz plugins demo deps vet clean install
+.PHONY: all build test unit e2e bench bench-prosody fuzz plugins demo deps vet clean install
 
 # make install: where things go (docs/push2d.md "Installing"). DESTDIR is
 # prepended to every path (packaging, the install test); PREFIX moves the
@@ -47,6 +47,13 @@ deps:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
+
+# What the bridge and push2d cost Prosody (CPU per 1,000 messages with no
+# push module, with the bridge for a user with and without a registration;
+# default and generational GC), and pushes/s and latency at 500 msg/s, on
+# Prosody 13 and 0.12 (issue 12 goals 1, 2; docs/benchmarks.md). Minutes.
+bench-prosody:
+	$(GO) test -run '^$$' -bench 'ProsodyCost|ProsodyRate' -benchtime 1x -count 3 -timeout 60m ./internal/e2e/
 
 # Short fuzzing of every parser, for local use (CI runs the seed corpora as
 # part of `make test`).

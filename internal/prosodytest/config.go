@@ -32,6 +32,7 @@ type configParams struct {
 	Domain, ComponentDomain, Secret string
 	Modules, PluginPaths            []string
 	ExtraConfig, ExtraVHostConfig   string
+	LogLevel                        string // "" or "debug": debug
 }
 
 // renderConfig returns the text of prosody.cfg.lua.
@@ -96,7 +97,11 @@ func renderConfig(p configParams) string {
 	// One stream, written to stdout: the Go side copies it to prosody.log
 	// (and Options.Log), together with anything Lua prints on a fatal error.
 	w("log = {\n")
-	w("\t{ levels = { min = \"debug\" }, to = \"stdout\", timestamps = \"%%H:%%M:%%S\" };\n")
+	level := "debug"
+	if p.LogLevel == "info" || p.LogLevel == "warn" || p.LogLevel == "error" {
+		level = "info" // Start waits for info-level "Activated service" lines
+	}
+	w("\t{ levels = { min = %s }, to = \"stdout\", timestamps = \"%%H:%%M:%%S\" };\n", luaString(level))
 	w("}\n")
 
 	if strings.TrimSpace(p.ExtraConfig) != "" {
