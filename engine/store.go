@@ -95,7 +95,8 @@ type Store interface {
 	DeleteRegistration(k RegKey) (bool, error)
 	// Registrations returns the account's registrations, oldest first.
 	Registrations(account string) ([]StoredRegistration, error)
-	// ForEachRegistration calls fn for every registration of every account.
+	// ForEachRegistration calls fn for every registration of every account,
+	// each account's registrations one after the other.
 	ForEachRegistration(fn func(StoredRegistration) error) error
 	// RecordPush records that registration k got a push for the stanza
 	// identified by keys (several names of the same stanza: the archive id,

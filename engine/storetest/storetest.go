@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) engine.Store, opts ...Option) {
 	tests := []test{
 		{"Registrations", testRegistrations},
 		{"RegistrationsOldestFirst", testOldestFirst},
+		{"ForEachRegistrationGrouped", testGrouped},
 		{"Eviction", testEviction},
 		{"EvictionConcurrent", testEvictionConcurrent},
 		{"DeleteRegistration", testDelete},
@@ -211,6 +212,32 @@ func testRegistrations(t *testing.T, h *handle) {
 	same(t, "ForEachRegistration", all, []engine.StoredRegistration{r2, other})
 	if got, err := h.Registrations("nobody@capulet.lit"); err != nil || len(got) != 0 {
 		t.Errorf("unknown account: %v %v", got, err)
+	}
+}
+
+// testGrouped: ForEachRegistration gives each account's registrations
+// one after the other, however they were written, so a caller can tell
+// accounts apart with no set of every account seen (engine.ForEachAccount
+// at a million registrations).
+func testGrouped(t *testing.T, h *handle) {
+	accounts := []string{"b@capulet.lit", "a@capulet.lit", "c@montague.lit"}
+	for i := range 9 {
+		r := reg(fmt.Sprint("d", i), t0.Add(time.Duration(i)*time.Second))
+		r.Account = accounts[i%len(accounts)]
+		_, err := h.PutRegistration(r, 0)
+		must(t, err)
+	}
+	var order []string
+	n := 0
+	must(t, h.ForEachRegistration(func(r engine.StoredRegistration) error {
+		n++
+		if len(order) == 0 || order[len(order)-1] != r.Account {
+			order = append(order, r.Account)
+		}
+		return nil
+	}))
+	if n != 9 || len(order) != len(accounts) {
+		t.Errorf("%d registrations in runs of accounts %v; want 9 in one run per account", n, order)
 	}
 }
 
