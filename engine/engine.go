@@ -85,7 +85,7 @@ func New(store Store, registry *Registry, cfg Config) *Engine {
 		store:    store,
 		registry: registry,
 		activity: newActivity(cfg.Limits.MaxGrace),
-		cache:    newRegCache(cfg.RegistrationCache),
+		cache:    newRegCache(cacheSize(store, cfg.RegistrationCache)),
 	}
 	e.outbox = newOutbox(store, cfg, e.disableRegistration)
 	e.outbox.refresh = e.refreshEntry
@@ -123,3 +123,14 @@ func (e *Engine) Registry() *Registry { return e.registry }
 
 // Config returns the effective configuration.
 func (e *Engine) Config() Config { return e.cfg }
+
+// cacheSize is the registration cache's bound: none on a store several
+// engines share (a SharedOutbox, such as PostgreSQL), where another
+// instance may change an account's registrations and a cached list would
+// be stale; every event then reads the store.
+func cacheSize(store Store, max int) int {
+	if _, shared := store.(SharedOutbox); shared {
+		return 0
+	}
+	return max
+}

@@ -80,6 +80,34 @@ CREATE TABLE push2_disabled (
 ALTER TABLE push2_outbox ADD COLUMN claimed_by text, ADD COLUMN claimed_until timestamptz;
 CREATE INDEX push2_outbox_pending ON push2_outbox (created, id) WHERE sent_at IS NULL;
 CREATE INDEX push2_outbox_sent ON push2_outbox (sent_at) WHERE sent_at IS NOT NULL;`},
+	{3, "push2_record_push: a push recorded in one round trip", `
+CREATE FUNCTION push2_record_push(p_account text, p_reg text, p_keys text[], p_at timestamptz,
+	p_id text, p_e_account text, p_e_reg text, p_dest text, p_stanza text, p_created timestamptz, p_attempts integer,
+	p_due timestamptz, p_sent timestamptz, p_last_err text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ins text[];
+BEGIN
+	-- Keys in the caller's (sorted) order; a key another transaction is
+	-- inserting makes this one wait for its outcome.
+	WITH m AS (
+		INSERT INTO push2_marks (account, reg, key, at)
+		SELECT p_account, p_reg, k, p_at FROM unnest(p_keys) WITH ORDINALITY AS t(k, n) ORDER BY n
+		ON CONFLICT DO NOTHING RETURNING key)
+	SELECT coalesce(array_agg(key), '{}') INTO ins FROM m;
+	IF cardinality(ins) <> cardinality(p_keys) THEN
+		-- A duplicate: take back the marks this call added.
+		DELETE FROM push2_marks WHERE account = p_account AND reg = p_reg AND key = ANY(ins);
+		RETURN false;
+	END IF;
+	INSERT INTO push2_outbox (id, account, reg, dest, stanza, created, attempts, due, sent_at, last_err)
+	VALUES (p_id, p_e_account, p_e_reg, p_dest, p_stanza, p_created, p_attempts, p_due, p_sent, p_last_err)
+	ON CONFLICT (id) DO UPDATE SET account = EXCLUDED.account, reg = EXCLUDED.reg, dest = EXCLUDED.dest,
+		stanza = EXCLUDED.stanza, created = EXCLUDED.created, attempts = EXCLUDED.attempts, due = EXCLUDED.due,
+		sent_at = EXCLUDED.sent_at, last_err = EXCLUDED.last_err, claimed_by = NULL, claimed_until = NULL;
+	RETURN true;
+END
+$$;`},
 }
 
 // SchemaVersion is the schema version this build creates.

@@ -225,9 +225,6 @@ func (s *Store) tx(op string, fn func(ctx context.Context, tx pgx.Tx) error) err
 		if attempt < 10 && errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") {
 			continue
 		}
-		if errors.Is(err, errDuplicate) {
-			return err
-		}
 		return s.wrap(op, err)
 	}
 }
@@ -424,10 +421,12 @@ func (s *Store) read(op string, fn func(ctx context.Context) error) error {
 }
 
 // RecordPush implements engine.Store: the marks and the outbox entry in one
-// transaction. The marks are inserted in key order (so that two callers
-// never wait for each other in opposite orders); a mark inserted by a
-// concurrent, uncommitted call makes this INSERT wait for that call's
-// outcome, so exactly one of them reports first.
+// transaction, one round trip (the function push2_record_push). The marks
+// are inserted in key order (so that two callers never wait for each other
+// in opposite orders); a mark inserted by a concurrent, uncommitted call
+// makes this INSERT wait for that call's outcome, so exactly one of them
+// reports first. A duplicate takes back the marks it added before its
+// transaction commits, so a caller waiting on one of them then inserts it.
 func (s *Store) RecordPush(k engine.RegKey, keys []string, at time.Time, e engine.OutboxEntry) (bool, error) {
 	if err := validKey(k); err != nil {
 		return false, err
@@ -442,32 +441,16 @@ func (s *Store) RecordPush(k engine.RegKey, keys []string, at time.Time, e engin
 		}
 	}
 	uniq = uniq[:n]
-	first := false
-	err := s.tx("record push", func(ctx context.Context, tx pgx.Tx) error {
-		first = false
-		tag, err := tx.Exec(ctx, `INSERT INTO push2_marks (account, reg, key, at)
-			SELECT $1, $2, k, $4 FROM unnest($3::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n
-			ON CONFLICT DO NOTHING`, k.Account, k.ID, uniq, at.UTC())
-		if err != nil {
-			return err
-		}
-		if int(tag.RowsAffected()) != len(uniq) {
-			return errDuplicate
-		}
-		if err := putOutbox(ctx, tx, e); err != nil {
-			return err
-		}
-		first = true
-		return nil
+	var first bool
+	err := s.read("record push", func(ctx context.Context) error {
+		// One statement, so one transaction (push2_record_push,
+		// migration 3): the marks and the entry, or nothing.
+		return s.pool.QueryRow(ctx, `SELECT push2_record_push($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			k.Account, k.ID, uniq, at.UTC(), e.ID, e.Account, e.Reg, e.To, e.Stanza, ts(e.Created), e.Attempts, ts(e.Due), ts(e.SentAt), e.LastErr).Scan(&first)
 	})
-	if errors.Is(err, errDuplicate) {
-		return false, nil
-	}
 	return first, err
 }
 
-// errDuplicate rolls RecordPush's transaction back: a mark existed.
-var errDuplicate = errors.New("pgstore: duplicate")
 
 func putOutbox(ctx context.Context, tx pgx.Tx, e engine.OutboxEntry) error {
 	_, err := tx.Exec(ctx, `INSERT INTO push2_outbox (id, account, reg, dest, stanza, created, attempts, due, sent_at, last_err)

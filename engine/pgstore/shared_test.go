@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/profiles"
 )
 
 // sharedEntry is outbox entry i of a test, for registration r<i%5>.
@@ -264,5 +266,49 @@ func TestDeliveryReportOnOtherInstance(t *testing.T) {
 	}
 	if _, err := eb.Outbox().DeliveryError("n0000", "mallory@evil.example", "cancel", "item-not-found"); err == nil {
 		t.Error("an error reply from another sender was taken")
+	}
+}
+
+// TestRegistrationsChangedByOtherInstance: with two active instances (a
+// clustered server), a registration enabled, then disabled, through one
+// engine is seen at once by the other's evaluations: no stale cache.
+func TestRegistrationsChangedByOtherInstance(t *testing.T) {
+	dsn := server.NewDatabase(t)
+	a, b := open(t, dsn), open(t, dsn)
+	defer a.Close()
+	defer b.Close()
+	mk := func(st *Store) *engine.Engine {
+		reg := engine.NewRegistry()
+		if err := reg.Register(profiles.Builtin()); err != nil {
+			t.Fatal(err)
+		}
+		return engine.New(st, reg, engine.Config{})
+	}
+	ea, eb := mk(a), mk(b)
+	ctx := context.Background()
+	const acct = "juliet@capulet.lit"
+	pushed := func(e *engine.Engine, id string) bool {
+		st := stanza.MustParse(`<message xmlns="jabber:client" from="romeo@montague.lit/o" to="` + acct + `" type="chat" id="` + id + `"><body>hi</body></message>`)
+		v, err := e.Evaluate(ctx, &engine.Event{Stanza: st, Context: engine.Context{Account: acct, Trigger: engine.TriggerOffline}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(v.Notifications) > 0
+	}
+	if pushed(eb, "m1") {
+		t.Fatal("pushed without a registration")
+	}
+	el := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>pusher@push.example.com</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)
+	if _, _, err := ea.Enable(ctx, acct, "phone", el); err != nil {
+		t.Fatal(err)
+	}
+	if !pushed(eb, "m2") {
+		t.Error("the other instance does not see a registration enabled on the first")
+	}
+	if _, err := a.DeleteRegistration(engine.RegKey{Account: acct, ID: "phone"}); err != nil {
+		t.Fatal(err)
+	}
+	if pushed(eb, "m3") {
+		t.Error("the other instance still pushes for a registration removed on the first")
 	}
 }
