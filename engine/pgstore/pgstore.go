@@ -451,7 +451,6 @@ func (s *Store) RecordPush(k engine.RegKey, keys []string, at time.Time, e engin
 	return first, err
 }
 
-
 func putOutbox(ctx context.Context, tx pgx.Tx, e engine.OutboxEntry) error {
 	_, err := tx.Exec(ctx, `INSERT INTO push2_outbox (id, account, reg, dest, stanza, created, attempts, due, sent_at, last_err)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
