@@ -393,7 +393,7 @@ func (s *Service) handleEvent(domain string, el *stanza.Element) {
 		s.log.Error("event: registrations", "account", account, "err", err)
 		return // no ack: the bridge replays it
 	}
-	res, err := s.eng.Evaluate(ctx, &engine.Event{
+	event := &engine.Event{
 		Stanza:        ev.Stanza,
 		Registrations: regs,
 		Context: engine.Context{
@@ -403,7 +403,21 @@ func (s *Service) handleEvent(domain string, el *stanza.Element) {
 			ArchiveBy: ev.ArchiveBy,
 			Nick:      ev.Nick,
 		},
-	})
+	}
+	res, err := s.eng.Evaluate(ctx, event)
+	// A push the store could not record (a database restarting, a disk
+	// failing) is not acknowledged as done: evaluate again, with back-off,
+	// while the request lasts (the dedupe marks make a registration that
+	// was recorded the first time a duplicate the next), then leave the
+	// event unacknowledged, so that the bridge replays it.
+	for wait := 200 * time.Millisecond; storeFailed(res, err); wait = min(2*wait, 2*time.Second) {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+5*time.Second {
+			s.log.Error("event: the store could not record its pushes; not acknowledged, the bridge replays it", "account", account)
+			return
+		}
+		time.Sleep(wait)
+		res, err = s.eng.Evaluate(ctx, event)
+	}
 	if err != nil {
 		s.log.Warn("event not evaluated", "account", account, "err", err)
 		s.ack(ctx, domain, id, err)
@@ -416,6 +430,21 @@ func (s *Service) handleEvent(domain string, el *stanza.Element) {
 	}
 	// The notifications are in the outbox, durably: the event is done.
 	s.ack(ctx, domain, id, nil)
+}
+
+// storeFailed reports whether an evaluation failed on the store: it could
+// not read the registrations (Evaluate's only error that is not a bad
+// request) or record a push.
+func storeFailed(res *engine.Result, err error) bool {
+	if err != nil {
+		return engine.AsStanzaError(err).Condition != stanza.CondBadRequest
+	}
+	for _, o := range res.Outcomes {
+		if o.Code == engine.OutcomeStoreError {
+			return true
+		}
+	}
+	return false
 }
 
 // ack acknowledges event id to the bridge of domain; an event without an
