@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"crypto/sha256"
+	"encoding/xml"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
@@ -36,6 +39,7 @@ func dedupeKeys(st *stanza.Element, f *Facts) []string {
 		kept = append(kept, ch)
 	}
 	stripped.Children = kept
+	sortAttrs(stripped)
 	h.Write(stripped.Marshal())
 	keys = append(keys, fmt.Sprintf("s:%x", h.Sum(nil)[:16]))
 	return keys
@@ -57,4 +61,18 @@ func (e *Engine) enqueueOnce(r *Registration, n *Notification, keys []string, no
 	}
 	e.outbox.add(entry)
 	return OutcomePushed, ""
+}
+
+// sortAttrs puts the attributes of el and its descendants (a copy) in one
+// order: XML gives attributes none, and a server may serialize one stanza
+// with its attributes in another order each time (Prosody writes a Lua
+// table's, which differs between the stanza it handled and the one it
+// read back from offline storage), which must not make it another stanza.
+func sortAttrs(el *stanza.Element) {
+	slices.SortFunc(el.Attr, func(a, b xml.Attr) int {
+		return cmp.Or(cmp.Compare(a.Name.Space, b.Name.Space), cmp.Compare(a.Name.Local, b.Name.Local))
+	})
+	for _, c := range el.Children {
+		sortAttrs(c)
+	}
 }

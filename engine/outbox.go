@@ -115,6 +115,7 @@ type Outbox struct {
 	waiting queue // pending, not yet due, by Due
 	ready   queue // pending and due, by Created
 	sent    queue // awaiting the end of their error window, by SentAt
+	handed  queue // handed over, awaiting the server's routing confirmation
 	loaded  bool
 	wake    chan struct{}
 
@@ -126,7 +127,20 @@ type Outbox struct {
 	// Observe, if set, is called for every event; detail is the error
 	// condition where there is one. It must not block.
 	Observe func(ev OutboxEvent, e OutboxEntry, detail string)
+
+	// AwaitRouted, if set, is asked after each successful hand-over
+	// whether the server will confirm that it routed the notification
+	// (push2d: the bridge of the account's domain said it does). Such a
+	// notification counts as sent only on Routed; until then it is kept
+	// (in memory, so a restart sends it again), and Unrouted (the
+	// connection was lost) or RouteTimeout without a confirmation sends it
+	// again. Set it before Run.
+	AwaitRouted func(e OutboxEntry) bool
 }
+
+// RouteTimeout is how long a notification handed to a server that confirms
+// routing may wait for the confirmation before it is sent again.
+const RouteTimeout = 30 * time.Second
 
 // pruneEvery is how often Run forgets dedupe marks past the retention.
 const pruneEvery = time.Hour
@@ -140,6 +154,7 @@ func newOutbox(store Store, cfg Config, disable func(RegKey, DisabledRecord) err
 		waiting: queue{before: byDue},
 		ready:   queue{before: byCreated},
 		sent:    queue{before: bySent},
+		handed:  queue{before: bySent},
 		wake:    make(chan struct{}, 1),
 	}
 	if sh, ok := store.(SharedOutbox); ok {
@@ -298,6 +313,10 @@ func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
 	for it := o.waiting.top(); it != nil && !it.e.Due.After(now); it = o.waiting.top() {
 		o.ready.push(o.waiting.pop())
 	}
+	for it := o.handed.top(); it != nil && !it.e.SentAt.Add(RouteTimeout).After(now); it = o.handed.top() {
+		o.handed.pop()
+		o.unhand(it)
+	}
 	for it := o.sent.top(); it != nil && !it.e.SentAt.Add(o.pol.ErrorWindow).After(now); it = o.sent.top() {
 		o.sent.pop()
 		delete(o.entries, it.e.ID)
@@ -332,10 +351,19 @@ func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
 			return now.Add(200 * time.Millisecond)
 		}
 		e.SentAt = o.clock()
+		await := o.AwaitRouted != nil && o.AwaitRouted(e)
 		o.mu.Lock()
 		// Unless an error reply or a removal dealt with it meanwhile.
 		current := o.entries[e.ID] == it && it.q == nil
+		if current && await && !it.routed {
+			// Sent only once the server says it routed it (Routed).
+			it.e = e
+			o.handed.push(it)
+			o.mu.Unlock()
+			continue
+		}
 		if current {
+			it.routed = false
 			it.e = e
 			o.sent.push(it)
 		}
@@ -365,7 +393,64 @@ func (o *Outbox) nextRound(now time.Time) time.Time {
 	if it := o.sent.top(); it != nil {
 		next = earliest(next, it.e.SentAt.Add(o.pol.ErrorWindow))
 	}
+	if it := o.handed.top(); it != nil {
+		next = earliest(next, it.e.SentAt.Add(RouteTimeout))
+	}
 	return next
+}
+
+// unhand puts a handed-over notification that was not confirmed back in
+// the ready queue, the attempt not counted; o.mu must be held and it must
+// be in no queue.
+func (o *Outbox) unhand(it *item) {
+	it.e.SentAt = time.Time{}
+	it.e.Attempts = max(it.e.Attempts-1, 0)
+	o.ready.push(it)
+}
+
+// Routed records the server's confirmation that it routed notification
+// id to its push service (AwaitRouted): the notification counts as sent
+// from now on (its error window starts). An id that is not waiting for a
+// confirmation is ignored.
+func (o *Outbox) Routed(id string) {
+	o.mu.Lock()
+	it, ok := o.entries[id]
+	if !ok || (it.q != nil && it.q != &o.handed) {
+		o.mu.Unlock()
+		return
+	}
+	if it.q == nil {
+		// Still being handed over: step files it as sent.
+		it.routed = true
+		o.mu.Unlock()
+		return
+	}
+	unqueue(it)
+	it.e.SentAt = o.clock()
+	e := it.e
+	o.sent.push(it)
+	o.mu.Unlock()
+	if err := o.store.PutOutbox(e, false); err != nil {
+		o.log.Error("outbox: record send", "id", e.ID, "err", err)
+	}
+	o.observe(OutboxSent, e, "")
+	o.poke()
+}
+
+// Unrouted sends again every notification handed over and not confirmed:
+// the connection to the server was lost, and with it whatever the server
+// had not routed.
+func (o *Outbox) Unrouted() {
+	o.mu.Lock()
+	n := o.handed.Len()
+	for o.handed.Len() > 0 {
+		o.unhand(o.handed.pop())
+	}
+	o.mu.Unlock()
+	if n > 0 {
+		o.log.Info("outbox: notifications handed over but not confirmed will be sent again", "count", n)
+		o.poke()
+	}
 }
 
 // remove forgets entry id, in memory and in the store.
@@ -444,6 +529,9 @@ func (o *Outbox) DeliveryError(id, from, errType, condition string) (retry bool,
 		o.log.Info("outbox: error reply ignored", "id", id, "from", from, "type", errType, "condition", condition, "why", err)
 		return false, err
 	}
+	// The service answered: the notification was routed, even if the
+	// confirmation has not come yet.
+	o.Routed(id)
 	now := o.clock()
 	e.LastErr = errType + "/" + condition
 	if retryable(stanza.ErrorType(errType), stanza.Condition(condition)) && e.Attempts < o.pol.MaxAttempts && now.Sub(e.Created) < o.pol.MaxAge {
@@ -457,6 +545,7 @@ func (o *Outbox) DeliveryError(id, from, errType, condition string) (retry bool,
 		if it, ok := o.entries[id]; ok {
 			unqueue(it)
 			it.e = e
+			it.routed = false // the next attempt waits for its own confirmation
 			o.waiting.push(it)
 		}
 		o.mu.Unlock()
@@ -524,6 +613,7 @@ func (o *Outbox) Confirm(id, from string) error {
 	if err != nil {
 		return err
 	}
+	o.Routed(id)
 	o.delivered(e)
 	return nil
 }

@@ -12,6 +12,9 @@ import (
 //	waiting  pending entries by Due: the next one to fall due on top
 //	ready    due entries by Created: sent oldest first
 //	sent     sent entries by SentAt: the next error window to end on top
+//	handed   handed to a server that confirms routing (Outbox.AwaitRouted),
+//	         not confirmed yet, by hand-over time (in SentAt, kept in
+//	         memory only): the oldest on top
 //
 // An entry being handed to the Sender is in none of them (item.q == nil).
 
@@ -20,6 +23,9 @@ type item struct {
 	e   OutboxEntry
 	q   *queue // the queue holding the item; nil while it is being sent
 	idx int    // its index in q.items
+	// routed: the server confirmed it routed the notification
+	// (Outbox.Routed) while it was still being handed over.
+	routed bool
 }
 
 // queue is a binary heap of items ordered by before.

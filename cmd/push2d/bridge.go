@@ -42,6 +42,12 @@ func newDaemon(cfg Config, eng *engine.Engine, log *slog.Logger, m *metrics) *da
 		AccountList: true,
 	})
 	eng.Outbox().Observe = d.observeOutbox
+	// A notification to the bridge counts as sent once the bridge says it
+	// routed it (if the bridge says it confirms); push2d's own relay
+	// reports by its HTTP answer.
+	eng.Outbox().AwaitRouted = func(e engine.OutboxEntry) bool {
+		return !d.relay.serves(e.To) && d.bridge.AwaitRouted(e)
+	}
 	eng.Registry().Subscribe(func([]engine.ProfileInfo) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

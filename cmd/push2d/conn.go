@@ -78,9 +78,13 @@ func (d *daemon) connectAndServe(ctx context.Context, addr jid.JID) error {
 		conn.Close()
 		return err
 	}
+	d.bridge.Connected()
 	d.setSession(sess)
 	d.log.Info("connected to the XMPP server", "component", addr.String(), "address", d.cfg.Component.Address)
-	defer d.setSession(nil)
+	defer func() {
+		d.setSession(nil)
+		d.bridge.Disconnected()
+	}()
 
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
 	defer stop()

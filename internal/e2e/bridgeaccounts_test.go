@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
@@ -95,4 +100,108 @@ func testNoEventsWithoutRegistration(t *testing.T, p prosodytest.Version) {
 	// Mercutio's messages are still stored offline, as without the bridge.
 	mercutio = login(t, s, "mercutio", "back", true)
 	expectBody(t, mercutio, "to mercutio")
+}
+
+// TestKillProsodyDuringBurst: Prosody is killed with SIGKILL in the middle
+// of a burst of messages to an offline user with a registration, and
+// started again on the same data. Every message it stored gets a push
+// (issue 11 item 10): the bridge reports the stored messages of accounts
+// with registrations again after the restart (push2d's dedupe drops those
+// already pushed), and a notification counts as sent only once the bridge
+// has routed it (push2d sends the others again after the reconnection).
+// Exactly one notification per stored message: none lost, none pushed
+// twice under two ids (a resend keeps its id and counts once).
+func TestKillProsodyDuringBurst(t *testing.T) { eachProsody(t, testKillProsodyDuringBurst) }
+
+func testKillProsodyDuringBurst(t *testing.T, p prosodytest.Version) {
+	const burst, killAt = 300, 150
+	s := startStack(t, p, stack.Options{})
+	domain := s.Prosody.Domain()
+	pusher, romeo := offlineWithRegistration(t, s, "kill-client")
+	seen := map[string]bool{}
+	collect := func(c *stack.Client, d time.Duration) {
+		deadline := time.After(d)
+		for {
+			select {
+			case m := <-c.Messages:
+				if m.Child(stanza.NSPush2, "notification") != nil {
+					seen[m.AttrValue("id")] = true
+				}
+			case <-deadline:
+				return
+			}
+		}
+	}
+	for i := range killAt {
+		send(t, romeo, chat("juliet@"+domain, fmt.Sprintf("k%d", i), fmt.Sprintf("burst %d", i)))
+	}
+	// The kill lands while events and pushes are in flight: once Prosody
+	// has stored a third of the messages.
+	waitFor(t, 30*time.Second, func() bool {
+		collect(pusher, 5*time.Millisecond)
+		return countOfflineNow(s, "juliet") >= killAt/3
+	})
+	if err := s.Prosody.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	collect(pusher, 0)
+	romeo.Close()
+	pusher.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Prosody.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The notifications routed to the push service while it was away are
+	// in its offline storage; it gets them when it logs in again.
+	pusher = login(t, s, "pusher", "svc2", true)
+	romeo = login(t, s, "romeo", "orchard2", true)
+	for i := killAt; i < burst; i++ {
+		send(t, romeo, chat("juliet@"+domain, fmt.Sprintf("k%d", i), fmt.Sprintf("burst %d", i)))
+	}
+	bridgeBarrier(t, romeo)
+	// What Prosody stored for juliet, read without taking it out of the
+	// offline store: juliet is not logged in until the end.
+	stored := countOffline(t, s, "juliet")
+	if stored <= burst-killAt {
+		t.Fatalf("only %d messages stored; the kill came too early to test anything", stored)
+	}
+	for deadline := time.Now().Add(45 * time.Second); len(seen) < stored && time.Now().Before(deadline); {
+		collect(pusher, 200*time.Millisecond)
+	}
+	collect(pusher, 2*time.Second)
+	t.Logf("SIGKILL of Prosody after %d of %d messages: %d stored, %d distinct notifications", killAt, burst, stored, len(seen))
+	if len(seen) != stored {
+		t.Errorf("%d distinct notifications for %d stored messages", len(seen), stored)
+	}
+}
+
+// countOffline returns how many distinct "burst N" messages Prosody's
+// internal storage holds offline for the user (after the stanzas already
+// sent were handled: call bridgeBarrier first).
+func countOffline(t *testing.T, s *stack.Stack, user string) int {
+	t.Helper()
+	n, err := readOffline(s, user)
+	if err != nil {
+		t.Fatalf("offline store: %v", err)
+	}
+	return n
+}
+
+func countOfflineNow(s *stack.Stack, user string) int {
+	n, _ := readOffline(s, user)
+	return n
+}
+
+func readOffline(s *stack.Stack, user string) (int, error) {
+	dir := filepath.Join(s.Prosody.DataDir(), strings.ReplaceAll(s.Prosody.Domain(), ".", "%2e"), "offline")
+	b, err := os.ReadFile(filepath.Join(dir, user+".list"))
+	if err != nil {
+		return 0, err
+	}
+	ids := map[string]bool{}
+	for _, m := range regexp.MustCompile(`burst (\d+)`).FindAllStringSubmatch(string(b), -1) {
+		ids[m[1]] = true
+	}
+	return len(ids), nil
 }

@@ -801,6 +801,32 @@ local function from_push2d(stanza)
 	return stanza.attr.from == component;
 end
 
+-- Routing confirmations (docs/bridge-protocol.md "Routing
+-- confirmations"): the ids of the notifications sent since the last
+-- batch, confirmed to push2d in one message on the next turn of the event
+-- loop, once what was sent has been written out.
+local to_confirm, confirm_timer = {}, nil;
+
+local function flush_confirmations()
+	confirm_timer = nil;
+	if #to_confirm == 0 then return; end
+	local batch = st.message({ from = module.host, to = component, id = id.medium() })
+		:tag("routed", { xmlns = xmlns_bridge });
+	for _, nid in ipairs(to_confirm) do
+		batch:tag("n", { id = nid }):up();
+	end
+	to_confirm = {};
+	module:send(batch);
+end
+
+local function confirm_routed(nid)
+	if not nid then return; end
+	table.insert(to_confirm, nid);
+	if not confirm_timer then
+		confirm_timer = module:add_timer(0, safely("routed", flush_confirmations));
+	end
+end
+
 local function report_delivery_error(id_, from, etype, condition, text)
 	module:send(st.message({ from = module.host, to = component, id = id.medium() })
 		:tag("delivery-error", { xmlns = xmlns_bridge, id = id_, from = from,
@@ -825,7 +851,9 @@ local function handle_push(push)
 		-- out.attr.id (the notification id, random): the answer is the app
 		-- server's.
 		local nid = out.attr.id;
-		module:send_iq(out, nil, iq_timeout):next(function()
+		local sent = module:send_iq(out, nil, iq_timeout);
+		confirm_routed(nid);
+		sent:next(function()
 			module:send(st.message({ from = module.host, to = component, id = id.medium() })
 				:tag("delivered", { xmlns = xmlns_bridge, id = nid, from = out.attr.to }));
 		end, function(err)
@@ -838,6 +866,7 @@ local function handle_push(push)
 			routed:set(out.attr.id, bare_prepped(out.attr.to));
 		end
 		module:send(out);
+		confirm_routed(out.attr.id);
 	end
 	-- The first push for a hibernated session: the device has been woken,
 	-- the normal hibernation timeout applies from now.
@@ -930,6 +959,48 @@ local function replay()
 	end
 end
 
+-- After Prosody (re)starts, the events it had buffered are gone: the
+-- first whole list push2d sends after the bridge loads makes it report
+-- again the messages offline storage holds for the accounts with
+-- registrations, those stored within push2d's dedupe window
+-- (docs/bridge-protocol.md "Restarts of the server"). push2d's dedupe
+-- drops those it already pushed. A few accounts per turn of the event
+-- loop, so that a large list does not hold up the server.
+local dedupe_window = 7*24*3600;
+local rereported = false;
+local offline_store = module:open_store("offline", "archive");
+
+local function rereport()
+	local accounts = {};
+	for account in pairs(registered or {}) do
+		if jid.host(account) == module.host then table.insert(accounts, account); end
+	end
+	local since, i, n = os.time() - dedupe_window, 1, 0;
+	local function batch()
+		for _ = 1, 50 do
+			local account = accounts[i];
+			if not account then
+				module:log("info", "push2: reported %d stored offline messages of %d accounts with registrations again", n, #accounts);
+				return;
+			end
+			i = i + 1;
+			local data, err = offline_store:find(jid.node(account), { start = since });
+			if not data then
+				module:log("warn", "push2: cannot read the offline messages of %s: %s", account, tostring(err));
+			else
+				for _, stanza in data do
+					if has_registrations(account) and reportable(stanza) then
+						report("offline", account, stanza);
+						n = n + 1;
+					end
+				end
+			end
+		end
+		module:add_timer(0, safely("rereport", batch));
+	end
+	batch();
+end
+
 -- push2d's <accounts/>: a chunk of the whole list (list=…, last="true" on
 -- the final one), or changes (<add/>, <remove/>). A whole list replaces
 -- the previous one, and the buffered events of accounts not in it are
@@ -955,6 +1026,10 @@ local function handle_accounts(el)
 	end
 	if el.attr.last ~= "true" then return; end
 	registered, building, building_list = building, nil, nil;
+	if not rereported then
+		rereported = true;
+		module:add_timer(0, safely("rereport", rereport));
+	end
 	local dropped = {};
 	for event_id, ev in pending:items() do
 		local e = ev.tags[1];
@@ -1003,6 +1078,10 @@ module:hook("message/host", safely("message", function(event)
 				features = list;
 				local announced = child:get_child("limits");
 				if announced then set_limits(announced); end
+				dedupe_window = tonumber(child.attr["dedupe-window"]) or dedupe_window;
+				-- This bridge confirms the notifications it routes.
+				module:send(st.message({ from = module.host, to = component, id = id.medium() })
+					:tag("bridge", { xmlns = xmlns_bridge, routed = "true" }));
 				module:log("debug", "push2d features: %s", table.concat(list, " "));
 				replay_on_new_connection();
 			end

@@ -3,6 +3,7 @@ package bridgeproto
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"strings"
 
 	"github.com/push2/push2/engine"
@@ -160,11 +161,18 @@ func ParseRegistered(el *stanza.Element) (Registered, error) {
 type Features struct {
 	Vars   []string
 	Limits *Limits
+	// DedupeWindow is how long push2d remembers what it pushed, in
+	// seconds (0: not said): the bridge reports stored messages again
+	// after the server's restart only within it.
+	DedupeWindow int
 }
 
 // Element renders the list.
 func (f Features) Element() *stanza.Element {
 	el := stanza.NewElement(NS, KindFeatures)
+	if f.DedupeWindow > 0 {
+		el.SetAttr("dedupe-window", strconv.Itoa(f.DedupeWindow))
+	}
 	for _, v := range f.Vars {
 		el.Append(stanza.NewElement(NS, "feature", "var", v))
 	}

@@ -94,6 +94,7 @@ type Service struct {
 	inflight sync.WaitGroup
 	// accountsMu orders the account list and the changes on the stream.
 	accountsMu sync.Mutex
+	routing    routing
 }
 
 // New returns a service; it sends nothing until asked.
@@ -303,7 +304,7 @@ func (s *Service) reply(iq *stanza.Element, payload *stanza.Element, err error) 
 
 func (s *Service) features() Features {
 	limits := DefaultLimits()
-	return Features{Vars: s.eng.Registry().Features(), Limits: &limits}
+	return Features{Vars: s.eng.Registry().Features(), Limits: &limits, DedupeWindow: int(s.eng.Config().DedupeRetention / time.Second)}
 }
 
 // AnnounceFeatures tells every domain's bridge the current disco feature
@@ -344,6 +345,10 @@ func (s *Service) handleMessage(msg *stanza.Element) {
 			s.eng.NoteActivity(a.Account, a.Registration, time.Now())
 		case KindDeliveryError:
 			s.deliveryError(c)
+		case KindBridge:
+			s.declared(domain, c)
+		case KindRouted:
+			s.routed(c)
 		case KindDelivered:
 			d, err := ParseDelivered(c)
 			if err == nil {
@@ -469,6 +474,9 @@ func (s *Service) Deliver(ctx context.Context, e engine.OutboxEntry) error {
 	j, err := jid.Parse(e.Account)
 	if err != nil {
 		return err
+	}
+	if !s.ready(j.Domainpart()) {
+		return ErrNotConnected // its bridge has not said yet whether it confirms routing
 	}
 	n, err := stanza.Parse([]byte(e.Stanza))
 	if err != nil {
