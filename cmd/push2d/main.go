@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pgstore"
 	"github.com/push2/push2/host"
 	"github.com/push2/push2/internal/casetest"
 	"github.com/push2/push2/profiles"
@@ -91,6 +92,9 @@ func run(ctx context.Context, cfg Config) error {
 		Logger: log,
 	})
 	m := newMetrics()
+	if pg, ok := store.(*pgstore.Store); ok {
+		m.watchPostgres(pg)
+	}
 	d := newDaemon(cfg, eng, log, m)
 	if cfg.Relay.JID != "" {
 		rc := cfg.Relay.cfg

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/push2/push2/engine/pgstore"
 )
 
 // metrics are push2d's Prometheus metrics, served on the admin interface at
@@ -79,4 +82,39 @@ func newMetrics() *metrics {
 func (m *metrics) observeRelay(class string, d time.Duration) {
 	m.relayRequests.WithLabelValues(class).Inc()
 	m.relaySeconds.Observe(d.Seconds())
+}
+
+// watchPostgres adds the PostgreSQL store's state to the metrics, read at
+// each scrape (one query, bounded to 2 s): whether the database answers,
+// the connection pool, the notifications not yet sent and how late the
+// oldest due one is (the lag an operator alerts on: it grows when no
+// instance sends, for want of a connection or a database).
+func (m *metrics) watchPostgres(st *pgstore.Store) {
+	var mu sync.Mutex
+	var last pgstore.Health
+	var at time.Time
+	read := func() pgstore.Health {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) > 500*time.Millisecond { // one query per scrape
+			last, at = st.Health(time.Now(), 2*time.Second), time.Now()
+		}
+		return last
+	}
+	gauge := func(name, help string, f func(h pgstore.Health) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(read()) })
+	}
+	m.reg.MustRegister(
+		gauge("push2_store_up", "1 while the PostgreSQL store answers", func(h pgstore.Health) float64 {
+			if h.Up {
+				return 1
+			}
+			return 0
+		}),
+		gauge("push2_store_pool_connections", "PostgreSQL connections open", func(h pgstore.Health) float64 { return float64(h.TotalConns) }),
+		gauge("push2_store_pool_acquired", "PostgreSQL connections in use", func(h pgstore.Health) float64 { return float64(h.AcquiredConns) }),
+		gauge("push2_store_pool_max", "PostgreSQL connections allowed", func(h pgstore.Health) float64 { return float64(h.MaxConns) }),
+		gauge("push2_outbox_pending", "notifications in the shared outbox not yet sent", func(h pgstore.Health) float64 { return float64(h.Pending) }),
+		gauge("push2_outbox_due_lag_seconds", "how long the oldest due notification has waited past its due time", func(h pgstore.Health) float64 { return h.DueLag.Seconds() }),
+	)
 }

@@ -662,3 +662,37 @@ func ReadDSNFile(path string) (string, error) {
 	}
 	return dsn, nil
 }
+
+// Health is the database's state for metrics and health checks.
+type Health struct {
+	Up bool // the database answered
+	// Pool: connections open, in use, idle, and the most allowed.
+	TotalConns, AcquiredConns, IdleConns, MaxConns int32
+	// Pending counts the outbox entries not yet sent; DueLag is how long
+	// the oldest due one has waited past its due time (0: none is late).
+	Pending int
+	DueLag  time.Duration
+}
+
+// Health reads the database's state at now, within timeout.
+func (s *Store) Health(now time.Time, timeout time.Duration) Health {
+	st := s.pool.Stat()
+	h := Health{TotalConns: st.TotalConns(), AcquiredConns: st.AcquiredConns(), IdleConns: st.IdleConns(), MaxConns: st.MaxConns()}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return h
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT count(*), min(due) FILTER (WHERE due <= $1) FROM push2_outbox WHERE sent_at IS NULL`, now.UTC()).Scan(&h.Pending, &oldest)
+	if err != nil {
+		return h
+	}
+	h.Up = true
+	if oldest != nil {
+		h.DueLag = max(0, now.Sub(*oldest))
+	}
+	return h
+}
