@@ -123,6 +123,10 @@ type Outbox struct {
 	// on one store); owner names this outbox in its claims.
 	shared SharedOutbox
 	owner  string
+	// awaiting: on a SharedOutbox, the entries handed over whose routing
+	// confirmation (AwaitRouted) is awaited; their claims are kept until
+	// Routed records the send (o.mu).
+	awaiting map[string]OutboxEntry
 
 	// Observe, if set, is called for every event; detail is the error
 	// condition where there is one. It must not block.
@@ -413,6 +417,10 @@ func (o *Outbox) unhand(it *item) {
 // from now on (its error window starts). An id that is not waiting for a
 // confirmation is ignored.
 func (o *Outbox) Routed(id string) {
+	if o.shared != nil {
+		o.routedShared(id)
+		return
+	}
 	o.mu.Lock()
 	it, ok := o.entries[id]
 	if !ok || (it.q != nil && it.q != &o.handed) {
@@ -441,6 +449,10 @@ func (o *Outbox) Routed(id string) {
 // the connection to the server was lost, and with it whatever the server
 // had not routed.
 func (o *Outbox) Unrouted() {
+	if o.shared != nil {
+		o.unroutedShared()
+		return
+	}
 	o.mu.Lock()
 	n := o.handed.Len()
 	for o.handed.Len() > 0 {

@@ -96,6 +96,15 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 			break
 		}
 	}
+	// Confirmations that never came: the claims have run out (the lease is
+	// shorter than RouteTimeout), so any instance sends those again.
+	o.mu.Lock()
+	for id, e := range o.awaiting {
+		if !e.SentAt.Add(RouteTimeout).After(now) {
+			delete(o.awaiting, id)
+		}
+	}
+	o.mu.Unlock()
 	for ctx.Err() == nil {
 		batch, err := o.shared.ClaimOutbox(o.owner, o.clock(), sharedBatch)
 		if err != nil {
@@ -107,7 +116,24 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 			if o.refresh != nil {
 				o.refresh(ctx, &e)
 			}
+			await := o.AwaitRouted != nil && o.AwaitRouted(e)
+			if await {
+				// Filed before the send: the confirmation may come back
+				// before send returns.
+				e.SentAt = o.clock()
+				o.mu.Lock()
+				if o.awaiting == nil {
+					o.awaiting = map[string]OutboxEntry{}
+				}
+				o.awaiting[e.ID] = e
+				o.mu.Unlock()
+			}
 			if err := send(ctx, e); err != nil {
+				if await {
+					o.mu.Lock()
+					delete(o.awaiting, e.ID)
+					o.mu.Unlock()
+				}
 				// Not handed over (no connection here): let another
 				// instance, which may hold one, take these now.
 				ids := make([]string, 0, len(batch)-i)
@@ -118,6 +144,9 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 					o.log.Error("outbox: release claims", "err", err)
 				}
 				return 200 * time.Millisecond
+			}
+			if await {
+				continue // sent once routed (routedShared); the claim stays ours till then
 			}
 			e.SentAt = o.clock()
 			if ok, err := o.shared.SentOutbox(o.owner, e); err != nil {
@@ -132,4 +161,44 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 		}
 	}
 	return sharedPoll
+}
+
+// routedShared records the send of an entry whose routing was confirmed,
+// if this instance still holds its claim.
+func (o *Outbox) routedShared(id string) {
+	o.mu.Lock()
+	e, ok := o.awaiting[id]
+	delete(o.awaiting, id)
+	o.mu.Unlock()
+	if !ok {
+		return
+	}
+	e.SentAt = o.clock()
+	if ok, err := o.shared.SentOutbox(o.owner, e); err != nil {
+		o.log.Error("outbox: record send", "id", e.ID, "err", err)
+	} else if !ok {
+		o.log.Debug("outbox: routed entry changed meanwhile (an error reply, or the claim expired)", "id", e.ID)
+	}
+	o.observe(OutboxSent, e, "")
+}
+
+// unroutedShared releases the claims of every entry awaiting its routing
+// confirmation: the connection went, and with it what the server had not
+// routed; the next round (here or on another instance) sends them again.
+func (o *Outbox) unroutedShared() {
+	o.mu.Lock()
+	ids := make([]string, 0, len(o.awaiting))
+	for id := range o.awaiting {
+		ids = append(ids, id)
+	}
+	clear(o.awaiting)
+	o.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := o.shared.ReleaseOutbox(o.owner, ids); err != nil {
+		o.log.Error("outbox: release claims", "err", err)
+	}
+	o.log.Info("outbox: notifications handed over but not confirmed will be sent again", "count", len(ids))
+	o.poke()
 }
