@@ -90,7 +90,8 @@ type Service struct {
 	eng      *engine.Engine
 	log      *slog.Logger
 	obs      Observer
-	work     chan struct{}
+	events   chan eventJob // to the event workers (workers.go)
+	startW   sync.Once
 	inflight sync.WaitGroup
 	// accountsMu orders the account list and the changes on the stream.
 	accountsMu sync.Mutex
@@ -106,7 +107,7 @@ func New(cfg Config) *Service {
 	if cfg.Observer == nil {
 		cfg.Observer = NopObserver{}
 	}
-	s := &Service{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, obs: cfg.Observer, work: make(chan struct{}, cfg.Workers)}
+	s := &Service{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, obs: cfg.Observer, events: make(chan eventJob)}
 	if cfg.AccountList {
 		cfg.Engine.OnAccountChange(s.accountChanged)
 	}
@@ -330,12 +331,7 @@ func (s *Service) handleMessage(msg *stanza.Element) {
 		switch c.Name.Local {
 		case KindEvent:
 			s.obs.Event()
-			s.work <- struct{}{} // back-pressure: the stream is read no faster than evaluations finish
-			s.inflight.Add(1)
-			go func(ev *stanza.Element) {
-				defer func() { <-s.work; s.inflight.Done() }()
-				s.handleEvent(domain, ev)
-			}(c)
+			s.dispatchEvent(domain, c)
 		case KindActivity:
 			a, err := ParseActivity(c)
 			if err != nil {
