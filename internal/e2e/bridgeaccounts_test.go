@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,4 +205,89 @@ func readOffline(s *stack.Stack, user string) (int, error) {
 		ids[m[1]] = true
 	}
 	return len(ids), nil
+}
+
+// TestKillProsodyHibernated: messages that only a hibernated session's
+// XEP-0198 queue held (they are archived, not stored offline) still get
+// their push when Prosody is killed before push2d saw them (issue 11 item
+// 10). push2d is down while they arrive, so their events are only in the
+// bridge's memory when Prosody dies; after the restart the bridge reports
+// again what the archive took since its stored watermark (the time before
+// which push2d had acked every event), and push2d pushes each exactly once.
+func TestKillProsodyHibernated(t *testing.T) { eachProsody(t, testKillProsodyHibernated) }
+
+func testKillProsodyHibernated(t *testing.T, p prosodytest.Version) {
+	const queued = 5
+	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_hibernation_time = 600\n"})
+	domain := s.Prosody.Domain()
+	pusher := login(t, s, "pusher", "svc", true)
+	romeo := login(t, s, "romeo", "orchard", true)
+
+	// An event acked by push2d makes the bridge store its watermark.
+	benvolio := login(t, s, "benvolio", "phone", true)
+	if resp := iq(t, benvolio, "set", enableFor("pusher@"+domain, "token-benvolio")); resp.AttrValue("type") != "result" {
+		t.Fatalf("enable: %s", resp)
+	}
+	benvolio.Close()
+	time.Sleep(300 * time.Millisecond)
+	send(t, romeo, chat("benvolio@"+domain, "b1", "watermark"))
+	if n := waitNotification(t, pusher, 15*time.Second); clientOf(n) != "token-benvolio" {
+		t.Fatalf("notification: %s", n)
+	}
+	watermark := filepath.Join(s.Prosody.DataDir(), strings.ReplaceAll(domain, ".", "%2e"), "push2_bridge.dat")
+	waitFor(t, 20*time.Second, func() bool {
+		_, err := os.Stat(watermark)
+		return err == nil
+	})
+
+	juliet := startJS(t, s, "juliet", jsOptions{Resource: "phone"})
+	juliet.wait("sm-enabled", 10*time.Second, nil)
+	juliet.send(presence())
+	if resp := juliet.iq("set", enableFor("pusher@"+domain, "token-phone")); resp.AttrValue("type") != "result" {
+		t.Fatalf("enable answered %s", resp)
+	}
+	juliet.do(map[string]string{"cmd": "drop"})
+	time.Sleep(time.Second)
+	if err := s.StopPush2d(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i := range queued {
+		send(t, romeo, chat("juliet@"+domain, fmt.Sprintf("q%d", i), fmt.Sprintf("queued %d", i)))
+	}
+	// Answered once Prosody handled everything romeo sent before.
+	if resp := iq(t, romeo, "get", `<ping xmlns="urn:xmpp:ping"/>`); resp.AttrValue("type") != "result" {
+		t.Fatalf("ping: %s", resp)
+	}
+	if err := s.Prosody.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	romeo.Close()
+	pusher.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Prosody.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartPush2d(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pusher = login(t, s, "pusher", "svc2", true)
+	seen := map[string]bool{}
+	collect := func(d time.Duration) {
+		for _, n := range notifications(pusher, d) {
+			if clientOf(n) == "token-phone" {
+				seen[n.AttrValue("id")] = true
+			}
+		}
+	}
+	for deadline := time.Now().Add(45 * time.Second); len(seen) < queued && time.Now().Before(deadline); {
+		collect(200 * time.Millisecond)
+	}
+	collect(2 * time.Second)
+	if len(seen) != queued {
+		t.Errorf("%d distinct notifications for the %d messages the hibernated session's queue held", len(seen), queued)
+	}
+	if !strings.Contains(s.Prosody.LogTail(400), "archived messages of") {
+		t.Errorf("the bridge did not log its re-report:\n%s", s.Prosody.LogTail(40))
+	}
 }

@@ -622,8 +622,11 @@ end
 -- report sends push2d one stanza event (docs/bridge-protocol.md "Stanza
 -- events") and keeps it until push2d acks it. opts: archive_id,
 -- archive_by, only (registration ids), live (registration ids).
+local watermark_dirty = false; -- an event was reported since the watermark was stored
+
 local function report(trigger, account, stanza, opts)
 	if not has_registrations(account) then return; end
+	watermark_dirty = true;
 	opts = opts or {};
 	local archive_id, archive_by = opts.archive_id, opts.archive_by;
 	if not archive_id then
@@ -970,18 +973,77 @@ local dedupe_window = 7*24*3600;
 local rereported = false;
 local offline_store = module:open_store("offline", "archive");
 
+-- The archive watermark: a time before which every event the bridge
+-- reported was acked by push2d, kept in Prosody's storage (store
+-- "push2_bridge", host-level) so that it outlives a crash. After a
+-- restart, the messages the user's archive took since the previous run's
+-- watermark are reported again as `archived` events: among them those that
+-- only a hibernated session's XEP-0198 queue held (docs/bridge-protocol.md
+-- "Restarts of the server"). Checked every 5 s; written only when an event
+-- was reported since the last write and the value moved, so an idle server
+-- writes nothing and a busy one once per 5 s at most. Not written before the
+-- re-report of this run has read the previous value (a second crash in
+-- between must not lose it).
+local archive_store = module:open_store(module:get_option_string("archive_store", "archive"), "archive");
+local watermark_store = module:open_store("push2_bridge");
+local previous_watermark = (watermark_store:get(nil) or {}).since;
+local watermark, watermark_written = nil, previous_watermark;
+local watermark_writes = false;
+
+module:add_timer(5, safely("watermark", function()
+	if pending:count() == 0 then
+		watermark = os.time();
+	end
+	if watermark_writes and watermark_dirty and watermark and watermark ~= watermark_written then
+		local ok, err = watermark_store:set(nil, { since = watermark });
+		if ok then
+			watermark_written, watermark_dirty = watermark, false;
+		else
+			module:log("warn", "push2: cannot store the archive watermark: %s", tostring(err));
+		end
+	end
+	return 5;
+end));
+
+-- The archived messages the user received since `since` (one second of
+-- slack: Prosody 0.12's archive times are whole seconds), as `archived`
+-- events. Messages archived after this start are reported twice (by their
+-- hook, and here): push2d's dedupe drops the second.
+local function rereport_archive(account, since)
+	local data, err = archive_store:find(jid.node(account), { start = since - 1 });
+	if not data then
+		module:log("warn", "push2: cannot read the archive of %s: %s", account, tostring(err));
+		return 0;
+	end
+	local n = 0;
+	for key, stanza in data do
+		if has_registrations(account) and reportable(stanza) and jid.bare(stanza.attr.to) == account then
+			report("archived", account, stanza, { archive_id = key, archive_by = account, live = live_registrations(account) });
+			n = n + 1;
+		end
+	end
+	return n;
+end
+
 local function rereport()
 	local accounts = {};
 	for account in pairs(registered or {}) do
 		if jid.host(account) == module.host then table.insert(accounts, account); end
 	end
-	local since, i, n = os.time() - dedupe_window, 1, 0;
+	local since, i, n, na = os.time() - dedupe_window, 1, 0, 0;
+	-- No watermark from a previous run (first start with this bridge):
+	-- archived messages are not reported again.
+	local archive_since = previous_watermark and math.max(previous_watermark, since);
 	local function batch()
 		for _ = 1, 50 do
 			local account = accounts[i];
 			if not account then
-				module:log("info", "push2: reported %d stored offline messages of %d accounts with registrations again", n, #accounts);
+				module:log("info", "push2: reported %d stored offline and %d archived messages of %d accounts with registrations again", n, na, #accounts);
+				watermark_writes = true;
 				return;
+			end
+			if archive_since then
+				na = na + rereport_archive(account, archive_since);
 			end
 			i = i + 1;
 			local data, err = offline_store:find(jid.node(account), { start = since });
