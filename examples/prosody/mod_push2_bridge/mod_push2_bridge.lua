@@ -151,8 +151,17 @@ local features = {};
 local registered = nil;
 local building, building_list = nil, nil; -- the list push2d is sending, by chunks
 
+-- Account changes sent to push2d and not yet applied (see "Accounts"
+-- below), by account → state.
+local account_changes;
+
+-- An account whose enabling push2d has not yet answered counts as having
+-- registrations: push2d sends the <add/> for it just before its result, and a
+-- message that arrives in between must still be reported (push2d drops the
+-- event if the account has none).
 local function has_registrations(account)
-	return registered == nil or registered[account] == true;
+	return registered == nil or registered[account] == true
+		or (account_changes ~= nil and account_changes:get(account) == "enabled");
 end
 
 -- Events sent and not yet acked by push2d, in order, bounded: the oldest is
@@ -891,7 +900,7 @@ end
 -- push2d is away is sent when it is back. Only the latest state of an
 -- account is kept (a later change supersedes an earlier one).
 
-local account_changes = new_cache(max_pending, function(account, state)
+account_changes = new_cache(max_pending, function(account, state)
 	module:log("warn", "push2 account change buffer full (%d): dropping %s of %s", max_pending, state, account);
 end);
 
