@@ -14,11 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pgstore"
 )
 
 // adminHandler serves the admin interface of the listener at addr:
 //
-//	GET /healthz                     200 "ok" while connected to the server, else 503
+//	GET /healthz                     200 "ok" while connected to the server (and, on PostgreSQL, the database answers), else 503
 //	GET /metrics                     Prometheus metrics
 //	GET /profiles                    the loaded profiles (JSON)
 //	GET /registrations?account=JID   an account's registrations (JSON)           token
@@ -34,11 +35,12 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 	g := newAdminGuard(d.cfg.Admin, addr, d.metrics, d.log)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if d.session() == nil {
-			http.Error(w, "not connected to the XMPP server", http.StatusServiceUnavailable)
+		status, body := d.health()
+		if status != http.StatusOK {
+			http.Error(w, body, status)
 			return
 		}
-		fmt.Fprintln(w, "ok")
+		fmt.Fprint(w, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /profiles", func(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +92,32 @@ func (d *daemon) adminHandler(addr net.Addr) http.Handler {
 		writeJSON(w, registrationsJSON(regs))
 	}))
 	return g.checkHost(mux)
+}
+
+// health is /healthz's answer: 200 "ok" while connected to the XMPP server
+// and, with the PostgreSQL store, while the database answers; 503 with the
+// reason otherwise. With PostgreSQL a second line gives the database's
+// state (the pool, the notifications pending and how late the oldest due
+// one is: push2_outbox_due_lag_seconds), so that a standby that is not
+// ready still shows the database it would work on.
+func (d *daemon) health() (int, string) {
+	status, first := http.StatusOK, "ok"
+	if d.session() == nil {
+		status, first = http.StatusServiceUnavailable, "not connected to the XMPP server"
+	}
+	if d.dbHealth == nil {
+		return status, first + "\n"
+	}
+	h := d.dbHealth()
+	if !h.Up {
+		return http.StatusServiceUnavailable, first + "\ndatabase: not answering (pool: " + poolLine(h) + ")\n"
+	}
+	return status, fmt.Sprintf("%s\ndatabase: up, pool %s, %d notifications pending, oldest due %v late\n",
+		first, poolLine(h), h.Pending, h.DueLag.Round(time.Millisecond))
+}
+
+func poolLine(h pgstore.Health) string {
+	return fmt.Sprintf("%d of %d connections open, %d in use", h.TotalConns, h.MaxConns, h.AcquiredConns)
 }
 
 // errBothPingForms: the ping's parameters come from the query or from the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/push2/push2/cmd/push2d/internal/bridgeproto"
 	"github.com/push2/push2/engine"
+	"github.com/push2/push2/engine/pgstore"
 	"github.com/push2/push2/engine/stanza"
 )
 
@@ -23,6 +24,9 @@ type daemon struct {
 	metrics *metrics
 	bridge  *bridgeproto.Service
 	relay   *directRelay // nil without [relay]
+	// dbHealth reads the PostgreSQL store's state for /healthz (nil with
+	// another store kind).
+	dbHealth func() pgstore.Health
 
 	mu   sync.RWMutex
 	sess *xmpp.Session // nil while disconnected

@@ -92,10 +92,10 @@ func run(ctx context.Context, cfg Config) error {
 		Logger: log,
 	})
 	m := newMetrics()
-	if pg, ok := store.(*pgstore.Store); ok {
-		m.watchPostgres(pg)
-	}
 	d := newDaemon(cfg, eng, log, m)
+	if pg, ok := store.(*pgstore.Store); ok {
+		d.dbHealth = m.watchPostgres(pg)
+	}
 	if cfg.Relay.JID != "" {
 		rc := cfg.Relay.cfg
 		rc.Logger = log.With("component", "relay")

@@ -88,8 +88,9 @@ func (m *metrics) observeRelay(class string, d time.Duration) {
 // each scrape (one query, bounded to 2 s): whether the database answers,
 // the connection pool, the notifications not yet sent and how late the
 // oldest due one is (the lag an operator alerts on: it grows when no
-// instance sends, for want of a connection or a database).
-func (m *metrics) watchPostgres(st *pgstore.Store) {
+// instance sends, for want of a connection or a database). It returns the
+// reader, which /healthz shares (one query per 500 ms for both).
+func (m *metrics) watchPostgres(st *pgstore.Store) func() pgstore.Health {
 	var mu sync.Mutex
 	var last pgstore.Health
 	var at time.Time
@@ -117,4 +118,5 @@ func (m *metrics) watchPostgres(st *pgstore.Store) {
 		gauge("push2_outbox_pending", "notifications in the shared outbox not yet sent", func(h pgstore.Health) float64 { return float64(h.Pending) }),
 		gauge("push2_outbox_due_lag_seconds", "how long the oldest due notification has waited past its due time", func(h pgstore.Health) float64 { return h.DueLag.Seconds() }),
 	)
+	return read
 }

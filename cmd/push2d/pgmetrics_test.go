@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"mellium.im/xmpp"
 
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/pgstore"
@@ -71,4 +73,55 @@ func parseFloat(t *testing.T, s string) float64 {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// TestPostgresHealthz: with the PostgreSQL store, /healthz is 200 only
+// while connected to the server and the database answers, and says the
+// database's state either way: a standby (not connected) shows it, a
+// stopped database makes even a connected instance unhealthy.
+func TestPostgresHealthz(t *testing.T) {
+	pg := pgtest.MustStart(t, pgtest.Options{})
+	st, err := pgstore.Open(context.Background(), pg.NewDatabase(t), pgstore.Options{Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	due := time.Now().Add(-90 * time.Second)
+	k := engine.RegKey{Account: "juliet@capulet.lit", ID: "phone"}
+	if _, err := st.RecordPush(k, []string{"s:late"}, time.Now(), engine.OutboxEntry{ID: "late", Account: k.Account, Reg: k.ID, Created: due, Due: due}); err != nil {
+		t.Fatal(err)
+	}
+	d := testDaemonConfig(t, validConfig+"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
+	d.dbHealth = newMetrics().watchPostgres(st)
+	ln, err := listenAdmin(d.cfg.Admin.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); d.serveAdmin(t.Context(), ln) }()
+	t.Cleanup(func() { <-done })
+	s := &adminServer{d: d, addr: ln.Addr().String()}
+	get := func() adminResponse { return s.do(t, adminRequest{method: "GET", path: "/healthz"}) }
+
+	r := get()
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "not connected") || !strings.Contains(r.body, "database: up") || !strings.Contains(r.body, "1 notifications pending") {
+		t.Errorf("unconnected, database up: %d %q", r.status, r.body)
+	}
+	d.setSession(&xmpp.Session{}) // connected, as far as /healthz looks
+	r = get()
+	if r.status != http.StatusOK || !strings.HasPrefix(r.body, "ok\n") || !strings.Contains(r.body, "database: up, pool ") {
+		t.Errorf("connected, database up: %d %q", r.status, r.body)
+	}
+	if i := strings.Index(r.body, "oldest due "); i < 0 || !strings.HasPrefix(r.body[i+len("oldest due "):], "1m3") {
+		t.Errorf("connected, database up: the lag is not about 90 s: %q", r.body)
+	}
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // past the one-query memo
+	r = get()
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "database: not answering") {
+		t.Errorf("connected, database stopped: %d %q", r.status, r.body)
+	}
+	d.setSession(nil)
 }
