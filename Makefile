@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 
-.PHONY: all build test unit e2e bench bench-prosody fuzz plugins demo deps vet clean install
+.PHONY: all build test unit e2e bench bench-prosody fuzz plugins demo deps vet clean install ejabberd-bridge
 
 # make install: where things go (docs/push2d.md "Installing"). DESTDIR is
 # prepended to every path (packaging, the install test); PREFIX moves the
@@ -34,6 +34,22 @@ test: deps vet plugins
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
+
+# The ejabberd bridge (examples/ejabberd, docs/ejabberd.md): the .beam,
+# compiled with erlc against the headers of the installed ejabberd (Debian:
+# /usr/lib/<arch>/ejabberd-<version>/include) and the xmpp library's (found
+# by erlc's include_lib in Erlang's lib directory). EJABBERD_INCLUDE
+# overrides the header directory, EJABBERD_EBIN where the .beam goes.
+ERLC             ?= erlc
+EJABBERD_INCLUDE ?= $(lastword $(sort $(wildcard /usr/lib/*/ejabberd-[0-9]*/include /usr/lib/ejabberd/include)))
+EJABBERD_EBIN    ?= build/ejabberd/ebin
+
+ejabberd-bridge: $(EJABBERD_EBIN)/mod_push2_bridge.beam
+
+$(EJABBERD_EBIN)/mod_push2_bridge.beam: examples/ejabberd/mod_push2_bridge.erl
+	@test -n "$(EJABBERD_INCLUDE)" && test -r "$(EJABBERD_INCLUDE)/logger.hrl" || { echo "ejabberd's headers (logger.hrl) not found: run scripts/install-deps.sh (ejabberd and erlang-dev from bookworm-backports), or set EJABBERD_INCLUDE"; exit 1; }
+	@mkdir -p $(EJABBERD_EBIN)
+	$(ERLC) -Werror +debug_info -I $(EJABBERD_INCLUDE) -pa $(EJABBERD_INCLUDE)/../ebin -o $(EJABBERD_EBIN) $<
 
 # Every sample WebAssembly plugin, built from source (plugins/build/).
 plugins:
@@ -100,4 +116,4 @@ install: build
 	fi
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build/ejabberd

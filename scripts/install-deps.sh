@@ -15,6 +15,16 @@
 #                    port) for engine/pgstore's tests. The system cluster
 #                    the package creates is never started (policy-rc.d below)
 #                    nor used.
+#   ejabberd erlang-dev
+#                    ejabberd 24.12 and the Erlang headers, both from
+#                    bookworm-backports (bookworm's own ejabberd is 23.01):
+#                    the ejabberd bridge (examples/ejabberd, `make
+#                    ejabberd-bridge`, compiled with erlang-base's erlc) and
+#                    internal/ejabberdtest, which runs private ejabberd
+#                    nodes (own config, spool and log, no distribution,
+#                    free 127.0.0.1 ports). The system service the package
+#                    installs is never started (policy-rc.d below) and its
+#                    boot links (sysvinit and systemd) are disabled.
 #
 # Prosody 13 comes from bookworm-backports (prosody 13.0.x and the 2025
 # prosody-modules) and is NOT installed as a package: both .debs are
@@ -30,6 +40,11 @@
 # suite is added to apt's sources, with the URI and key of the machine's
 # existing Debian source, in
 # /etc/apt/sources.list.d/push2-bookworm-backports.sources.
+#
+# ejabberd is installed as a package, from bookworm-backports
+# (apt-get install -t bookworm-backports): nothing else on the machine uses
+# Erlang, and the package's own layout (/usr/lib/x86_64-linux-gnu/ejabberd-*,
+# /usr/lib/erlang/lib/xmpp-*) is what an operator has too.
 #
 # Idempotent: when everything is already installed it changes nothing and does
 # not touch the network. It never leaves Debian's own prosody service running:
@@ -64,19 +79,30 @@ missing=()
 for p in "${PACKAGES[@]}"; do
 	is_installed "$p" || missing+=("$p")
 done
+# ejabberd from bookworm-backports (24.x or later): bookworm's 23.01 lacks
+# the hooks the bridge uses.
+EJABBERD_PACKAGES=(ejabberd erlang-dev)
+needejabberd=0
+for p in "${EJABBERD_PACKAGES[@]}"; do
+	is_installed "$p" || needejabberd=1
+done
+case "$(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || true)" in
+2[4-9].* | [3-9][0-9].*) ;;
+*) needejabberd=1 ;;
+esac
 need13=0
 [ -r "$PROSODY13_MARKER" ] && [ -x "$PROSODY13_ROOT/usr/bin/prosody" ] || need13=1
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
-	if [ ${#missing[@]} -eq 0 ] && [ "$need13" = 0 ]; then
-		log "all packages present (${PACKAGES[*]}); prosody 13 in $PROSODY13_ROOT ($(head -n1 "$PROSODY13_MARKER"))"
+	if [ ${#missing[@]} -eq 0 ] && [ "$need13" = 0 ] && [ "$needejabberd" = 0 ]; then
+		log "all packages present (${PACKAGES[*]} ${EJABBERD_PACKAGES[*]}); prosody 13 in $PROSODY13_ROOT ($(head -n1 "$PROSODY13_MARKER"))"
 		exit 0
 	fi
 	if command -v sudo >/dev/null 2>&1; then
 		SUDO=(sudo)
 	else
-		log "missing packages: ${missing[*]:-none}, prosody 13 unpacked: $([ "$need13" = 0 ] && echo yes || echo no); run this script as root"
+		log "missing packages: ${missing[*]:-none}, ejabberd from bookworm-backports: $([ "$needejabberd" = 0 ] && echo yes || echo no), prosody 13 unpacked: $([ "$need13" = 0 ] && echo yes || echo no); run this script as root"
 		exit 1
 	fi
 fi
@@ -120,6 +146,38 @@ stop_system_prosody() {
 	fi
 	if command -v update-rc.d >/dev/null 2>&1 && [ -e /etc/init.d/prosody ]; then
 		"${SUDO[@]}" update-rc.d prosody disable >/dev/null 2>&1 || true
+	fi
+}
+
+# disable_system_ejabberd keeps Debian's ejabberd service from running: the
+# package enables it at boot (sysvinit links S01ejabberd, the systemd
+# multi-user.target.wants link) and would start it but for policy-rc.d.
+# The tests start private nodes (internal/ejabberdtest); a system node would
+# hold ports 5222/5269/5280 and an epmd. Only links that exist are touched,
+# so a second run changes nothing.
+disable_system_ejabberd() {
+	[ -e /etc/init.d/ejabberd ] || [ -e /lib/systemd/system/ejabberd.service ] || return 0
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		if systemctl is-active --quiet ejabberd.service 2>/dev/null; then
+			log "stopping system ejabberd.service"
+			"${SUDO[@]}" systemctl stop ejabberd.service || true
+		fi
+		if systemctl is-enabled --quiet ejabberd.service 2>/dev/null; then
+			log "disabling system ejabberd.service"
+			"${SUDO[@]}" systemctl disable ejabberd.service >/dev/null 2>&1 || true
+		fi
+	fi
+	# Without a running systemd (containers): the same links, offline.
+	if [ -e /etc/systemd/system/multi-user.target.wants/ejabberd.service ]; then
+		log "disabling ejabberd.service at boot"
+		if command -v deb-systemd-helper >/dev/null 2>&1; then
+			"${SUDO[@]}" deb-systemd-helper disable ejabberd.service >/dev/null 2>&1 || true
+		fi
+		"${SUDO[@]}" rm -f /etc/systemd/system/multi-user.target.wants/ejabberd.service
+	fi
+	if ls /etc/rc[2-5].d/S[0-9][0-9]ejabberd >/dev/null 2>&1 && command -v update-rc.d >/dev/null 2>&1; then
+		log "disabling the ejabberd init script at boot"
+		"${SUDO[@]}" update-rc.d ejabberd disable >/dev/null 2>&1 || true
 	fi
 }
 
@@ -215,13 +273,15 @@ install_prosody13() {
 	log "prosody $version unpacked into $PROSODY13_ROOT"
 }
 
-if [ ${#missing[@]} -eq 0 ] && [ "$need13" = 0 ]; then
-	log "all packages present (${PACKAGES[*]}); prosody 13 in $PROSODY13_ROOT ($(head -n1 "$PROSODY13_MARKER"))"
+if [ ${#missing[@]} -eq 0 ] && [ "$need13" = 0 ] && [ "$needejabberd" = 0 ]; then
+	log "all packages present (${PACKAGES[*]} ${EJABBERD_PACKAGES[*]}); prosody 13 in $PROSODY13_ROOT ($(head -n1 "$PROSODY13_MARKER"))"
 	stop_system_prosody
+	disable_system_ejabberd
 	exit 0
 fi
 
 [ ${#missing[@]} -eq 0 ] || log "installing: ${missing[*]}"
+[ "$needejabberd" = 0 ] || log "installing from bookworm-backports: ${EJABBERD_PACKAGES[*]}"
 [ "$need13" = 0 ] || log "unpacking prosody 13 into $PROSODY13_ROOT"
 
 # Keep the package's postinst from starting the system service: invoke-rc.d
@@ -244,14 +304,19 @@ if [ ! -e "$POLICY" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-[ "$need13" = 0 ] || ensure_backports_source
+[ "$need13" = 0 ] && [ "$needejabberd" = 0 ] || ensure_backports_source
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
 if [ ${#missing[@]} -gt 0 ]; then
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 [ "$need13" = 0 ] || install_prosody13
+if [ "$needejabberd" = 1 ]; then
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		-t bookworm-backports "${EJABBERD_PACKAGES[@]}"
+fi
 
 stop_system_prosody
+disable_system_ejabberd
 
 for bin in prosody prosodyctl; do
 	if ! command -v "$bin" >/dev/null 2>&1; then
@@ -263,4 +328,7 @@ for bin in prosody prosodyctl; do
 		exit 1
 	fi
 done
-log "done: prosody $(dpkg-query -W -f='${Version}' prosody) (system), $(head -n1 "$PROSODY13_MARKER") in $PROSODY13_ROOT"
+for bin in erl erlc; do
+	command -v "$bin" >/dev/null 2>&1 || { log "error: $bin not found after install"; exit 1; }
+done
+log "done: prosody $(dpkg-query -W -f='${Version}' prosody) (system), $(head -n1 "$PROSODY13_MARKER") in $PROSODY13_ROOT, ejabberd $(dpkg-query -W -f='${Version}' ejabberd)"

@@ -1,0 +1,780 @@
+%%% mod_push2_bridge: the ejabberd side of push2 (Push 2.0, urn:xmpp:push2:0).
+%%%
+%%% It owns only what needs ejabberd's internals and forwards facts to
+%%% push2d, an external component (XEP-0114, ejabberd's ejabberd_service
+%%% listener), over the bridge protocol (docs/bridge-protocol.md, namespace
+%%% urn:push2:bridge:1), exactly as the Prosody bridge does
+%%% (examples/prosody/mod_push2_bridge). All decisions live in push2d.
+%%%
+%%%   * <enable/> and <disable/> from clients (Push 2.0, and XEP-0357's
+%%%     urn:xmpp:push:0, which push2d serves too) go to push2d as IQs; the
+%%%     client gets push2d's real answer (result or the exact error).
+%%%   * Stanza events go to push2d as messages: offline storage
+%%%     (offline_message_hook) and the user's archive (store_mam_message,
+%%%     with the archive id). push2d acks each one; unacked events are kept
+%%%     (bounded) and replayed when push2d connects again.
+%%%   * push2d sends notifications through the bridge, which sends them
+%%%     from this host to the push service and passes error replies back.
+%%%   * The account's disco#info lists what push2d announced; the host's
+%%%     lists urn:push2:bridge:1.
+%%%   * A deleted account (remove_user) is reported to push2d.
+%%%
+%%% push2's XML stays raw (#xmlel{}): ejabberd's xmpp library has no push2
+%%% schema, and the IQ handler decodes nothing (decode_iq_subel/1).
+%%% Every hook catches everything: nothing here can crash a c2s process,
+%%% and no hook changes what ejabberd does with a stanza (offline storage,
+%%% archiving and delivery happen exactly as without this module).
+%%%
+%%% Build: `make ejabberd-bridge` (docs/ejabberd.md). ejabberd 24.12
+%%% (Debian bookworm-backports) and later.
+-module(mod_push2_bridge).
+-behaviour(gen_mod).
+-behaviour(gen_server).
+
+-export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
+-export([start_link/2, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, code_change/3]).
+%% hooks
+-export([process_iq/1, decode_iq_subel/1, offline_message/1, store_mam_message/7,
+         local_message/1, filter_packet/1, disco_sm_features/5, disco_local_features/5,
+         remove_user/2, component_connected/1, component_disconnected/2,
+         user_send_packet/1, sm_remove_connection/3]).
+
+-include_lib("xmpp/include/xmpp.hrl").
+-include("logger.hrl").
+
+-define(NS_PUSH2, <<"urn:xmpp:push2:0">>).
+-define(NS_PUSH0, <<"urn:xmpp:push:0">>).
+-define(NS_BRIDGE, <<"urn:push2:bridge:1">>).
+-define(CONFLICTING, [mod_push, mod_push_keepalive]).
+
+%%%===================================================================
+%%% gen_mod
+%%%===================================================================
+
+start(Host, Opts) ->
+    case conflicts(Host) of
+        [] ->
+            case gen_mod:start_child(?MODULE, Host, Opts) of
+                {ok, _Pid} ->
+                    ensure_global_hooks(),
+                    {ok, [{iq_handler, ejabberd_sm, ?NS_PUSH2, process_iq},
+                          {iq_handler, ejabberd_sm, ?NS_PUSH0, process_iq},
+                          {hook, offline_message_hook, offline_message, 55},
+                          {hook, store_mam_message, store_mam_message, 101},
+                          {hook, local_send_to_resource_hook, local_message, 50},
+                          {hook, disco_sm_features, disco_sm_features, 60},
+                          {hook, disco_local_features, disco_local_features, 60},
+                          {hook, remove_user, remove_user, 60},
+                          {hook, user_send_packet, user_send_packet, 60},
+                          {hook, sm_remove_connection_hook, sm_remove_connection, 60}]};
+                Err ->
+                    Err
+            end;
+        Mods ->
+            Text = conflict_text(Host, Mods),
+            ?CRITICAL_MSG("not loading mod_push2_bridge: ~ts", [Text]),
+            {error, {conflict, Mods}}
+    end.
+
+stop(Host) ->
+    case gen_mod:is_loaded_elsewhere(Host, ?MODULE) of
+        false -> remove_global_hooks();
+        true -> ok
+    end,
+    gen_mod:stop_child(?MODULE, Host).
+
+reload(Host, NewOpts, _OldOpts) ->
+    gen_server:cast(proc(Host), {options, NewOpts}).
+
+depends(_Host, _Opts) -> [].
+
+mod_options(Host) ->
+    [{component, <<"push2.", Host/binary>>},
+     {iq_timeout, 10},
+     {max_pending_events, 10000},
+     {max_routed_notifications, 10000},
+     {activity_interval, 5}].
+
+mod_opt_type(component) -> econf:domain();
+mod_opt_type(iq_timeout) -> econf:pos_int();
+mod_opt_type(max_pending_events) -> econf:pos_int();
+mod_opt_type(max_routed_notifications) -> econf:pos_int();
+mod_opt_type(activity_interval) -> econf:non_neg_int().
+
+mod_doc() ->
+    #{desc => ["The push2 bridge: Push 2.0 and XEP-0357 served by push2d "
+               "(an external component). See push2's docs/ejabberd.md."]}.
+
+%% Modules that answer the same <enable/>: next to the bridge, which one
+%% answers is arbitrary and push2d might never see the registration.
+%% push2d serves XEP-0357 clients itself.
+conflicts(Host) ->
+    Configured = try [M || {M, _} <- ejabberd_option:modules(Host)]
+                 catch _:_ -> []
+                 end,
+    [M || M <- ?CONFLICTING,
+          lists:member(M, Configured) orelse gen_mod:is_loaded(Host, M)].
+
+conflict_text(Host, Mods) ->
+    Names = lists:join(", ", [atom_to_list(M) || M <- Mods]),
+    io_lib:format("~ts enabled on ~ts next to mod_push2_bridge: remove it from the "
+                  "modules of ~ts in ejabberd.yml (push2d serves XEP-0357 and Push 2.0 "
+                  "clients itself) and restart ejabberd", [Names, Host, Host]).
+
+%% Hooks that are not per host: one registration for every host running
+%% the bridge.
+ensure_global_hooks() ->
+    ejabberd_hooks:add(filter_packet, ?MODULE, filter_packet, 50),
+    ejabberd_hooks:add(component_connected, ?MODULE, component_connected, 50),
+    ejabberd_hooks:add(component_disconnected, ?MODULE, component_disconnected, 50).
+
+remove_global_hooks() ->
+    ejabberd_hooks:delete(filter_packet, ?MODULE, filter_packet, 50),
+    ejabberd_hooks:delete(component_connected, ?MODULE, component_connected, 50),
+    ejabberd_hooks:delete(component_disconnected, ?MODULE, component_disconnected, 50).
+
+proc(Host) -> gen_mod:get_module_proc(Host, ?MODULE).
+
+%% safely runs F, logs whatever it throws and returns Default: no hook of
+%% this module may crash the process it runs in (a c2s session, the
+%% router).
+safely(Name, Default, F) ->
+    try F()
+    catch Class:Reason:St ->
+            ?ERROR_MSG("push2 bridge: ~ts failed: ~p:~p~n~p", [Name, Class, Reason, St]),
+            Default
+    end.
+
+%%%===================================================================
+%%% Per-host state (a gen_server): the event buffer, the routed
+%%% notifications, push2d's features and account list.
+%%%===================================================================
+
+-record(state, {host :: binary(),
+                component :: binary(),
+                iq_timeout :: pos_integer(),
+                max_pending :: pos_integer(),
+                max_routed :: pos_integer(),
+                activity_interval :: non_neg_integer(),
+                connected = false :: boolean(),
+                replayed = false :: boolean(),
+                features = [] :: [binary()],
+                seq = 0 :: non_neg_integer(),
+                pending = #{} :: #{binary() => {non_neg_integer(), binary(), xmlel()}},
+                order = gb_trees:empty() :: gb_trees:tree(),
+                routed = #{} :: #{binary() => {non_neg_integer(), binary()}},
+                routed_order = queue:new() :: queue:queue(),
+                registered = undefined :: undefined | #{binary() => true},
+                building = undefined :: undefined | {binary(), #{binary() => true}},
+                accounts = #{} :: #{binary() => binary()},
+                activity = #{} :: #{term() => integer()}}).
+
+start_link(Host, Opts) ->
+    gen_server:start_link({local, proc(Host)}, ?MODULE, [Host, Opts], []).
+
+init([Host, Opts]) ->
+    process_flag(trap_exit, true),
+    ets:new(table(Host), [named_table, public, set, {read_concurrency, true}]),
+    State = apply_options(#state{host = Host}, Opts),
+    Connected = ejabberd_router:is_my_route(State#state.component),
+    ?INFO_MSG("push2 bridge loaded on ~ts: push2d component ~ts (~ts); triggers: offline "
+              "(mod_offline), archived (mod_mam); up to ~B buffered events",
+              [Host, State#state.component,
+               if Connected -> "connected"; true -> "not connected" end,
+               State#state.max_pending]),
+    {ok, State#state{connected = Connected}}.
+
+apply_options(State, Opts) ->
+    State#state{component = gen_mod:get_opt(component, Opts),
+                iq_timeout = gen_mod:get_opt(iq_timeout, Opts),
+                max_pending = gen_mod:get_opt(max_pending_events, Opts),
+                max_routed = gen_mod:get_opt(max_routed_notifications, Opts),
+                activity_interval = gen_mod:get_opt(activity_interval, Opts)}.
+
+%% The ets table the hooks read without asking the gen_server: the
+%% component's JID, push2d's features, whether it is connected, the
+%% registration push2d gave each session.
+table(Host) -> binary_to_atom(<<"mod_push2_bridge_", Host/binary>>, utf8).
+
+lookup(Host, Key, Default) ->
+    try ets:lookup(table(Host), Key) of
+        [{_, V}] -> V;
+        [] -> Default
+    catch _:_ -> Default
+    end.
+
+handle_call(features, _From, State) ->
+    {reply, State#state.features, State};
+handle_call(_Req, _From, State) ->
+    {reply, {error, badarg}, State}.
+
+handle_cast(Msg, State) ->
+    try do_cast(Msg, State) of
+        #state{} = New -> publish(New), {noreply, New}
+    catch Class:Reason:St ->
+            ?ERROR_MSG("push2 bridge: ~p failed: ~p:~p~n~p", [element(1, Msg), Class, Reason, St]),
+            {noreply, State}
+    end.
+
+handle_info(replay, State) ->
+    {noreply, replay_once(State)};
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+terminate(_Reason, #state{host = Host}) ->
+    catch ets:delete(table(Host)),
+    ok.
+
+code_change(_Old, State, _Extra) -> {ok, State}.
+
+publish(#state{host = Host} = State) ->
+    catch ets:insert(table(Host), [{component, State#state.component},
+                                   {connected, State#state.connected},
+                                   {features, State#state.features},
+                                   {iq_timeout, State#state.iq_timeout}]).
+
+do_cast({options, Opts}, State) ->
+    apply_options(State, Opts);
+do_cast({report, Trigger, Account, El, Extra}, State) ->
+    report(Trigger, Account, El, Extra, State);
+do_cast({from_push2d, Els}, State) ->
+    lists:foldl(fun handle_bridge_el/2, State, Els);
+do_cast(connected, State) ->
+    erlang:send_after(500, self(), replay),
+    State#state{connected = true, replayed = false};
+do_cast(disconnected, State) ->
+    State#state{connected = false, replayed = false};
+do_cast({account, Account, AState}, State) ->
+    Accounts = maps:put(Account, AState, State#state.accounts),
+    send_account_change(Account, AState, State),
+    State#state{accounts = Accounts};
+do_cast({account_done, Account, AState}, State) ->
+    case maps:get(Account, State#state.accounts, undefined) of
+        AState -> State#state{accounts = maps:remove(Account, State#state.accounts)};
+        _ -> State
+    end;
+do_cast({activity, Account, Reg}, State) ->
+    activity(Account, Reg, State);
+do_cast(_, State) ->
+    State.
+
+%%%===================================================================
+%%% Events (docs/bridge-protocol.md "Stanza events")
+%%%===================================================================
+
+has_registrations(Account, #state{registered = undefined}) -> is_binary(Account);
+has_registrations(Account, #state{registered = R}) -> maps:is_key(Account, R).
+
+new_id() ->
+    base64:encode(crypto:strong_rand_bytes(18), #{mode => urlsafe, padding => false}).
+
+report(Trigger, Account, Stanza, Extra, State) ->
+    case has_registrations(Account, State) of
+        false -> State;
+        true ->
+            Id = new_id(),
+            Attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"id">>, Id}, {<<"account">>, Account},
+                     {<<"trigger">>, Trigger}]
+                ++ [{K, V} || {K, V} <- [{<<"archive-id">>, maps:get(archive_id, Extra, undefined)},
+                                         {<<"archive-by">>, maps:get(archive_by, Extra, undefined)}],
+                              is_binary(V)],
+            Live = [#xmlel{name = <<"live">>, attrs = [{<<"id">>, R}]}
+                    || R <- maps:get(live, Extra, [])],
+            Event = #xmlel{name = <<"event">>, attrs = Attrs, children = Live ++ [Stanza]},
+            Seq = State#state.seq + 1,
+            State1 = State#state{seq = Seq,
+                                 pending = maps:put(Id, {Seq, Account, Event}, State#state.pending),
+                                 order = gb_trees:insert(Seq, Id, State#state.order)},
+            State2 = trim_pending(State1),
+            case State2#state.connected of
+                true -> send_to_push2d(Id, Event, State2);
+                false -> ok
+            end,
+            State2
+    end.
+
+trim_pending(#state{max_pending = Max, order = Order} = State) ->
+    case gb_trees:size(Order) > Max of
+        false -> State;
+        true ->
+            {_Seq, Id, Order1} = gb_trees:take_smallest(Order),
+            ?WARNING_MSG("push2 event buffer full (~B): dropping the oldest unacked event ~ts",
+                         [Max, Id]),
+            trim_pending(State#state{order = Order1,
+                                     pending = maps:remove(Id, State#state.pending)})
+    end.
+
+ack(Id, State) ->
+    case maps:take(Id, State#state.pending) of
+        {{Seq, _, _}, Pending} ->
+            State#state{pending = Pending, order = gb_trees:delete_any(Seq, State#state.order)};
+        error -> State
+    end.
+
+send_to_push2d(Id, El, #state{host = Host, component = Comp}) ->
+    ejabberd_router:route(#message{from = jid:make(Host), to = jid:make(Comp),
+                                   id = Id, sub_els = [El]}).
+
+send_to_push2d(El, State) -> send_to_push2d(new_id(), El, State).
+
+%% Send every unacked event again, oldest first, once per connection of
+%% push2d: on its <features/> or half a second after the component
+%% connected, whichever comes first.
+replay_once(#state{connected = true, replayed = false} = State) ->
+    Events = [element(3, maps:get(Id, State#state.pending)) || Id <- gb_trees:values(State#state.order)],
+    lists:foreach(fun(#xmlel{attrs = A} = Ev) ->
+                          send_to_push2d(proplists:get_value(<<"id">>, A), Ev, State)
+                  end, Events),
+    case Events of
+        [] -> ok;
+        _ -> ?INFO_MSG("push2d is back: replayed ~B unacked events", [length(Events)])
+    end,
+    maps:foreach(fun(Account, AState) -> send_account_change(Account, AState, State) end,
+                 State#state.accounts),
+    State#state{replayed = true};
+replay_once(State) ->
+    State.
+
+%%%===================================================================
+%%% What push2d sends (messages to the host)
+%%%===================================================================
+
+handle_bridge_el(#xmlel{name = Name, attrs = Attrs} = El, State) ->
+    case proplists:get_value(<<"xmlns">>, Attrs) of
+        ?NS_BRIDGE -> handle_bridge(Name, El, State);
+        _ -> State
+    end;
+handle_bridge_el(_, State) ->
+    State.
+
+handle_bridge(<<"ack">>, El, State) ->
+    ack(fxml:get_tag_attr_s(<<"id">>, El), State);
+handle_bridge(<<"features">>, El, State) ->
+    Features = [fxml:get_tag_attr_s(<<"var">>, F)
+                || #xmlel{name = <<"feature">>} = F <- El#xmlel.children],
+    %% This bridge confirms the notifications it routes.
+    send_to_push2d(#xmlel{name = <<"bridge">>,
+                          attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"routed">>, <<"true">>}]},
+                   State),
+    replay_once(State#state{features = Features, connected = true});
+handle_bridge(<<"accounts">>, El, State) ->
+    handle_accounts(El, State);
+handle_bridge(<<"push">>, El, State) ->
+    handle_push(El, State);
+handle_bridge(_, _El, State) ->
+    State.
+
+%% push2d's <accounts/>: a chunk of the whole list, or changes.
+handle_accounts(El, State) ->
+    case fxml:get_tag_attr_s(<<"list">>, El) of
+        <<>> ->
+            lists:foldl(
+              fun(#xmlel{name = N} = C, S) when N == <<"add">>; N == <<"remove">> ->
+                      J = fxml:get_tag_attr_s(<<"jid">>, C),
+                      Change = fun(M) when N == <<"add">> -> maps:put(J, true, M);
+                                  (M) -> maps:remove(J, M)
+                               end,
+                      S1 = case S#state.registered of
+                               undefined -> S;
+                               R -> S#state{registered = Change(R)}
+                           end,
+                      case S1#state.building of
+                          {L, B} -> S1#state{building = {L, Change(B)}};
+                          undefined -> S1
+                      end;
+                 (_, S) -> S
+              end, State, El#xmlel.children);
+        List ->
+            Building = case State#state.building of
+                           {List, B} -> B;
+                           _ -> #{}
+                       end,
+            Building1 = lists:foldl(fun(#xmlel{name = <<"account">>} = A, M) ->
+                                            maps:put(fxml:get_tag_attr_s(<<"jid">>, A), true, M);
+                                       (_, M) -> M
+                                    end, Building, El#xmlel.children),
+            case fxml:get_tag_attr_s(<<"last">>, El) of
+                <<"true">> ->
+                    %% A whole list: drop the buffered events of others.
+                    Drop = [Id || {Id, {_, Account, _}} <- maps:to_list(State#state.pending),
+                                  not maps:is_key(Account, Building1)],
+                    S = lists:foldl(fun ack/2, State, Drop),
+                    S#state{registered = Building1, building = undefined};
+                _ ->
+                    State#state{building = {List, Building1}}
+            end
+    end.
+
+%% A notification: sent from this host to the push service. The bridge
+%% remembers its id and service, so that only that service's error reply
+%% is passed back.
+handle_push(#xmlel{children = Children} = Push, #state{host = Host} = State) ->
+    case [C || #xmlel{} = C <- Children] of
+        [#xmlel{name = <<"message">>} = M | _] ->
+            Pkt = xmpp:decode(M, ?NS_CLIENT, [ignore_els]),
+            Id = xmpp:get_id(Pkt),
+            To = xmpp:get_to(Pkt),
+            ejabberd_router:route(xmpp:set_from(Pkt, jid:make(Host))),
+            State1 = remember_routed(Id, To, State),
+            confirm_routed(Id, State1),
+            State1;
+        [#xmlel{name = <<"iq">>} = I | _] ->
+            publish_iq(xmpp:decode(I, ?NS_CLIENT, [ignore_els]), State),
+            State;
+        _ ->
+            ?WARNING_MSG("push2d sent a <push/> without a message: ~ts", [fxml:element_to_binary(Push)]),
+            State
+    end.
+
+%% An XEP-0357 publish: from the user's bare JID (which push2d sets), and
+%% the app server's IQ answer says whether it took it.
+publish_iq(#iq{from = #jid{lserver = Host, lresource = <<>>, luser = U}, id = Id, to = To} = IQ,
+           #state{host = Host, iq_timeout = T} = State) when U /= <<>> ->
+    Comp = State#state.component,
+    ejabberd_router:route_iq(
+      IQ,
+      fun(Reply) ->
+              safely("publish-answer", ok,
+                     fun() ->
+                             El = case Reply of
+                                      #iq{type = result} ->
+                                          #xmlel{name = <<"delivered">>,
+                                                 attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"id">>, Id},
+                                                          {<<"from">>, jid:encode(To)}]};
+                                      #iq{type = error} = R ->
+                                          delivery_error(Id, jid:encode(To), xmpp:get_error(R));
+                                      _ ->
+                                          delivery_error(Id, jid:encode(To), timeout)
+                                  end,
+                             ejabberd_router:route(#message{from = jid:make(Host), to = jid:make(Comp),
+                                                            id = new_id(), sub_els = [El]})
+                     end)
+      end, undefined, T * 1000),
+    confirm_routed(Id, State);
+publish_iq(#iq{from = From}, _State) ->
+    ?WARNING_MSG("push2d sent a publish from ~ts; not sent", [jid:encode(From)]).
+
+delivery_error(Id, From, Err) ->
+    {Type, Cond, Text} =
+        case Err of
+            #stanza_error{type = T, reason = R, text = Txt} ->
+                {atom_to_binary(T, utf8), reason_name(R), xmpp:get_text(Txt)};
+            _ ->
+                {<<"wait">>, <<"remote-server-timeout">>, <<>>}
+        end,
+    #xmlel{name = <<"delivery-error">>,
+           attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"id">>, Id}, {<<"from">>, From},
+                    {<<"type">>, Type}, {<<"condition">>, Cond}],
+           children = [{xmlcdata, Text} || Text /= <<>>]}.
+
+reason_name(undefined) -> <<"undefined-condition">>;
+reason_name({_, _}) -> <<"gone">>;
+reason_name(R) when is_atom(R) -> atom_to_binary(R, utf8).
+
+remember_routed(<<>>, _To, State) -> State;
+remember_routed(Id, To, #state{max_routed = Max} = State) ->
+    Routed = maps:put(Id, jid:encode(jid:remove_resource(jid:tolower(To))), State#state.routed),
+    Order = queue:in(Id, State#state.routed_order),
+    {Routed1, Order1} = trim_routed(Routed, Order, Max),
+    ets:insert(table(State#state.host), {{routed, Id}, maps:get(Id, Routed1, undefined)}),
+    State#state{routed = Routed1, routed_order = Order1}.
+
+trim_routed(Routed, Order, Max) ->
+    case queue:len(Order) > Max of
+        false -> {Routed, Order};
+        true ->
+            {{value, Old}, Order1} = queue:out(Order),
+            trim_routed(maps:remove(Old, Routed), Order1, Max)
+    end.
+
+%% Routing confirmations: the notification was handed to ejabberd's
+%% router (docs/bridge-protocol.md "Routing confirmations").
+confirm_routed(<<>>, _State) -> ok;
+confirm_routed(Id, State) ->
+    send_to_push2d(#xmlel{name = <<"routed">>, attrs = [{<<"xmlns">>, ?NS_BRIDGE}],
+                          children = [#xmlel{name = <<"n">>, attrs = [{<<"id">>, Id}]}]},
+                   State).
+
+%%%===================================================================
+%%% Accounts (docs/bridge-protocol.md "Accounts")
+%%%===================================================================
+
+send_account_change(Account, AState, #state{connected = true, host = Host, component = Comp, iq_timeout = T}) ->
+    Proc = proc(Host),
+    IQ = #iq{type = set, from = jid:make(Host), to = jid:make(Comp), id = new_id(),
+             sub_els = [#xmlel{name = <<"account">>,
+                               attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"account">>, Account},
+                                        {<<"state">>, AState}]}]},
+    ejabberd_router:route_iq(
+      IQ,
+      fun(#iq{type = result}) ->
+              gen_server:cast(Proc, {account_done, Account, AState});
+         (#iq{type = error} = R) ->
+              case xmpp:get_error(R) of
+                  #stanza_error{type = wait} -> ok; % kept: sent again on the next connection
+                  E ->
+                      ?ERROR_MSG("push2d refused ~ts of ~ts: ~p", [AState, Account, E]),
+                      gen_server:cast(Proc, {account_done, Account, AState})
+              end;
+         (_) -> ok
+      end, undefined, T * 1000);
+send_account_change(_, _, _) ->
+    ok.
+
+remove_user(User, Server) ->
+    safely("remove_user", ok,
+           fun() ->
+                   Account = <<User/binary, "@", Server/binary>>,
+                   ?INFO_MSG("account ~ts deleted: telling push2d", [Account]),
+                   gen_server:cast(proc(Server), {account, Account, <<"deleted">>})
+           end).
+
+%%%===================================================================
+%%% Hooks
+%%%===================================================================
+
+account_of(#jid{luser = U, lserver = S}) -> <<U/binary, "@", S/binary>>.
+
+%% The stanza as it goes inside an event: a jabber:client <message/>.
+embed(Pkt) ->
+    #xmlel{attrs = Attrs} = El = xmpp:encode(Pkt, ?NS_CLIENT),
+    El#xmlel{attrs = [{<<"xmlns">>, ?NS_CLIENT} | proplists:delete(<<"xmlns">>, Attrs)]}.
+
+reportable(#message{type = T} = Pkt) when T /= error ->
+    xmpp:get_subtag(Pkt, #mam_result{xmlns = ?NS_MAM_2}) == false;
+reportable(_) ->
+    false.
+
+%% The registration ids of the account's connected sessions (their
+%% resources, and the ids push2d gave their enables): those devices see
+%% the stanza themselves.
+live_registrations(#jid{luser = U, lserver = S}) ->
+    Resources = ejabberd_sm:get_user_resources(U, S),
+    lists:usort(Resources ++
+                    [R || Res <- Resources, R <- [lookup(S, {registration, U, Res}, undefined)],
+                          is_binary(R)]).
+
+%% offline_message_hook (after mod_mam, 49, and mod_offline, 50): no
+%% session can take the message. The accumulator is returned unchanged.
+offline_message({_Action, #message{to = To} = Pkt} = Acc) ->
+    safely("offline", ok,
+           fun() ->
+                   case reportable(Pkt) of
+                       true ->
+                           Extra = archive_extra(Pkt, To),
+                           gen_server:cast(proc(To#jid.lserver),
+                                           {report, <<"offline">>, account_of(To), embed(Pkt), Extra});
+                       false -> ok
+                   end
+           end),
+    Acc;
+offline_message(Acc) ->
+    Acc.
+
+archive_extra(Pkt, To) ->
+    case xmpp:get_meta(Pkt, stanza_id, undefined) of
+        ID when is_integer(ID) ->
+            #{archive_id => integer_to_binary(ID), archive_by => account_of(To)};
+        _ -> #{}
+    end.
+
+%% store_mam_message (after mod_mam's own, 100): the user's archive took
+%% a message the user received. Connected sessions are listed as <live/>.
+store_mam_message(#message{to = To} = Pkt, LUser, LServer, _Peer, _Nick, chat, recv) ->
+    safely("archived", ok,
+           fun() ->
+                   case reportable(Pkt) andalso To#jid.luser == LUser andalso To#jid.lserver == LServer
+                       andalso gen_mod:is_loaded(LServer, ?MODULE) of
+                       true ->
+                           Extra = maps:put(live, live_registrations(To), archive_extra(Pkt, To)),
+                           gen_server:cast(proc(LServer),
+                                           {report, <<"archived">>, account_of(To), embed(Pkt), Extra});
+                       false -> ok
+                   end
+           end),
+    Pkt;
+store_mam_message(Pkt, _LUser, _LServer, _Peer, _Nick, _Type, _Dir) ->
+    Pkt.
+
+%% Messages to the host (local_send_to_resource_hook, before ejabberd's
+%% bounce at 100): push2d's are the bridge's, and are not bounced.
+local_message(#message{from = From, to = #jid{lserver = Host}, sub_els = Els}) ->
+    safely("message", ok,
+           fun() ->
+                   case jid:encode(jid:remove_resource(From)) == lookup(Host, component, undefined) of
+                       true ->
+                           gen_server:cast(proc(Host), {from_push2d, Els}),
+                           stop;
+                       false -> ok
+                   end
+           end);
+local_message(_) ->
+    ok.
+
+%% Error replies to the host are dropped by ejabberd_local before any hook
+%% runs, so an error reply from a push service to one of our notifications
+%% is caught here, in the router's filter: only from the service it went
+%% to (bare JID) counts.
+filter_packet(#message{type = error, id = Id, from = From,
+                       to = #jid{luser = <<>>, lresource = <<>>, lserver = Host}} = Pkt) when Id /= <<>> ->
+    safely("delivery-error", Pkt,
+           fun() ->
+                   case lookup(Host, {routed, Id}, undefined) of
+                       undefined -> Pkt;
+                       Service ->
+                           case jid:encode(jid:remove_resource(jid:tolower(From))) of
+                               Service ->
+                                   El = delivery_error(Id, jid:encode(From), xmpp:get_error(Pkt)),
+                                   ejabberd_router:route(
+                                     #message{from = jid:make(Host),
+                                              to = jid:make(lookup(Host, component, <<>>)),
+                                              id = new_id(), sub_els = [El]}),
+                                   drop;
+                               Other ->
+                                   ?WARNING_MSG("error reply to push2 notification ~ts from ~ts, not from "
+                                                "its push service ~ts: ignored", [Id, Other, Service]),
+                                   drop
+                           end
+                   end
+           end);
+filter_packet(Pkt) ->
+    Pkt.
+
+component_connected(Comp) ->
+    safely("component_connected", ok, fun() -> each_host_of(Comp, connected) end).
+
+component_disconnected(Comp, _Reason) ->
+    safely("component_disconnected", ok, fun() -> each_host_of(Comp, disconnected) end).
+
+each_host_of(Comp, Msg) ->
+    lists:foreach(fun(Host) ->
+                          case lookup(Host, component, undefined) of
+                              Comp -> gen_server:cast(proc(Host), Msg);
+                              _ -> ok
+                          end
+                  end, ejabberd_option:hosts()).
+
+%% disco#info of the account: what push2d announced. Nothing before that:
+%% advertising a service that cannot answer would make clients register
+%% into a void.
+disco_sm_features(empty, From, To, Node, Lang) ->
+    disco_sm_features({result, []}, From, To, Node, Lang);
+disco_sm_features({result, Features} = Acc, _From, #jid{lserver = Host}, <<>>, _Lang) ->
+    safely("disco", Acc, fun() -> {result, Features ++ lookup(Host, features, [])} end);
+disco_sm_features(Acc, _From, _To, _Node, _Lang) ->
+    Acc.
+
+%% The host's disco#info lists urn:push2:bridge:1 from the moment the
+%% bridge loads (push2d check --connect looks for it).
+disco_local_features(empty, From, To, Node, Lang) ->
+    disco_local_features({result, []}, From, To, Node, Lang);
+disco_local_features({result, Features}, _From, _To, <<>>, _Lang) ->
+    {result, [?NS_BRIDGE | Features]};
+disco_local_features(Acc, _From, _To, _Node, _Lang) ->
+    Acc.
+
+%% A session ended: forget the registration push2d gave it.
+sm_remove_connection(_SID, #jid{luser = U, lserver = S, lresource = R}, _Info) ->
+    safely("sm_remove_connection", ok, fun() -> ets:delete(table(S), {registration, U, R}) end).
+
+%% Session activity, for <grace/>: a message with a body or a chat state
+%% sent by one of the user's clients.
+user_send_packet({#message{type = T, from = #jid{lserver = Host} = From} = Pkt, C2SState} = Acc) when T /= error ->
+    safely("activity", ok,
+           fun() ->
+                   case xmpp:get_subtag(Pkt, #chatstate{}) /= false orelse Pkt#message.body /= [] of
+                       true ->
+                           gen_server:cast(proc(Host), {activity, account_of(From), registration_id(From)});
+                       false -> ok
+                   end
+           end),
+    _ = C2SState,
+    Acc;
+user_send_packet(Acc) ->
+    Acc.
+
+%% At most one report per session every activity_interval seconds.
+activity(Account, Reg, #state{connected = true, activity_interval = I} = State) ->
+    Now = erlang:monotonic_time(second),
+    Key = {Account, Reg},
+    case maps:get(Key, State#state.activity, undefined) of
+        Last when is_integer(Last), Now - Last < I -> State;
+        _ ->
+            send_to_push2d(#xmlel{name = <<"activity">>,
+                                  attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"account">>, Account},
+                                           {<<"registration">>, Reg}]}, State),
+            State#state{activity = maps:put(Key, Now, State#state.activity)}
+    end;
+activity(_, _, State) ->
+    State.
+
+%% The registration id of a session: its resource.
+registration_id(#jid{lresource = R}) -> R.
+
+%%%===================================================================
+%%% enable / disable (IQs to the user's own bare JID)
+%%%===================================================================
+
+%% The IQ's payload stays the raw element the client sent: push2d parses
+%% it (ejabberd's xmpp library has no push2 schema).
+decode_iq_subel(El) -> El.
+
+process_iq(#iq{type = set, from = #jid{luser = U, lserver = S} = From, to = #jid{luser = U, lserver = S},
+               sub_els = [#xmlel{name = Name} = Payload]} = IQ)
+  when Name == <<"enable">>; Name == <<"disable">> ->
+    safely("enable", xmpp:make_error(IQ, xmpp:err_internal_server_error()),
+           fun() ->
+                   case lookup(S, connected, false) of
+                       false ->
+                           xmpp:make_error(IQ, xmpp:err_service_unavailable(
+                                                 <<"the push service is temporarily unavailable">>, <<"en">>));
+                       true ->
+                           ask_push2d(Name, From, Payload, IQ),
+                           ignore
+                   end
+           end);
+process_iq(#iq{type = get} = IQ) ->
+    xmpp:make_error(IQ, xmpp:err_not_allowed());
+process_iq(IQ) ->
+    xmpp:make_error(IQ, xmpp:err_bad_request()).
+
+ask_push2d(Kind, #jid{luser = U, lserver = S, lresource = R} = From, Payload, IQ) ->
+    Comp = lookup(S, component, <<>>),
+    T = lookup(S, iq_timeout, 10),
+    Req = #iq{type = set, from = jid:make(S), to = jid:make(Comp), id = new_id(),
+              sub_els = [#xmlel{name = Kind,
+                                attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"account">>, account_of(From)},
+                                         {<<"registration">>, registration_id(From)}],
+                                children = [Payload]}]},
+    ejabberd_router:route_iq(
+      Req,
+      fun(Reply) ->
+              safely("enable-answer", ok,
+                     fun() ->
+                             Answer =
+                                 case Reply of
+                                     #iq{type = result, sub_els = Els} ->
+                                         applied(Kind, S, U, R, Els),
+                                         xmpp:make_iq_result(IQ);
+                                     #iq{type = error} = E ->
+                                         case xmpp:get_error(E) of
+                                             #stanza_error{} = Err -> xmpp:make_error(IQ, Err);
+                                             _ -> xmpp:make_error(IQ, xmpp:err_internal_server_error())
+                                         end;
+                                     timeout ->
+                                         xmpp:make_error(IQ, xmpp:err_remote_server_timeout())
+                                 end,
+                             ejabberd_router:route(Answer)
+                     end)
+      end, undefined, T * 1000).
+
+%% push2d took the enable: remember the id it gave the registration (for
+%% XEP-0357 it is not the session's resource), for the <live/> lists.
+applied(<<"enable">>, S, U, R, Els) ->
+    Id = case [fxml:get_tag_attr_s(<<"id">>, E) || #xmlel{name = <<"registered">>} = E <- Els] of
+             [I | _] when I /= <<>> -> I;
+             _ -> R
+         end,
+    ets:insert(table(S), {{registration, U, R}, Id});
+applied(_, S, U, R, _Els) ->
+    ets:delete(table(S), {registration, U, R}).
