@@ -49,8 +49,12 @@ type Config struct {
 	NotificationLimit int
 	// DedupeRetention is how long the engine remembers that a registration
 	// got a push for a stanza. Outbox.Run applies it, when it starts and
-	// hourly.
+	// every SweepEvery.
 	DedupeRetention time.Duration
+	// SweepEvery is how often Outbox.Run runs the periodic sweeps (the
+	// dedupe retention); default hourly. On a store several engines share
+	// (SweepLeader: PostgreSQL) one instance, elected, runs them for all.
+	SweepEvery time.Duration
 	// RegistrationCache bounds the parsed registrations the engine keeps
 	// in memory (an account without registrations counts as one); the
 	// least recently used accounts are dropped first, and an account not

@@ -127,6 +127,10 @@ type Outbox struct {
 	// confirmation (AwaitRouted) is awaited; their claims are kept until
 	// Routed records the send (o.mu).
 	awaiting map[string]OutboxEntry
+	// sweepEvery is how often the periodic sweeps run (Config.SweepEvery);
+	// sweeper runs them while Run runs (o.mu guards the pointer).
+	sweepEvery time.Duration
+	sweeper    *sweeper
 
 	// Observe, if set, is called for every event; detail is the error
 	// condition where there is one. It must not block.
@@ -146,7 +150,8 @@ type Outbox struct {
 // routing may wait for the confirmation before it is sent again.
 const RouteTimeout = 30 * time.Second
 
-// pruneEvery is how often Run forgets dedupe marks past the retention.
+// pruneEvery is how often Run forgets dedupe marks past the retention, by
+// default (Config.SweepEvery).
 const pruneEvery = time.Hour
 
 func newOutbox(store Store, cfg Config, disable func(RegKey, DisabledRecord) error) *Outbox {
@@ -154,12 +159,16 @@ func newOutbox(store Store, cfg Config, disable func(RegKey, DisabledRecord) err
 	pol.fill()
 	o := &Outbox{
 		store: store, pol: pol, clock: cfg.Clock, log: cfg.Logger, retention: cfg.DedupeRetention, disable: disable,
-		entries: map[string]*item{},
-		waiting: queue{before: byDue},
-		ready:   queue{before: byCreated},
-		sent:    queue{before: bySent},
-		handed:  queue{before: bySent},
-		wake:    make(chan struct{}, 1),
+		entries:    map[string]*item{},
+		waiting:    queue{before: byDue},
+		ready:      queue{before: byCreated},
+		sent:       queue{before: bySent},
+		handed:     queue{before: bySent},
+		wake:       make(chan struct{}, 1),
+		sweepEvery: cfg.SweepEvery,
+	}
+	if o.sweepEvery <= 0 {
+		o.sweepEvery = pruneEvery
 	}
 	if sh, ok := store.(SharedOutbox); ok {
 		o.shared, o.owner = sh, newOwner()
@@ -267,11 +276,7 @@ func (o *Outbox) Run(ctx context.Context, send Sender) error {
 	if err != nil {
 		return fmt.Errorf("outbox: load: %w", err)
 	}
-	o.prune()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); o.pruneLoop(ctx) }()
-	defer wg.Wait()
+	defer o.startSweeps(ctx)()
 	for {
 		next := o.step(ctx, send)
 		t := time.NewTimer(max(time.Until(next), 5*time.Millisecond))
@@ -286,17 +291,14 @@ func (o *Outbox) Run(ctx context.Context, send Sender) error {
 	}
 }
 
-func (o *Outbox) pruneLoop(ctx context.Context) {
-	t := time.NewTicker(pruneEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			o.prune()
-		}
-	}
+// startSweeps runs the periodic sweeps (sweep.go) until ctx ends, the
+// first one now; the returned function waits for the end.
+func (o *Outbox) startSweeps(ctx context.Context) func() {
+	s := newSweeper(o)
+	o.mu.Lock()
+	o.sweeper = s
+	o.mu.Unlock()
+	return s.start(ctx)
 }
 
 // prune forgets dedupe marks older than the retention.

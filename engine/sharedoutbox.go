@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -61,11 +60,8 @@ func newOwner() string {
 // runShared is Run on a SharedOutbox: claim due entries, send them, record
 // the sends; take the entries past their error window as delivered.
 func (o *Outbox) runShared(ctx context.Context, send Sender) error {
-	o.prune()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); o.pruneLoop(ctx) }()
-	defer wg.Wait()
+	// On a SweepLeader store one instance, elected, runs the sweeps.
+	defer o.startSweeps(ctx)()
 	for {
 		wait := o.stepShared(ctx, send)
 		t := time.NewTimer(wait)

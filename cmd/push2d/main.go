@@ -94,7 +94,7 @@ func run(ctx context.Context, cfg Config) error {
 	m := newMetrics()
 	d := newDaemon(cfg, eng, log, m)
 	if pg, ok := store.(*pgstore.Store); ok {
-		d.dbHealth = m.watchPostgres(pg)
+		d.dbHealth = m.watchPostgres(pg, eng.Outbox())
 	}
 	if cfg.Relay.JID != "" {
 		rc := cfg.Relay.cfg

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/pgstore"
 )
 
@@ -89,8 +90,9 @@ func (m *metrics) observeRelay(class string, d time.Duration) {
 // the connection pool, the notifications not yet sent and how late the
 // oldest due one is (the lag an operator alerts on: it grows when no
 // instance sends, for want of a connection or a database). It returns the
-// reader, which /healthz shares (one query per 500 ms for both).
-func (m *metrics) watchPostgres(st *pgstore.Store) func() pgstore.Health {
+// reader, which /healthz shares (one query per 500 ms for both). out's
+// Sweeps says whether this instance leads the periodic sweeps.
+func (m *metrics) watchPostgres(st *pgstore.Store, out *engine.Outbox) func() pgstore.Health {
 	var mu sync.Mutex
 	var last pgstore.Health
 	var at time.Time
@@ -117,6 +119,12 @@ func (m *metrics) watchPostgres(st *pgstore.Store) func() pgstore.Health {
 		gauge("push2_store_pool_max", "PostgreSQL connections allowed", func(h pgstore.Health) float64 { return float64(h.MaxConns) }),
 		gauge("push2_outbox_pending", "notifications in the shared outbox not yet sent", func(h pgstore.Health) float64 { return float64(h.Pending) }),
 		gauge("push2_outbox_due_lag_seconds", "how long the oldest due notification has waited past its due time", func(h pgstore.Health) float64 { return h.DueLag.Seconds() }),
+		gauge("push2_sweep_leader", "1 on the instance that runs the periodic sweeps (dedupe pruning) for every instance on the database", func(pgstore.Health) float64 {
+			if _, lead := out.Sweeps(); lead {
+				return 1
+			}
+			return 0
+		}),
 	)
 	return read
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -36,14 +37,15 @@ func TestPostgresMetrics(t *testing.T) {
 		}
 	}
 	m := newMetrics()
-	m.watchPostgres(st)
+	eng := engine.New(st, engine.NewRegistry(), engine.Config{})
+	m.watchPostgres(st, eng.Outbox())
 	scrape := func() string {
 		rec := httptest.NewRecorder()
 		promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 		return rec.Body.String()
 	}
 	got := scrape()
-	for _, want := range []string{"push2_store_up 1", "push2_outbox_pending 2", "push2_store_pool_max "} {
+	for _, want := range []string{"push2_store_up 1", "push2_outbox_pending 2", "push2_store_pool_max ", "push2_sweep_leader 0"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("metrics lack %q", want)
 		}
@@ -57,6 +59,22 @@ func TestPostgresMetrics(t *testing.T) {
 	if lag < 90 || lag > 300 {
 		t.Errorf("push2_outbox_due_lag_seconds %v, want about 90", lag)
 	}
+	// Running, the only instance takes the lead of the sweeps.
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		eng.Outbox().Run(ctx, func(context.Context, engine.OutboxEntry) error { return errors.New("not connected") })
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(scrape(), "push2_sweep_leader 1") {
+		if time.Now().After(deadline) {
+			t.Fatal("push2_sweep_leader is not 1 on the only running instance")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-ran
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +110,7 @@ func TestPostgresHealthz(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := testDaemonConfig(t, validConfig+"\n[admin]\nlisten = \"127.0.0.1:0\"\n")
-	d.dbHealth = newMetrics().watchPostgres(st)
+	d.dbHealth = newMetrics().watchPostgres(st, d.eng.Outbox())
 	ln, err := listenAdmin(d.cfg.Admin.Listen)
 	if err != nil {
 		t.Fatal(err)

@@ -108,6 +108,12 @@ BEGIN
 	RETURN true;
 END
 $$;`},
+	{4, "push2_leader: the lease of the instance that runs the periodic sweeps", `
+CREATE TABLE push2_leader (
+	name   text        PRIMARY KEY,
+	holder text        NOT NULL,
+	until  timestamptz NOT NULL
+);`},
 }
 
 // SchemaVersion is the schema version this build creates.

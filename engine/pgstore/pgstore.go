@@ -72,6 +72,7 @@ type Store struct {
 var (
 	_ engine.Store        = (*Store)(nil)
 	_ engine.SharedOutbox = (*Store)(nil)
+	_ engine.SweepLeader  = (*Store)(nil)
 )
 
 // DefaultClaimLease is Options.ClaimLease's default.

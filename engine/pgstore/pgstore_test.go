@@ -218,7 +218,7 @@ func TestUpgradeSchema(t *testing.T) {
 	dsn := server.NewDatabase(t)
 	ctx := context.Background()
 	s := open(t, dsn)
-	if _, err := s.pool.Exec(ctx, `DROP TABLE push2_schema, push2_registrations, push2_marks, push2_outbox, push2_reg_state, push2_disabled; DROP FUNCTION push2_record_push`); err != nil {
+	if _, err := s.pool.Exec(ctx, `DROP TABLE push2_schema, push2_registrations, push2_marks, push2_outbox, push2_reg_state, push2_disabled, push2_leader; DROP FUNCTION push2_record_push`); err != nil {
 		t.Fatal(err)
 	}
 	if err := migrateTo(ctx, s.pool, 1); err != nil {

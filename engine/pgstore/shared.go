@@ -112,3 +112,23 @@ func (s *Store) OutboxLen() (int, error) {
 	})
 	return n, err
 }
+
+// LeadSweeps implements engine.SweepLeader: one row of push2_leader, taken
+// when it is free or expired (on the database's clock) and renewed by its
+// holder; one statement, so two instances trying at once cannot both win.
+func (s *Store) LeadSweeps(owner string, ttl time.Duration) (bool, error) {
+	var lead bool
+	err := s.read("lead the sweeps", func(ctx context.Context) error {
+		if ttl <= 0 {
+			_, err := s.pool.Exec(ctx, `DELETE FROM push2_leader WHERE name = 'sweeps' AND holder = $1`, owner)
+			return err
+		}
+		tag, err := s.pool.Exec(ctx, `INSERT INTO push2_leader (name, holder, until)
+			VALUES ('sweeps', $1, now() + $2 * interval '1 millisecond')
+			ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+			WHERE push2_leader.holder = EXCLUDED.holder OR push2_leader.until < now()`, owner, ttl.Milliseconds())
+		lead = tag.RowsAffected() == 1
+		return err
+	})
+	return lead, err
+}
