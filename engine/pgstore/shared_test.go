@@ -312,3 +312,91 @@ func TestRegistrationsChangedByOtherInstance(t *testing.T) {
 		t.Error("the other instance still pushes for a registration removed on the first")
 	}
 }
+
+// TestTwoActiveEnginesEvaluate: two active instances (a clustered server,
+// each node with its own push2d) on one database, driven through the
+// engine: each evaluates its own share of 2,000 offline messages for 20
+// accounts, and a quarter of the events reach both (a node replaying an
+// event the other already handled). Both outboxes run all along. Every
+// message gets one notification (the shared dedupe marks keep the second
+// evaluation from making another) and no notification is sent twice,
+// counting the sends of both.
+func TestTwoActiveEnginesEvaluate(t *testing.T) {
+	dsn := server.NewDatabase(t)
+	a, b := open(t, dsn), open(t, dsn)
+	defer a.Close()
+	defer b.Close()
+	got := newSends()
+	mk := func(st *Store, name string) *engine.Engine {
+		reg := engine.NewRegistry()
+		if err := reg.Register(profiles.Builtin()); err != nil {
+			t.Fatal(err)
+		}
+		e := engine.New(st, reg, engine.Config{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); e.Outbox().Run(ctx, got.sender(name)) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return e
+	}
+	ea, eb := mk(a, "a"), mk(b, "b")
+	ctx := context.Background()
+	const accounts, n = 20, 2000
+	el := stanza.MustParse(`<enable xmlns="urn:xmpp:push2:0"><service>pusher@push.example.com</service><client>c</client><match profile="urn:xmpp:push2:match:all"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match></enable>`)
+	for i := range accounts {
+		if _, _, err := []*engine.Engine{ea, eb}[i%2].Enable(ctx, fmt.Sprintf("u%02d@capulet.lit", i), "phone", el); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	made := 0 // notifications the evaluations made, over both engines
+	eval := func(e *engine.Engine, i int) {
+		acct := fmt.Sprintf("u%02d@capulet.lit", i%accounts)
+		st := stanza.MustParse(fmt.Sprintf(`<message xmlns="jabber:client" from="romeo@montague.lit/o" to="%s" type="chat" id="m%04d"><body>message %d</body></message>`, acct, i, i))
+		v, err := e.Evaluate(ctx, &engine.Event{Stanza: st, Context: engine.Context{Account: acct, Trigger: engine.TriggerOffline}})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		made += len(v.Notifications)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				own, other := ea, eb
+				if i%2 == 1 {
+					own, other = eb, ea
+				}
+				eval(own, i)
+				if (i/4)%4 == 0 { // a quarter of them: the other node too
+					eval(other, i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if made != n {
+		t.Errorf("the evaluations made %d notifications for %d messages (each replayed one must make none)", made, n)
+	}
+	waitUntil(t, 90*time.Second, "every notification sent and recorded", func() bool { return got.distinct() >= n && unsent(t, a) == 0 })
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	twice := 0
+	for id, by := range got.by {
+		if len(by) != 1 {
+			twice++
+			if twice <= 5 {
+				t.Errorf("%s sent %d times (by %v)", id, len(by), by)
+			}
+		}
+	}
+	if len(got.by) != n || twice != 0 {
+		t.Errorf("%d distinct notifications sent for %d messages, %d sent more than once", len(got.by), n, twice)
+	}
+	t.Logf("%d messages (%d evaluated on both engines): sends by engine a %d, by engine b %d", n, n/4, got.count["a"], got.count["b"])
+}
