@@ -1134,6 +1134,12 @@ end
 module:hook("message/host", safely("message", function(event)
 	local stanza = event.stanza;
 	if from_push2d(stanza) then
+		if stanza.attr.type == "error" then
+			-- push2d refused something of ours (a version it does not speak).
+			local etype, condition, text = stanza:get_error();
+			module:log("error", "push2d refused a bridge message: %s %s: %s", tostring(etype), tostring(condition), tostring(text));
+			return true;
+		end
 		for child in stanza:childtags(nil, xmlns_bridge) do
 			if child.name == "push" then
 				handle_push(child);
@@ -1150,9 +1156,16 @@ module:hook("message/host", safely("message", function(event)
 				local announced = child:get_child("limits");
 				if announced then set_limits(announced); end
 				dedupe_window = tonumber(child.attr["dedupe-window"]) or dedupe_window;
-				-- This bridge confirms the notifications it routes.
+				-- This bridge confirms the notifications it routes, and
+				-- speaks protocol version 2 (batched acks: the loop above
+				-- takes any number of <ack/>s in one message) if push2d
+				-- does; an older push2d lists no versions and gets none.
+				local version = nil;
+				for v in (child.attr.versions or ""):gmatch("%S+") do
+					if v == "2" then version = "2"; end
+				end
 				module:send(st.message({ from = module.host, to = component, id = id.medium() })
-					:tag("bridge", { xmlns = xmlns_bridge, routed = "true" }));
+					:tag("bridge", { xmlns = xmlns_bridge, routed = "true", version = version }));
 				module:log("debug", "push2d features: %s", table.concat(list, " "));
 				replay_on_new_connection();
 			end

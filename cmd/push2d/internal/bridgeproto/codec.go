@@ -10,7 +10,7 @@ import (
 	"github.com/push2/push2/engine/stanza"
 )
 
-// NS is the protocol's namespace. The version is part of it: a request in
+// NS is the protocol's namespace, for every version (versions.go): a request in
 // another urn:push2:bridge:N gets feature-not-implemented naming this one.
 const NS = "urn:push2:bridge:1"
 
@@ -165,6 +165,9 @@ type Features struct {
 	// seconds (0: not said): the bridge reports stored messages again
 	// after the server's restart only within it.
 	DedupeWindow int
+	// Versions are the protocol versions push2d speaks (nil: not said,
+	// an older push2d: version 1 only).
+	Versions []int
 }
 
 // Element renders the list.
@@ -172,6 +175,13 @@ func (f Features) Element() *stanza.Element {
 	el := stanza.NewElement(NS, KindFeatures)
 	if f.DedupeWindow > 0 {
 		el.SetAttr("dedupe-window", strconv.Itoa(f.DedupeWindow))
+	}
+	if len(f.Versions) > 0 {
+		v := make([]string, len(f.Versions))
+		for i, n := range f.Versions {
+			v[i] = strconv.Itoa(n)
+		}
+		el.SetAttr("versions", strings.Join(v, " "))
 	}
 	for _, v := range f.Vars {
 		el.Append(stanza.NewElement(NS, "feature", "var", v))
@@ -188,6 +198,9 @@ func ParseFeatures(el *stanza.Element) (Features, error) {
 		return Features{}, err
 	}
 	var f Features
+	if attr := el.AttrValue("versions"); attr != "" {
+		f.Versions = parseVersions(attr)
+	}
 	for _, c := range el.Children {
 		if v := c.AttrValue("var"); c.Is(NS, "feature") && v != "" {
 			f.Vars = append(f.Vars, v)

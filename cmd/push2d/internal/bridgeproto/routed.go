@@ -1,6 +1,7 @@
 package bridgeproto
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type routing struct {
 	mu         sync.Mutex
 	since      time.Time       // the connection's start; zero while down
 	confirming map[string]bool // domain → its bridge confirms routing
+	versions   map[string]int  // domain → the protocol version its bridge declared
 }
 
 // Routed is a batch of routing confirmations: notification ids.
@@ -67,6 +69,7 @@ func (s *Service) Connected() {
 	s.routing.mu.Lock()
 	s.routing.since = time.Now()
 	s.routing.confirming = map[string]bool{}
+	s.routing.versions = map[string]int{}
 	s.routing.mu.Unlock()
 }
 
@@ -76,6 +79,7 @@ func (s *Service) Disconnected() {
 	s.routing.mu.Lock()
 	s.routing.since = time.Time{}
 	s.routing.confirming = nil
+	s.routing.versions = nil
 	s.routing.mu.Unlock()
 	s.eng.Outbox().Unrouted()
 }
@@ -102,14 +106,42 @@ func (s *Service) ready(domain string) bool {
 	return declared || time.Since(s.routing.since) >= declareGrace
 }
 
-// declared records a bridge's <bridge/>.
+// declared records a bridge's <bridge/>: whether it confirms routing, and
+// the protocol version it speaks. A version this push2d does not speak is
+// refused (logged, and answered with an error message naming the versions
+// it speaks); the bridge is then served as version 1, the baseline.
 func (s *Service) declared(domain string, el *stanza.Element) {
+	version, ok := declaredVersion(el)
+	if !ok {
+		s.log.Error("the bridge declared a bridge protocol version this push2d does not speak; serving it as version 1 (upgrade push2d, or run a bridge that speaks one of push2d's versions)",
+			"domain", domain, "declared", el.AttrValue("version"), "speaks", versionsAttr())
+		s.refuseVersion(domain, el)
+		version = Version1
+	}
 	s.routing.mu.Lock()
 	if s.routing.confirming != nil {
 		s.routing.confirming[domain] = el.AttrValue("routed") == "true"
 	}
+	if s.routing.versions == nil {
+		s.routing.versions = map[string]int{} // Connected not called (tests)
+	}
+	s.routing.versions[domain] = version
 	s.routing.mu.Unlock()
-	s.log.Debug("bridge declared", "domain", domain, "routed", el.AttrValue("routed"))
+	s.log.Debug("bridge declared", "domain", domain, "routed", el.AttrValue("routed"), "version", version)
+}
+
+// refuseVersion answers a <bridge/> declaring an unknown version with a
+// <message type="error"/>: feature-not-implemented, naming the versions
+// push2d speaks.
+func (s *Service) refuseVersion(domain string, el *stanza.Element) {
+	m := stanza.NewElement(stanza.NSClient, "message", "from", s.cfg.JID, "to", domain, "id", NewID(), "type", "error")
+	m.Append(stanza.NewElement(NS, KindBridge, "version", el.AttrValue("version")))
+	m.Append(stanza.FeatureNotImplemented("bridge protocol version %q is not one this push2d speaks (%s)", el.AttrValue("version"), versionsAttr()).Element())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.send(ctx, m); err != nil {
+		s.log.Warn("could not refuse the bridge's version", "domain", domain, "err", err)
+	}
 }
 
 // routed records a bridge's confirmations.

@@ -96,6 +96,7 @@ type Service struct {
 	// accountsMu orders the account list and the changes on the stream.
 	accountsMu sync.Mutex
 	routing    routing
+	acks       ackBatches // version 2's batched acks (versions.go)
 }
 
 // New returns a service; it sends nothing until asked.
@@ -305,7 +306,7 @@ func (s *Service) reply(iq *stanza.Element, payload *stanza.Element, err error) 
 
 func (s *Service) features() Features {
 	limits := DefaultLimits()
-	return Features{Vars: s.eng.Registry().Features(), Limits: &limits, DedupeWindow: int(s.eng.Config().DedupeRetention / time.Second)}
+	return Features{Vars: s.eng.Registry().Features(), Limits: &limits, DedupeWindow: int(s.eng.Config().DedupeRetention / time.Second), Versions: Versions}
 }
 
 // AnnounceFeatures tells every domain's bridge the current disco feature
@@ -457,6 +458,10 @@ func (s *Service) ack(ctx context.Context, domain, id string, err error) {
 	a := Ack{ID: id}
 	if err != nil {
 		a.Error = string(engine.AsStanzaError(err).Condition)
+	}
+	if s.batchesAcks(domain) {
+		s.queueAck(domain, a)
+		return
 	}
 	if err := s.send(ctx, Message(s.cfg.JID, domain, a.Element())); err != nil {
 		s.log.Warn("could not acknowledge an event", "id", id, "err", err)
