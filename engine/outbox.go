@@ -420,7 +420,7 @@ func (o *Outbox) unhand(it *item) {
 // confirmation is ignored.
 func (o *Outbox) Routed(id string) {
 	if o.shared != nil {
-		o.routedShared(id)
+		o.routedShared([]string{id})
 		return
 	}
 	o.mu.Lock()
@@ -445,6 +445,21 @@ func (o *Outbox) Routed(id string) {
 	}
 	o.observe(OutboxSent, e, "")
 	o.poke()
+}
+
+// RoutedAll is Routed for a batch of confirmations (the bridge's
+// <routed/>): on a shared store their sends are recorded in one
+// transaction, which keeps the window in which a notification the server
+// routed is not yet recorded as sent (and would be sent again by another
+// instance if this one died) to one commit.
+func (o *Outbox) RoutedAll(ids []string) {
+	if o.shared != nil {
+		o.routedShared(ids)
+		return
+	}
+	for _, id := range ids {
+		o.Routed(id)
+	}
 }
 
 // Unrouted sends again every notification handed over and not confirmed:

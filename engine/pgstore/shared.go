@@ -46,18 +46,44 @@ func (s *Store) ClaimOutbox(owner string, now time.Time, n int) ([]engine.Outbox
 	return out, err
 }
 
-// SentOutbox implements engine.SharedOutbox.
-func (s *Store) SentOutbox(owner string, e engine.OutboxEntry) (bool, error) {
-	var ok bool
-	err := s.read("record a send", func(ctx context.Context) error {
-		tag, err := s.pool.Exec(ctx, `UPDATE push2_outbox SET stanza = $3, attempts = $4, due = $5, sent_at = $6, last_err = $7,
-			claimed_by = NULL, claimed_until = NULL
-			WHERE id = $1 AND claimed_by = $2 AND sent_at IS NULL`,
-			e.ID, owner, e.Stanza, e.Attempts, ts(e.Due), ts(e.SentAt), e.LastErr)
-		ok = tag.RowsAffected() == 1
+// SentOutbox implements engine.SharedOutbox: one statement for the whole
+// batch (a <routed/> of the bridge confirms several at once), so a burst
+// costs one commit per confirmation batch, not per notification.
+func (s *Store) SentOutbox(owner string, es []engine.OutboxEntry) ([]string, error) {
+	if len(es) == 0 {
+		return nil, nil
+	}
+	ids, stanzas, errs := make([]string, len(es)), make([]string, len(es)), make([]string, len(es))
+	attempts := make([]int64, len(es))
+	due, sent := make([]*time.Time, len(es)), make([]*time.Time, len(es))
+	for i, e := range es {
+		ids[i], stanzas[i], errs[i], attempts[i] = e.ID, e.Stanza, e.LastErr, int64(e.Attempts)
+		due[i], sent[i] = tsp(e.Due), tsp(e.SentAt)
+	}
+	var done []string
+	err := s.read("record sends", func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `UPDATE push2_outbox o SET stanza = u.stanza, attempts = u.attempts, due = u.due,
+			sent_at = u.sent_at, last_err = u.last_err, claimed_by = NULL, claimed_until = NULL
+			FROM unnest($2::text[], $3::text[], $4::int8[], $5::timestamptz[], $6::timestamptz[], $7::text[])
+				AS u(id, stanza, attempts, due, sent_at, last_err)
+			WHERE o.id = u.id AND o.claimed_by = $1 AND o.sent_at IS NULL
+			RETURNING o.id`, owner, ids, stanzas, attempts, due, sent, errs)
+		if err != nil {
+			return err
+		}
+		done, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		return err
 	})
-	return ok, err
+	return done, err
+}
+
+// tsp is ts for an array element: nil for the zero time.
+func tsp(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 // ReleaseOutbox implements engine.SharedOutbox.

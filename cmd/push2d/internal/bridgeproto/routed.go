@@ -151,7 +151,5 @@ func (s *Service) routed(el *stanza.Element) {
 		s.log.Warn("malformed routing confirmation from the bridge", "err", err)
 		return
 	}
-	for _, id := range r.IDs {
-		s.eng.Outbox().Routed(id)
-	}
+	s.eng.Outbox().RoutedAll(r.IDs)
 }
