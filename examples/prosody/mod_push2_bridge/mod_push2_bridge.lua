@@ -10,11 +10,12 @@
 --     client gets push2d's real answer (result or the exact error). The same holds
 --     for an <enable/> inlined in a SASL2/Bind2 request (mod_sasl2_bind2):
 --     the answer comes back inside <bound/>, in the same round trip.
---   * Stanza events go to push2d as messages, one per trigger that saw the
---     stanza: offline storage, the user's archive (MAM), the XEP-0198 queue
---     of a hibernated session, a session that stopped acking, groupchat
---     messages for a session that is gone. push2d acks each one and dedupes
---     (one push per registration and stanza). Unacked events are kept
+--   * Stanza events go to push2d as messages, one per stanza whatever the
+--     number of triggers that saw it in one turn of the event loop: offline
+--     storage, the user's archive (MAM), the XEP-0198 queue of a hibernated
+--     session, a session that stopped acking, groupchat messages for a
+--     session that is gone. push2d acks them and dedupes (one push per
+--     registration and stanza). Unacked events are kept
 --     (bounded) and replayed when push2d comes back.
 --   * Session activity (a message with a body or a chat state sent by a
 --     client) goes to push2d, rate-limited, for <grace/>.
@@ -222,13 +223,6 @@ end
 
 local function account_of(session)
 	return session.username .. "@" .. session.host;
-end
-
--- A stanza copy that keeps its meaning when embedded in our namespace.
-local function embed(stanza)
-	local copy = st.clone(stanza);
-	copy.attr.xmlns = "jabber:client";
-	return copy;
 end
 
 ---------------------------------------------------------------------------
@@ -633,6 +627,39 @@ end
 -- archive_by, only (registration ids), live (registration ids).
 local watermark_dirty = false; -- an event was reported since the watermark was stored
 
+-- The event is built as text, once (docs/bridge-protocol.md "Cost
+-- rationale"): no copy of the stanza (st.clone) and no stanza:tag for the
+-- values the bridge made itself (util.stanza validates every attribute it
+-- is given: 11% of Prosody's instructions on a burst, issue 12). The
+-- stanza is serialized in place, under jabber:client for the time of its
+-- tostring; what is kept until the ack, and replayed, is the same string.
+local xml_escape = st.xml_escape;
+local event_head = "<message from='" .. xml_escape(module.host) .. "' to='" .. xml_escape(component) .. "' id='";
+
+-- stanza serialized in namespace jabber:client (Prosody's routed stanzas
+-- have no xmlns of their own), without copying it.
+local function client_xml(stanza)
+	local attr = stanza.attr;
+	local ns = attr.xmlns;
+	attr.xmlns = "jabber:client";
+	local ok, xml = pcall(tostring, stanza);
+	attr.xmlns = ns;
+	if not ok then error(xml, 0); end
+	return xml;
+end
+
+-- Write xml on the component connection: mod_component's session.send is
+-- conn:write(tostring(data)) in Prosody 0.12 and 13, with no filters, so a
+-- string is written as it is, without routing a stanza through the
+-- server. Returns whether push2d is connected.
+local function send_to_push2d(xml)
+	local env = component_env();
+	local session = env and env.connected and env.session;
+	if not session then return false; end
+	session.send(xml);
+	return true;
+end
+
 local function report(trigger, account, stanza, opts)
 	if not has_registrations(account) then return; end
 	watermark_dirty = true;
@@ -643,33 +670,45 @@ local function report(trigger, account, stanza, opts)
 		archive_by = archive_id and account or nil;
 	end
 	local event_id = id.medium();
-	local truncated = over_limits(stanza, envelope_usage(#(opts.only or {}) + #(opts.live or {})));
-	local ev = st.message({ from = module.host, to = component, id = event_id })
-		:tag("event", { xmlns = xmlns_bridge, id = event_id, account = account, trigger = trigger,
-			["archive-id"] = archive_id, ["archive-by"] = archive_by, nick = nick_for(account, stanza),
-			truncated = truncated });
-	for _, reg in ipairs(opts.only or {}) do
-		ev:tag("only", { id = reg }):up();
+	local only, live = opts.only, opts.live;
+	local truncated = over_limits(stanza, envelope_usage(#(only or {}) + #(live or {})));
+	local buf = { event_head, event_id, "'><event xmlns='urn:push2:bridge:1' id='", event_id,
+		"' account='", xml_escape(account), "' trigger='", trigger, "'" };
+	local function attr(name, value)
+		if value then
+			buf[#buf+1] = " " .. name .. "='" .. xml_escape(value) .. "'";
+		end
 	end
-	for _, reg in ipairs(opts.live or {}) do
-		ev:tag("live", { id = reg }):up();
+	attr("archive-id", archive_id);
+	attr("archive-by", archive_by);
+	attr("nick", nick_for(account, stanza));
+	attr("truncated", truncated);
+	buf[#buf+1] = ">";
+	for _, reg in ipairs(only or {}) do
+		buf[#buf+1] = "<only id='" .. xml_escape(reg) .. "'/>";
+	end
+	for _, reg in ipairs(live or {}) do
+		buf[#buf+1] = "<live id='" .. xml_escape(reg) .. "'/>";
 	end
 	if truncated then
 		module:log("info", "push2: a message for %s is over push2d's parse limits (%s): reported by its outline", account, truncated);
+		buf[#buf+1] = tostring(outline(stanza));
+	else
+		buf[#buf+1] = client_xml(stanza);
 	end
-	ev:add_child(truncated and outline(stanza) or embed(stanza)):up();
+	buf[#buf+1] = "</event></message>";
+	local ev = { account = account, xml = table.concat(buf) };
 	pending:set(event_id, ev);
-	if component_connected() then
-		module:send(ev);
-	end
+	send_to_push2d(ev.xml);
 end
 
 -- The registration ids of the account's sessions that are live (connected
--- and not hibernated): those devices see the stanza themselves.
-local function live_registrations(account)
+-- and not hibernated): those devices see the stanza themselves. except: a
+-- session not to count as live (one that stopped acking).
+local function live_registrations(account, except)
 	local live = {};
 	for _, session in each_session(account) do
-		if not session.hibernating and not session.destroyed and session.resource then
+		if session ~= except and not session.hibernating and not session.destroyed and session.resource then
 			for _, reg in ipairs(session_registrations(session)) do
 				table.insert(live, reg);
 			end
@@ -678,12 +717,67 @@ local function live_registrations(account)
 	return live;
 end
 
+-- One event per stanza (docs/bridge-protocol.md "One event per stanza"):
+-- mod_mam fires archive-message-added (message/bare and message/full,
+-- priority 0) before the stanza is delivered, and puts the archive's
+-- <stanza-id/> into the stanza that goes on to delivery. So the archived
+-- event is held until the end of this turn of the event loop (one shared
+-- zero-delay timer), keyed by archive id; if offline storage, a hibernated
+-- session's queue or a session that owes an ack takes the same stanza in
+-- that turn, its trigger reports it once, with the archive id, and the
+-- held event is dropped. What is still held at the end of the turn (a
+-- message a live session took, or one no other trigger saw) is reported
+-- as archived then.
+local held, held_order, held_timer = {}, {}, nil; -- archive id → { account, stanza }
+
+local function flush_held()
+	held_timer = nil;
+	local entries, order = held, held_order;
+	held, held_order = {}, {};
+	for _, key in ipairs(order) do
+		local h = entries[key];
+		if h then
+			report("archived", h.account, h.stanza, { archive_id = key, archive_by = h.account, live = live_registrations(h.account) });
+		end
+	end
+end
+
+local function hold_archived(account, key, stanza)
+	if held[key] == nil then table.insert(held_order, key); end
+	held[key] = { account = account, stanza = stanza };
+	if not held_timer then
+		held_timer = module:add_timer(0, safely("archived", flush_held));
+	end
+end
+
+-- The archive id of stanza if its archived event is held, which is then
+-- dropped: the caller reports the stanza for both.
+local function take_held(account, stanza)
+	if not held_timer then return nil; end
+	local key = archive_id_of(stanza, account);
+	local h = key and held[key];
+	if h and h.account == account then
+		held[key] = nil;
+		return key;
+	end
+end
+
 -- A stanza queued for one session that cannot take it now (hibernated or
--- not acking): only that session's registration is evaluated.
+-- not acking): only that session's registration is evaluated, unless the
+-- archive took the stanza in this turn: then the one event carries the
+-- archive id and covers the archived event's registrations too (all of
+-- the account's minus the live ones; this session does not count as
+-- live).
 local function report_for_session(trigger, session, stanza)
 	if not reportable(stanza) or not session.username then return; end
 	if stanza.attr.type == "groupchat" then trigger = "groupchat"; end
-	report(trigger, account_of(session), stanza, { only = session_registrations(session) });
+	local account = account_of(session);
+	local key = take_held(account, stanza);
+	if key then
+		report(trigger, account, stanza, { archive_id = key, archive_by = account, live = live_registrations(account, session) });
+		return;
+	end
+	report(trigger, account, stanza, { only = session_registrations(session) });
 end
 
 -- Offline storage: the account has no session that can take the message.
@@ -693,7 +787,11 @@ module:hook("message/offline/handle", safely("offline", function(event)
 	local stanza = event.stanza;
 	local node = event.username or jid.node(stanza.attr.to);
 	if not node or not reportable(stanza) then return; end
-	report("offline", node .. "@" .. module.host, stanza);
+	local account = node .. "@" .. module.host;
+	-- The archived event of this stanza, if held, is this one (same
+	-- registrations: the account has no session that takes it).
+	take_held(account, stanza);
+	report("offline", account, stanza);
 end), 10);
 
 -- The user's archive (mod_mam) stored a message for the user. Sessions that
@@ -706,7 +804,12 @@ module:hook("archive-message-added", safely("archived", function(event)
 	-- Only what the user received, not the copy of what the user sent.
 	if jid.bare(stanza.attr.to) ~= account then return; end
 	if origin and origin.type == "c2s" and origin.username == user and origin.host == module.host then return; end
-	report("archived", account, stanza, { archive_id = event.id, archive_by = account, live = live_registrations(account) });
+	if not has_registrations(account) then return; end
+	if not event.id then
+		report("archived", account, stanza, { live = live_registrations(account) });
+		return;
+	end
+	hold_archived(account, event.id, stanza);
 end));
 
 -- A groupchat message for a full JID with no session (mod_message passes it
@@ -964,7 +1067,7 @@ local function replay()
 		table.insert(list, 1, ev);
 	end
 	for _, ev in ipairs(list) do
-		module:send(ev);
+		send_to_push2d(ev.xml);
 	end
 	if #list > 0 then
 		module:log("info", "push2d is back: replayed %d unacked events", #list);
@@ -1103,8 +1206,7 @@ local function handle_accounts(el)
 	end
 	local dropped = {};
 	for event_id, ev in pending:items() do
-		local e = ev.tags[1];
-		if e and e.attr.account and not registered[e.attr.account] then
+		if not registered[ev.account] then
 			table.insert(dropped, event_id);
 		end
 	end
