@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 
-.PHONY: all build test unit e2e bench bench-prosody fuzz plugins demo deps vet clean install ejabberd-bridge
+.PHONY: all build test unit e2e bench bench-prosody bench-postgres fuzz plugins demo deps vet clean install ejabberd-bridge
 
 # make install: where things go (docs/push2d.md "Installing"). DESTDIR is
 # prepended to every path (packaging, the install test); PREFIX moves the
@@ -70,6 +70,16 @@ bench:
 # Prosody 13 and 0.12 (issue 12 goals 1, 2; docs/benchmarks.md). Minutes.
 bench-prosody:
 	$(GO) test -run '^$$' -bench 'ProsodyCost|ProsodyRate' -benchtime 1x -count 3 -timeout 60m ./internal/e2e/
+
+# The PostgreSQL store (issue 16; docs/benchmarks.md): pushes/s through the
+# engine on PostgreSQL vs Pebble in the same run, enable and lookup latency
+# with 1,000,000 registrations (loaded with COPY), three rounds each; and
+# the failover time, three runs of e2e TestFailover on each Prosody (its
+# FAILOVER lines: duplicates, takeover, first push after it). Minutes.
+bench-postgres:
+	$(GO) test -run '^$$' -bench 'PushPostgresVsPebble|MillionPostgres' -benchtime 3x -timeout 30m ./engine/pgstore/
+	@out=$$($(GO) test -count=3 -p 1 -timeout 30m -run 'TestFailover$$' -v ./internal/e2e/ 2>&1); rc=$$?; \
+	echo "$$out" | grep -E 'FAILOVER|^(---|ok|FAIL)'; exit $$rc
 
 # Short fuzzing of every parser, for local use (CI runs the seed corpora as
 # part of `make test`).
