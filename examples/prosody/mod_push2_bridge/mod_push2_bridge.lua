@@ -951,7 +951,13 @@ end
 local function handle_push(push)
 	local notification = push.tags[1];
 	if not notification then return; end
-	local out = st.clone(notification);
+	-- The inner stanza is sent as parsed, without a copy: the <push/>
+	-- wrapper was parsed from push2d's stream for this alone, and nothing
+	-- else reads it after this handler (which consumes the message). The
+	-- wrapper itself stays (docs/bridge-protocol.md "Cost rationale"):
+	-- mod_component closes a component's stream that sends from the
+	-- user's domain, unless validate_from_addresses = false.
+	local out = notification;
 	out.attr.xmlns = nil;
 	if out.name == "iq" then
 		-- An XEP-0357 publish: sent from the user's bare JID (as
