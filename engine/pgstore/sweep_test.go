@@ -73,8 +73,8 @@ func TestSweepLeader(t *testing.T) {
 	waitUntil(t, 3*every+3*every, "the other engine leading", func() bool { _, l := sweeps(other); return l })
 	took := time.Since(died)
 	waitUntil(t, 2*every, "the other engine sweeping", func() bool { n, _ := sweeps(other); return n > 0 })
-	if took > 3*every+every+every/2 {
-		t.Errorf("the lead taken %v after the leader died, more than the lease (%v) and a tick", took, 3*every)
+	if took > 3*every+2*every { // the lease, a tick, and a tick of slack for a loaded machine
+		t.Errorf("the lead taken %v after the leader died, more than the lease (%v) and two ticks", took, 3*every)
 	}
 	nl2, _ := sweeps(leader)
 	if nl2 > nl+1 {
