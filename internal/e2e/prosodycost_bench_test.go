@@ -96,6 +96,20 @@ type costSetup struct {
 	cpu      time.Duration      // Prosody CPU over all measured bursts
 	push2d   time.Duration      // push2d CPU over all measured bursts
 	messages int
+	rounds   []time.Duration // Prosody CPU of each burst
+}
+
+// minMedMax formats the per-round figures of c (s per 1,000 messages).
+func (c *costSetup) minMedMax(burst int) string {
+	v := make([]float64, len(c.rounds))
+	for i, d := range c.rounds {
+		v[i] = d.Seconds() * 1000 / float64(burst)
+	}
+	sort.Float64s(v)
+	if len(v) == 0 {
+		return "no rounds"
+	}
+	return fmt.Sprintf("min %.3f median %.3f max %.3f", v[0], v[len(v)/2], v[len(v)-1])
 }
 
 // BenchmarkProsodyCost measures what the bridge and push2d cost Prosody
@@ -115,6 +129,17 @@ type costSetup struct {
 // for every setup, the sender's final ping to the server has been answered
 // (Prosody handles a connection's stanzas in order) and Prosody then used
 // no CPU for 200 ms. push2d's CPU is counted over the same interval.
+//
+// With PUSH2_BRIDGE_BEFORE=dir (a module directory holding another
+// mod_push2_bridge/, e.g. an older bridge from git), a fourth server runs
+// that bridge with the same push2d and a registration (before), in the
+// same interleaved rounds, for a before/after comparison from one run:
+//
+//	git -C . show <commit>:examples/prosody/mod_push2_bridge/mod_push2_bridge.lua > /tmp/before/mod_push2_bridge/mod_push2_bridge.lua
+//	PUSH2_BRIDGE_BEFORE=/tmp/before go test -run '^$' -bench ProsodyCost -benchtime 1x -timeout 60m ./internal/e2e/
+//
+// Each round's figure (s per 1,000 messages) is logged as min/median/max
+// per setup.
 //
 // Metrics: prosody-cpu-s/1000msg for each setup, the bridge's extra cost
 // as a ratio of the no-module cost ((reg−none)/none, (noreg−none)/none),
@@ -149,11 +174,22 @@ func benchmarkProsodyCost(b *testing.B, p prosodytest.Version, gcConfig string) 
 	defer srv.Close()
 	none.prosody = srv
 	reg, noreg := &costSetup{name: "reg"}, &costSetup{name: "noreg"}
-	for _, c := range []*costSetup{reg, noreg} {
-		s, err := stack.Start(ctx, b.TempDir(), stack.Options{
+	bridged := []*costSetup{reg, noreg}
+	var before *costSetup
+	beforeDir := os.Getenv("PUSH2_BRIDGE_BEFORE")
+	if beforeDir != "" {
+		before = &costSetup{name: "before"}
+		bridged = append(bridged, before)
+	}
+	for _, c := range bridged {
+		opts := stack.Options{
 			Prosody: p, Push2dBinary: bin, Push2dConfig: "\n",
 			ProsodyGlobalConfig: gcConfig, ProsodyLogLevel: "info", Push2dLogLevel: "info",
-		})
+		}
+		if c == before {
+			opts.BridgeModuleDir = beforeDir
+		}
+		s, err := stack.Start(ctx, b.TempDir(), opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -176,7 +212,8 @@ func benchmarkProsodyCost(b *testing.B, p prosodytest.Version, gcConfig string) 
 		}
 		return c
 	}
-	for _, c := range []*costSetup{none, reg, noreg} {
+	setups := append([]*costSetup{none}, bridged...)
+	for _, c := range setups {
 		c.sender = login(c.prosody, "romeo")
 		defer c.sender.Close()
 		for r := 0; r < total; r++ {
@@ -187,14 +224,19 @@ func benchmarkProsodyCost(b *testing.B, p prosodytest.Version, gcConfig string) 
 			c.rcpts = append(c.rcpts, user+"@"+c.prosody.Domain())
 		}
 	}
-	reg.pusher = login(reg.prosody, "pusher")
-	defer reg.pusher.Close()
-	for _, user := range reg.rcpts {
-		cl := login(reg.prosody, strings.TrimSuffix(user, "@"+reg.prosody.Domain()))
-		resp, err := cl.IQ(ctx, mustIQ("set", enableFor("pusher@"+reg.prosody.Domain(), "bench")))
-		cl.Close()
-		if err != nil || resp.AttrValue("type") != "result" {
-			b.Fatalf("enable for %s: %v %v", user, resp, err)
+	for _, c := range []*costSetup{reg, before} {
+		if c == nil {
+			continue
+		}
+		c.pusher = login(c.prosody, "pusher")
+		defer c.pusher.Close()
+		for _, user := range c.rcpts {
+			cl := login(c.prosody, strings.TrimSuffix(user, "@"+c.prosody.Domain()))
+			resp, err := cl.IQ(ctx, mustIQ("set", enableFor("pusher@"+c.prosody.Domain(), "bench")))
+			cl.Close()
+			if err != nil || resp.AttrValue("type") != "result" {
+				b.Fatalf("%s: enable for %s: %v %v", c.name, user, resp, err)
+			}
 		}
 	}
 	// The recipients are offline from here on: each logged out well before
@@ -239,7 +281,9 @@ func benchmarkProsodyCost(b *testing.B, p prosodytest.Version, gcConfig string) 
 		if err != nil || resp.AttrValue("type") != "result" {
 			b.Fatalf("%s round %d: ping after the burst: %v %v", c.name, round, resp, err)
 		}
-		c.cpu += settledCPU(b, ppid) - p0
+		used := settledCPU(b, ppid) - p0
+		c.cpu += used
+		c.rounds = append(c.rounds, used)
 		if dpid != 0 {
 			c.push2d += procCPU(b, dpid) - d0
 		}
@@ -248,7 +292,7 @@ func benchmarkProsodyCost(b *testing.B, p prosodytest.Version, gcConfig string) 
 
 	b.ResetTimer()
 	for r := 0; r < total; r++ {
-		for _, c := range []*costSetup{none, reg, noreg} {
+		for _, c := range setups {
 			burstOn(c, r)
 		}
 	}
@@ -256,6 +300,9 @@ func benchmarkProsodyCost(b *testing.B, p prosodytest.Version, gcConfig string) 
 	// Nothing more reached the push service (noreg must push nothing).
 	if n := len(reg.pusher.Messages); n != 0 {
 		b.Fatalf("%d notifications more than messages sent", n)
+	}
+	for _, c := range setups {
+		b.Logf("%s %s: prosody-cpu-s/1000msg per round: %s", p.Name(), c.name, c.minMedMax(burst))
 	}
 
 	per1000 := func(c *costSetup) float64 { return c.cpu.Seconds() * 1000 / float64(c.messages) }
@@ -270,6 +317,14 @@ func benchmarkProsodyCost(b *testing.B, p prosodytest.Version, gcConfig string) 
 	b.ReportMetric((per1000(noreg)-a)/a, "noreg-extra/none")
 	b.ReportMetric(float64(reg.push2d.Microseconds())/float64(reg.messages), "push2d-cpu-µs/push")
 	b.ReportMetric(float64(noreg.push2d.Microseconds())/float64(noreg.messages), "noreg-push2d-cpu-µs/msg")
+	if before != nil {
+		if n := len(before.pusher.Messages); n != 0 {
+			b.Fatalf("before: %d notifications more than messages sent", n)
+		}
+		b.ReportMetric(per1000(before), "before-prosody-cpu-s/1000msg")
+		b.ReportMetric((per1000(before)-a)/a, "before-extra/none")
+		b.ReportMetric(float64(before.push2d.Microseconds())/float64(before.messages), "before-push2d-cpu-µs/push")
+	}
 }
 
 // BenchmarkProsodyRate offers 500 chat messages per second for 5 s to an

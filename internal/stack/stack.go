@@ -66,6 +66,10 @@ type Options struct {
 	// use "info".
 	ProsodyLogLevel string
 	Push2dLogLevel  string
+	// BridgeModuleDir is a module directory holding mod_push2_bridge/ to
+	// run instead of examples/prosody's (e.g. an older bridge, for a
+	// before/after benchmark). Default: examples/prosody.
+	BridgeModuleDir string
 }
 
 // Stack is a running Prosody + bridge + push2d.
@@ -131,10 +135,16 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			return nil, err
 		}
 	}
+	bridgeDir := opts.BridgeModuleDir
+	if bridgeDir == "" {
+		bridgeDir = filepath.Join(root, "examples", "prosody")
+	} else if _, err := os.Stat(filepath.Join(bridgeDir, "mod_push2_bridge", "mod_push2_bridge.lua")); err != nil {
+		return nil, fmt.Errorf("stack: BridgeModuleDir %s holds no mod_push2_bridge/mod_push2_bridge.lua: %w", bridgeDir, err)
+	}
 	srv, err := prosodytest.Start(ctx, prosodytest.Options{
 		Version:          opts.Prosody,
 		Dir:              filepath.Join(dir, "prosody"),
-		PluginPaths:      append([]string{filepath.Join(root, "examples", "prosody")}, opts.ProsodyPluginPaths...),
+		PluginPaths:      append([]string{bridgeDir}, opts.ProsodyPluginPaths...),
 		ExtraModules:     append([]string{"push2_bridge"}, opts.ProsodyModules...),
 		ExtraVHostConfig: opts.ProsodyConfig,
 		ExtraConfig:      opts.ProsodyGlobalConfig,
