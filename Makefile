@@ -42,7 +42,7 @@ vet:
 # overrides the header directory, EJABBERD_EBIN where the .beam goes.
 ERLC             ?= erlc
 EJABBERD_INCLUDE ?= $(lastword $(sort $(wildcard /usr/lib/*/ejabberd-[0-9]*/include /usr/lib/ejabberd/include)))
-EJABBERD_EBIN    ?= build/ejabberd/ebin
+EJABBERD_EBIN    ?= build/mod_push2_bridge/ebin
 
 ejabberd-bridge: $(EJABBERD_EBIN)/mod_push2_bridge.beam
 
@@ -91,6 +91,7 @@ fuzz:
 
 # The main job: Prosody + bridge + push2d on 127.0.0.1, a push arriving.
 # Prosody 13 by default; make demo ARGS=-prosody012 runs Debian 12's 0.12,
+# ARGS=-ejabberd runs it on ejabberd (examples/ejabberd, docs/ejabberd.md),
 # ARGS=-keep keeps the stack running.
 demo:
 	./examples/demo.sh $(ARGS)
@@ -126,4 +127,4 @@ install: build
 	fi
 
 clean:
-	rm -rf $(BIN) build/ejabberd
+	rm -rf $(BIN) build/mod_push2_bridge

@@ -34,7 +34,7 @@
 -export([start/2, stop/1, reload/3, depends/2, mod_options/1, mod_opt_type/1, mod_doc/0]).
 -export([start_link/2, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, code_change/3]).
 %% hooks
--export([process_iq/1, decode_iq_subel/1, offline_message/1, store_mam_message/7,
+-export([process_iq/1, decode_iq_subel/1, offline_message/1, offline_message_pre/1, store_mam_message/7,
          local_message/1, filter_packet/1, disco_sm_features/5, disco_local_features/5,
          remove_user/2, component_connected/1, component_disconnected/2,
          user_send_packet/1, sm_remove_connection/3]).
@@ -59,6 +59,7 @@ start(Host, Opts) ->
                     ensure_global_hooks(),
                     {ok, [{iq_handler, ejabberd_sm, ?NS_PUSH2, process_iq},
                           {iq_handler, ejabberd_sm, ?NS_PUSH0, process_iq},
+                          {hook, offline_message_hook, offline_message_pre, 48},
                           {hook, offline_message_hook, offline_message, 55},
                           {hook, store_mam_message, store_mam_message, 101},
                           {hook, local_send_to_resource_hook, local_message, 50},
@@ -95,7 +96,7 @@ mod_options(Host) ->
      {max_routed_notifications, 10000},
      {activity_interval, 5}].
 
-mod_opt_type(component) -> econf:domain();
+mod_opt_type(component) -> econf:host();  % "push2.@HOST@" allowed
 mod_opt_type(iq_timeout) -> econf:pos_int();
 mod_opt_type(max_pending_events) -> econf:pos_int();
 mod_opt_type(max_routed_notifications) -> econf:pos_int();
@@ -109,7 +110,7 @@ mod_doc() ->
 %% answers is arbitrary and push2d might never see the registration.
 %% push2d serves XEP-0357 clients itself.
 conflicts(Host) ->
-    Configured = try [M || {M, _} <- ejabberd_option:modules(Host)]
+    Configured = try [element(1, T) || T <- ejabberd_option:modules(Host)]
                  catch _:_ -> []
                  end,
     [M || M <- ?CONFLICTING,
@@ -182,7 +183,9 @@ init([Host, Opts]) ->
               [Host, State#state.component,
                if Connected -> "connected"; true -> "not connected" end,
                State#state.max_pending]),
-    {ok, State#state{connected = Connected}}.
+    State1 = State#state{connected = Connected},
+    publish(State1),
+    {ok, State1}.
 
 apply_options(State, Opts) ->
     State#state{component = gen_mod:get_opt(component, Opts),
@@ -266,7 +269,8 @@ has_registrations(Account, #state{registered = undefined}) -> is_binary(Account)
 has_registrations(Account, #state{registered = R}) -> maps:is_key(Account, R).
 
 new_id() ->
-    base64:encode(crypto:strong_rand_bytes(18), #{mode => urlsafe, padding => false}).
+    %% 18 random bytes (OTP 25 has no url-safe base64/2): unguessable.
+    binary:encode_hex(crypto:strong_rand_bytes(18)).
 
 report(Trigger, Account, Stanza, Extra, State) ->
     case has_registrations(Account, State) of
@@ -352,9 +356,15 @@ handle_bridge(<<"ack">>, El, State) ->
 handle_bridge(<<"features">>, El, State) ->
     Features = [fxml:get_tag_attr_s(<<"var">>, F)
                 || #xmlel{name = <<"feature">>} = F <- El#xmlel.children],
-    %% This bridge confirms the notifications it routes.
+    %% This bridge confirms the notifications it routes, and speaks
+    %% versions 1 and 2 (batched acks: it takes every <ack/> of a message).
+    Versions = binary:split(fxml:get_tag_attr_s(<<"versions">>, El), <<" ">>, [global, trim_all]),
+    Version = case lists:member(<<"2">>, Versions) of
+                  true -> [{<<"version">>, <<"2">>}];
+                  false -> []
+              end,
     send_to_push2d(#xmlel{name = <<"bridge">>,
-                          attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"routed">>, <<"true">>}]},
+                          attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"routed">>, <<"true">>} | Version]},
                    State),
     replay_once(State#state{features = Features, connected = true});
 handle_bridge(<<"accounts">>, El, State) ->
@@ -399,6 +409,8 @@ handle_accounts(El, State) ->
                     Drop = [Id || {Id, {_, Account, _}} <- maps:to_list(State#state.pending),
                                   not maps:is_key(Account, Building1)],
                     S = lists:foldl(fun ack/2, State, Drop),
+                    ?INFO_MSG("push2d: ~B accounts with registrations; ~B buffered events of others dropped",
+                              [maps:size(Building1), length(Drop)]),
                     S#state{registered = Building1, building = undefined};
                 _ ->
                     State#state{building = {List, Building1}}
@@ -554,9 +566,25 @@ live_registrations(#jid{luser = U, lserver = S}) ->
                     [R || Res <- Resources, R <- [lookup(S, {registration, U, Res}, undefined)],
                           is_binary(R)]).
 
+%% One event per stanza (docs/bridge-protocol.md "One event per stanza"):
+%% a message no session can take is archived by mod_mam from
+%% offline_message_hook (49) and then stored offline (50). The bridge marks
+%% it before (48) in the process dictionary (the hooks run one after the
+%% other in this process), store_mam_message reports nothing for it, and
+%% the offline event (55) carries the archive id.
+offline_message_pre({_Action, #message{to = To, id = Id}} = Acc) ->
+    put(push2_offline, {jid:tolower(To), Id}),
+    Acc;
+offline_message_pre(Acc) ->
+    Acc.
+
+being_offlined(#message{to = To, id = Id}) ->
+    get(push2_offline) == {jid:tolower(To), Id}.
+
 %% offline_message_hook (after mod_mam, 49, and mod_offline, 50): no
 %% session can take the message. The accumulator is returned unchanged.
 offline_message({_Action, #message{to = To} = Pkt} = Acc) ->
+    erase(push2_offline),
     safely("offline", ok,
            fun() ->
                    case reportable(Pkt) of
@@ -584,7 +612,7 @@ store_mam_message(#message{to = To} = Pkt, LUser, LServer, _Peer, _Nick, chat, r
     safely("archived", ok,
            fun() ->
                    case reportable(Pkt) andalso To#jid.luser == LUser andalso To#jid.lserver == LServer
-                       andalso gen_mod:is_loaded(LServer, ?MODULE) of
+                       andalso not being_offlined(Pkt) andalso gen_mod:is_loaded(LServer, ?MODULE) of
                        true ->
                            Extra = maps:put(live, live_registrations(To), archive_extra(Pkt, To)),
                            gen_server:cast(proc(LServer),
@@ -682,7 +710,7 @@ sm_remove_connection(_SID, #jid{luser = U, lserver = S, lresource = R}, _Info) -
 user_send_packet({#message{type = T, from = #jid{lserver = Host} = From} = Pkt, C2SState} = Acc) when T /= error ->
     safely("activity", ok,
            fun() ->
-                   case xmpp:get_subtag(Pkt, #chatstate{}) /= false orelse Pkt#message.body /= [] of
+                   case has_chatstate(Pkt) orelse Pkt#message.body /= [] of
                        true ->
                            gen_server:cast(proc(Host), {activity, account_of(From), registration_id(From)});
                        false -> ok
@@ -692,6 +720,12 @@ user_send_packet({#message{type = T, from = #jid{lserver = Host} = From} = Pkt, 
     Acc;
 user_send_packet(Acc) ->
     Acc.
+
+has_chatstate(#message{sub_els = Els}) ->
+    lists:any(fun(#chatstate{}) -> true;
+                 (#xmlel{attrs = A}) -> proplists:get_value(<<"xmlns">>, A) == ?NS_CHATSTATES;
+                 (_) -> false
+              end, Els).
 
 %% At most one report per session every activity_interval seconds.
 activity(Account, Reg, #state{connected = true, activity_interval = I} = State) ->

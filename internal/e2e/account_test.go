@@ -31,7 +31,7 @@ func testAccountLifecycle(t *testing.T, p prosodytest.Version) {
 		ProsodyModules:      []string{"admin_shell", "admin_socket"},
 		ProsodyGlobalConfig: `admin_socket = "` + filepath.Join(sock, "s") + `"`,
 	})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	shell := func(args ...string) {
 		t.Helper()
 		if err := s.Prosody.Prosodyctl(append([]string{"shell"}, args...)...); err != nil {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -16,11 +15,11 @@ import (
 // a cross-site form post, or to a rebound Host, no ping reaches the push
 // service; with the token the account's pings are rate-limited (the
 // default 3 at once, then one per 20 s).
-func TestAdminPingGuarded(t *testing.T) { eachProsody(t, testAdminPingGuarded) }
+func TestAdminPingGuarded(t *testing.T) { eachServer(t, testAdminPingGuarded) }
 
-func testAdminPingGuarded(t *testing.T, p prosodytest.Version) {
+func testAdminPingGuarded(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	juliet := login(t, s, "juliet", "balcony", true)
 	if resp := iq(t, juliet, "set", enableFor("pusher@"+domain, "guarded-device")); resp.AttrValue("type") != "result" {

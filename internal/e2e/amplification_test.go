@@ -9,7 +9,6 @@ import (
 
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/internal/hostile"
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -22,11 +21,11 @@ import (
 // children inside <match/>, which cannot be dropped: policy-violation with
 // a text, and the registration stays as it was. A message to the offline
 // account still gets its five pushes.
-func TestEnableAmplification(t *testing.T) { eachProsody(t, testEnableAmplification) }
+func TestEnableAmplification(t *testing.T) { eachServer(t, testEnableAmplification) }
 
-func testEnableAmplification(t *testing.T, p prosodytest.Version) {
+func testEnableAmplification(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 

@@ -36,7 +36,7 @@ func benchmarkOfflineBurst(b *testing.B, p prosodytest.Version) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, err := s.Login(ctx, "pusher", "svc", "pw", true)
 	if err != nil {
 		b.Fatal(err)

@@ -53,7 +53,7 @@ func bridgeBarrier(t *testing.T, c *stack.Client) {
 func waitAccountList(t *testing.T, s *stack.Stack) {
 	t.Helper()
 	waitFor(t, 30*time.Second, func() bool {
-		b, _ := os.ReadFile(s.Prosody.LogPath())
+		b, _ := os.ReadFile(s.Server.LogPath())
 		return strings.Contains(string(b), "accounts with registrations")
 	})
 }
@@ -64,12 +64,12 @@ func waitAccountList(t *testing.T, s *stack.Stack) {
 // registration is reported and pushed (issue 12 goal 1,
 // docs/bridge-protocol.md "Accounts with registrations").
 func TestNoEventsWithoutRegistration(t *testing.T) {
-	eachProsody(t, testNoEventsWithoutRegistration)
+	eachServer(t, testNoEventsWithoutRegistration)
 }
 
-func testNoEventsWithoutRegistration(t *testing.T, p prosodytest.Version) {
+func testNoEventsWithoutRegistration(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	waitAccountList(t, s)
 	mercutio := login(t, s, "mercutio", "nope", true) // exists, offline, no registration
 	mercutio.Close()
@@ -117,7 +117,7 @@ func TestKillProsodyDuringBurst(t *testing.T) { eachProsody(t, testKillProsodyDu
 func testKillProsodyDuringBurst(t *testing.T, p prosodytest.Version) {
 	const burst, killAt = 300, 150
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "kill-client")
 	seen := map[string]bool{}
 	collect := func(c *stack.Client, d time.Duration) {
@@ -142,7 +142,7 @@ func testKillProsodyDuringBurst(t *testing.T, p prosodytest.Version) {
 		collect(pusher, 5*time.Millisecond)
 		return countOfflineNow(s, "juliet") >= killAt/3
 	})
-	if err := s.Prosody.Kill(); err != nil {
+	if err := s.Server.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	collect(pusher, 0)
@@ -150,7 +150,7 @@ func testKillProsodyDuringBurst(t *testing.T, p prosodytest.Version) {
 	pusher.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.Prosody.Restart(ctx); err != nil {
+	if err := s.Server.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The notifications routed to the push service while it was away are
@@ -195,7 +195,7 @@ func countOfflineNow(s *stack.Stack, user string) int {
 }
 
 func readOffline(s *stack.Stack, user string) (int, error) {
-	dir := filepath.Join(s.Prosody.DataDir(), strings.ReplaceAll(s.Prosody.Domain(), ".", "%2e"), "offline")
+	dir := filepath.Join(s.Prosody.DataDir(), strings.ReplaceAll(s.Server.Domain(), ".", "%2e"), "offline")
 	b, err := os.ReadFile(filepath.Join(dir, user+".list"))
 	if err != nil {
 		return 0, err
@@ -219,7 +219,7 @@ func TestKillProsodyHibernated(t *testing.T) { eachProsody(t, testKillProsodyHib
 func testKillProsodyHibernated(t *testing.T, p prosodytest.Version) {
 	const queued = 5
 	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_hibernation_time = 600\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 
@@ -258,14 +258,14 @@ func testKillProsodyHibernated(t *testing.T, p prosodytest.Version) {
 	if resp := iq(t, romeo, "get", `<ping xmlns="urn:xmpp:ping"/>`); resp.AttrValue("type") != "result" {
 		t.Fatalf("ping: %s", resp)
 	}
-	if err := s.Prosody.Kill(); err != nil {
+	if err := s.Server.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	romeo.Close()
 	pusher.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.Prosody.Restart(ctx); err != nil {
+	if err := s.Server.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.StartPush2d(ctx); err != nil {
@@ -287,7 +287,7 @@ func testKillProsodyHibernated(t *testing.T, p prosodytest.Version) {
 	if len(seen) != queued {
 		t.Errorf("%d distinct notifications for the %d messages the hibernated session's queue held", len(seen), queued)
 	}
-	if !strings.Contains(s.Prosody.LogTail(400), "archived messages of") {
-		t.Errorf("the bridge did not log its re-report:\n%s", s.Prosody.LogTail(40))
+	if !strings.Contains(s.Server.LogTail(400), "archived messages of") {
+		t.Errorf("the bridge did not log its re-report:\n%s", s.Server.LogTail(40))
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -36,7 +35,7 @@ func answerError(t *testing.T, c *stack.Client, n *stanza.Element, typ, cond str
 
 func offlineWithRegistration(t *testing.T, s *stack.Stack, client string) (pusher, romeo *stack.Client) {
 	t.Helper()
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher = login(t, s, "pusher", "svc", true)
 	romeo = login(t, s, "romeo", "orchard", true)
 	juliet := login(t, s, "juliet", "balcony", true)
@@ -50,12 +49,12 @@ func offlineWithRegistration(t *testing.T, s *stack.Stack, client string) (pushe
 
 // TestWaitErrorRetried: the push service answers wait twice; the same
 // notification (same id) comes again each time, then is delivered.
-func TestWaitErrorRetried(t *testing.T) { eachProsody(t, testWaitErrorRetried) }
+func TestWaitErrorRetried(t *testing.T) { eachServer(t, testWaitErrorRetried) }
 
-func testWaitErrorRetried(t *testing.T, p prosodytest.Version) {
+func testWaitErrorRetried(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries})
 	pusher, romeo := offlineWithRegistration(t, s, "wait-client")
-	send(t, romeo, chat("juliet@"+s.Prosody.Domain(), "w1", "retry me"))
+	send(t, romeo, chat("juliet@"+s.Server.Domain(), "w1", "retry me"))
 	first := waitNotification(t, pusher, 15*time.Second)
 	answerError(t, pusher, first, "wait", "resource-constraint")
 	second := waitNotification(t, pusher, 10*time.Second)
@@ -85,11 +84,11 @@ func testWaitErrorRetried(t *testing.T, p prosodytest.Version) {
 // TestCancelErrorDisables: cancel errors are never retried; after
 // max_errors of them the registration is disabled, and the operator can see
 // why.
-func TestCancelErrorDisables(t *testing.T) { eachProsody(t, testCancelErrorDisables) }
+func TestCancelErrorDisables(t *testing.T) { eachServer(t, testCancelErrorDisables) }
 
-func testCancelErrorDisables(t *testing.T, p prosodytest.Version) {
+func testCancelErrorDisables(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "cancel-client")
 	for i := 1; i <= 3; i++ {
 		send(t, romeo, chat("juliet@"+domain, fmt.Sprintf("c%d", i), "refused"))
@@ -115,12 +114,12 @@ func testCancelErrorDisables(t *testing.T, p prosodytest.Version) {
 // notification (the bridge replays unacked events, the outbox resends what
 // it had accepted); duplicates are possible for notifications sent right
 // before the kill, and are counted.
-func TestKillDuringBurst(t *testing.T) { eachProsody(t, testKillDuringBurst) }
+func TestKillDuringBurst(t *testing.T) { eachServer(t, testKillDuringBurst) }
 
-func testKillDuringBurst(t *testing.T, p prosodytest.Version) {
+func testKillDuringBurst(t *testing.T, p server) {
 	const burst = 1000
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "burst-client")
 	seen := map[string]int{}
 	collect := func(d time.Duration) {

@@ -42,7 +42,7 @@ func testFailover(t *testing.T, p prosodytest.Version) {
 		t.Fatal(err)
 	}
 	s := startStack(t, p, stack.Options{StoreConfig: "kind = \"postgres\"\ndsn_file = \"" + dsnFile + "\"\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "failover-device")
 
 	// The standby: the same configuration, its own admin port.

@@ -38,7 +38,7 @@ func loginElsewhere(t *testing.T, s *stack.Stack, localpart string) *xmpp.Sessio
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sess, err := s.Prosody.DialClient(ctx, jid.MustParse(localpart+"@"+otherDomain+"/attack"), pw)
+	sess, err := s.Server.DialClient(ctx, jid.MustParse(localpart+"@"+otherDomain+"/attack"), pw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestForgedDeliveryErrors(t *testing.T) { eachProsody(t, testForgedDeliveryE
 
 func testForgedDeliveryErrors(t *testing.T, p prosodytest.Version) {
 	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries, ProsodyGlobalConfig: otherDomainConfig})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "forged-client")
 	mallory := loginElsewhere(t, s, "mallory")
 	forge := func(id string) {
@@ -106,7 +106,7 @@ func testForgedDeliveryErrors(t *testing.T, p prosodytest.Version) {
 	if strings.Contains(m, "push2_delivery_errors_total{") || !strings.Contains(m, `push2_outbox_total{event="delivered"} 4`) {
 		t.Errorf("forged errors counted:\n%s", grep(m, "push2_"))
 	}
-	if !strings.Contains(s.Prosody.LogTail(2000), "not from its push service") {
+	if !strings.Contains(s.Server.LogTail(2000), "not from its push service") {
 		t.Errorf("the bridge did not log the forged errors")
 	}
 	// Still pushed, and the service's own error counts.

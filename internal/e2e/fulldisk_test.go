@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -75,12 +74,12 @@ func fill(t *testing.T, dir string, leave int64) string {
 // delivering pushes of the registrations it has; with space again, enables
 // are accepted again. (Before, nothing watched the space: the first
 // failed write of the store made Pebble exit the process.)
-func TestFullDisk(t *testing.T) { eachProsody(t, testFullDisk) }
+func TestFullDisk(t *testing.T) { eachServer(t, testFullDisk) }
 
-func testFullDisk(t *testing.T, p prosodytest.Version) {
+func testFullDisk(t *testing.T, p server) {
 	mnt := mountTmpfs(t, 32)
 	s := startStack(t, p, stack.Options{StoreDir: mnt, StoreConfig: "min_free_mib = 12\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	phone := login(t, s, "juliet", "phone", true)

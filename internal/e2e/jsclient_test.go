@@ -105,12 +105,12 @@ func startJS(t *testing.T, s *stack.Stack, local string, o jsOptions) *jsClient 
 	t.Helper()
 	dir := nodeClientDir(t)
 	password := local + "-password"
-	if err := s.Prosody.CreateUser(local, password); err != nil {
+	if err := s.Server.CreateUser(local, password); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := json.Marshal(map[string]string{
-		"service":    "xmpp://" + s.Prosody.C2SAddr(),
-		"domain":     s.Prosody.Domain(),
+		"service":    "xmpp://" + s.Server.C2SAddr(),
+		"domain":     s.Server.Domain(),
 		"username":   local,
 		"password":   password,
 		"resource":   o.Resource,

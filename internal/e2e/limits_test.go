@@ -27,7 +27,7 @@ func TestOverLimits(t *testing.T) { eachProsody(t, testOverLimits) }
 
 func testOverLimits(t *testing.T, p prosodytest.Version) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	juliet := login(t, s, "juliet", "balcony", true)
@@ -90,7 +90,7 @@ func testOverLimits(t *testing.T, p prosodytest.Version) {
 	send(t, romeo, chat("juliet@"+domain, "after", "after the restart"))
 	waitNotification(t, pusher, 20*time.Second)
 	noNotification(t, pusher, 2*time.Second)
-	if l := s.Prosody.LogTail(400); strings.Contains(l, "replayed") {
+	if l := s.Server.LogTail(400); strings.Contains(l, "replayed") {
 		t.Errorf("the bridge replayed events after push2d reconnected:\n%s", grep(l, "replayed"))
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/push2/push2/internal/pgtest"
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -19,16 +18,16 @@ import (
 // database by itself, and every message of the burst gets its push: the
 // events whose pushes could not be recorded are evaluated again, not
 // acknowledged as done.
-func TestPostgresRestart(t *testing.T) { eachProsody(t, testPostgresRestart) }
+func TestPostgresRestart(t *testing.T) { eachServer(t, testPostgresRestart) }
 
-func testPostgresRestart(t *testing.T, p prosodytest.Version) {
+func testPostgresRestart(t *testing.T, p server) {
 	pg := pgtest.MustStart(t, pgtest.Options{})
 	dsnFile := filepath.Join(t.TempDir(), "dsn")
 	if err := os.WriteFile(dsnFile, []byte(pg.NewDatabase(t)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := startStack(t, p, stack.Options{StoreConfig: "kind = \"postgres\"\ndsn_file = \"" + dsnFile + "\"\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "pg-restart-device")
 	nurse := login(t, s, "nurse", "hall", true)
 

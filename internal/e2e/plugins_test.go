@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -36,9 +35,9 @@ func accountFeatures(t *testing.T, c *stack.Client, account string) []string {
 // plugins directory shows up in the account's disco#info without a
 // restart, takes registrations and decides pushes; removing it takes it out
 // of disco again.
-func TestPluginHotLoad(t *testing.T) { eachProsody(t, testPluginHotLoad) }
+func TestPluginHotLoad(t *testing.T) { eachServer(t, testPluginHotLoad) }
 
-func testPluginHotLoad(t *testing.T, p prosodytest.Version) {
+func testPluginHotLoad(t *testing.T, p server) {
 	root, err := stack.Root()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +50,7 @@ func testPluginHotLoad(t *testing.T, p prosodytest.Version) {
 	}
 	plugins := t.TempDir()
 	s := startStack(t, p, stack.Options{Push2dConfig: "\n[plugins]\ndir = \"" + plugins + "\"\nscan_every = \"100ms\"\nverify_cases = false\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	const uri = "urn:push2:plugin:vip:0"
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "boss", "desk", true)

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/push2/push2/internal/pgtest"
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -21,9 +20,9 @@ import (
 // database (not in a Pebble directory); push2d is stopped and started
 // again; a message to the user still gets its push. The database password
 // appears nowhere in push2d's log.
-func TestPostgresStore(t *testing.T) { eachProsody(t, testPostgresStore) }
+func TestPostgresStore(t *testing.T) { eachServer(t, testPostgresStore) }
 
-func testPostgresStore(t *testing.T, p prosodytest.Version) {
+func testPostgresStore(t *testing.T, p server) {
 	pg := pgtest.MustStart(t, pgtest.Options{})
 	dsn := pg.NewDatabase(t)
 	dsnFile := filepath.Join(t.TempDir(), "dsn")
@@ -32,7 +31,7 @@ func testPostgresStore(t *testing.T, p prosodytest.Version) {
 	}
 	storeDir := filepath.Join(t.TempDir(), "unused-pebble")
 	s := startStack(t, p, stack.Options{StoreDir: storeDir, StoreConfig: "kind = \"postgres\"\ndsn_file = \"" + dsnFile + "\"\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 	if resp := iq(t, juliet, "set", enableFor("pusher@"+domain, "pg-device")); resp.AttrValue("type") != "result" {
 		t.Fatalf("enable: %s", resp)

@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
@@ -16,18 +15,18 @@ import (
 // "Running it for real"), pushes through the real Prosody, bridge and
 // push2d, and leaves no registration behind; it fails, saying why, with a
 // wrong password and with push2d away.
-func TestProbe(t *testing.T) { eachProsody(t, testProbe) }
+func TestProbe(t *testing.T) { eachServer(t, testProbe) }
 
-func testProbe(t *testing.T, p prosodytest.Version) {
+func testProbe(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	dir := t.TempDir()
 	bin, err := stack.BuildCommand(dir, "push2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pw := func(local, password string) string {
-		if err := s.Prosody.CreateUser(local, password); err != nil {
+		if err := s.Server.CreateUser(local, password); err != nil {
 			t.Fatal(err)
 		}
 		f := filepath.Join(dir, local+".pw")
@@ -38,7 +37,7 @@ func testProbe(t *testing.T, p prosodytest.Version) {
 	}
 	devPW, svcPW := pw("probe-device", "dev-secret"), pw("probe-service", "svc-secret")
 	probe := func(devicePW string) (string, error) {
-		cmd := exec.Command(bin, "probe", "-server", s.Prosody.C2SAddr(), "-plain", "-timeout", "20s",
+		cmd := exec.Command(bin, "probe", "-server", s.Server.C2SAddr(), "-plain", "-timeout", "20s",
 			"-device", "probe-device@"+domain, "-device-password-file", devicePW,
 			"-service", "probe-service@"+domain, "-service-password-file", svcPW)
 		out, err := cmd.CombinedOutput()

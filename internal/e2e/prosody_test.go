@@ -29,7 +29,7 @@ func sessionExpired(t *testing.T, s *stack.Stack, account string, within time.Du
 	re := regexp.MustCompile(`Unbinding resource for ` + regexp.QuoteMeta(account) + `/\S+ .*: Hibernating too long`)
 	deadline := time.Now().Add(within)
 	for {
-		if b, err := os.ReadFile(s.Prosody.LogPath()); err == nil && re.Match(b) {
+		if b, err := os.ReadFile(s.Server.LogPath()); err == nil && re.Match(b) {
 			return time.Now()
 		}
 		if time.Now().After(deadline) {
@@ -48,7 +48,7 @@ func hibernatingDevice(t *testing.T, s *stack.Stack, local, token string) (*jsCl
 	c := startJS(t, s, local, jsOptions{Resource: "phone"})
 	c.wait("sm-enabled", 10*time.Second, nil)
 	c.send(presence())
-	if resp := c.iq("set", enableFor("pusher@"+s.Prosody.Domain(), token)); resp.AttrValue("type") != "result" {
+	if resp := c.iq("set", enableFor("pusher@"+s.Server.Domain(), token)); resp.AttrValue("type") != "result" {
 		t.Fatalf("enable answered %s", resp)
 	}
 	c.do(map[string]string{"cmd": "drop"})
@@ -72,7 +72,7 @@ func testExtendedHibernation(t *testing.T, p prosodytest.Version) {
 	)
 	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_hibernation_time = " + strconv.Itoa(int(hibernation/time.Second)) +
 		"\npush2_max_hibernation_timeout = " + strconv.Itoa(int(extended/time.Second)) + "\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	juliet, julietDropped := hibernatingDevice(t, s, "juliet", "token-juliet")
@@ -183,7 +183,7 @@ func testPushModuleLoadedLater(t *testing.T, p prosodytest.Version) {
 		t.Fatal(err)
 	}
 	s := startStack(t, p, stack.Options{ProsodyPluginPaths: []string{helpers}, ProsodyConfig: `modules_enabled = { "late_loader" }` + "\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 	if resp := iq(t, juliet, "set", enableFor("pusher@"+domain, "token-before")); resp.AttrValue("type") != "result" {
 		t.Fatalf("enable with the bridge loaded answered %s", resp)
@@ -193,7 +193,7 @@ func testPushModuleLoadedLater(t *testing.T, p prosodytest.Version) {
 	m.Append(stanza.NewElement(stanza.NSClient, "body").WithText("load cloud_notify"))
 	send(t, juliet, m)
 	waitFor(t, 10*time.Second, func() bool {
-		return strings.Contains(s.Prosody.LogTail(-1), `unloading mod_push2_bridge: mod_cloud_notify`)
+		return strings.Contains(s.Server.LogTail(-1), `unloading mod_push2_bridge: mod_cloud_notify`)
 	})
 	time.Sleep(500 * time.Millisecond) // the unload runs on the next timer tick
 
@@ -233,7 +233,7 @@ func testSASL2InlineResume(t *testing.T, p prosodytest.Version) {
 		modules += `; "sasl2_sm"`
 	}
 	s := startStack(t, p, stack.Options{ProsodyConfig: "modules_enabled = { " + modules + " }\nsmacks_hibernation_time = 30\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	const clientID = "juliet-phone-1"

@@ -359,7 +359,7 @@ func benchmarkProsodyRate(b *testing.B, p prosodytest.Version, gcConfig string) 
 		b.Fatal(err)
 	}
 	defer s.Close()
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, err := s.Login(ctx, "pusher", "svc", "pw", true)
 	if err != nil {
 		b.Fatal(err)

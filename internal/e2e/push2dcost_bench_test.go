@@ -59,7 +59,7 @@ func BenchmarkPush2dCost(b *testing.B) {
 		}
 		defer s.Close()
 		c := &setup{stack: s}
-		domain := s.Prosody.Domain()
+		domain := s.Server.Domain()
 		if c.sender, err = s.Login(ctx, "romeo", "r", "pw", true); err != nil {
 			b.Fatal(err)
 		}

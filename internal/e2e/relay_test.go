@@ -21,7 +21,7 @@ const relayJID = "webpush.localhost"
 // startRelayStack starts the stack with push2d's relay posting to rcv
 // (its TLS certificate trusted through relay.ca_file, 127.0.0.1
 // allow-listed).
-func startRelayStack(t *testing.T, p prosodytest.Version, rcv *relaytest.Receiver) *stack.Stack {
+func startRelayStack[P prosodytest.Version | server](t *testing.T, p P, rcv *relaytest.Receiver) *stack.Stack {
 	t.Helper()
 	ca := filepath.Join(t.TempDir(), "receiver-ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rcv.Certificate().Raw}), 0o600); err != nil {
@@ -93,9 +93,9 @@ func noPush(t *testing.T, rcv *relaytest.Receiver, within time.Duration) {
 // does not answer retried after the relay's timeout, 404/400/401/403/413
 // and a redirect given up at once (no retry, redirect not followed), 410
 // disables the registration on the first error.
-func TestWebPushRelay(t *testing.T) { eachProsody(t, testWebPushRelay) }
+func TestWebPushRelay(t *testing.T) { eachServer(t, testWebPushRelay) }
 
-func testWebPushRelay(t *testing.T, p prosodytest.Version) {
+func testWebPushRelay(t *testing.T, p server) {
 	sub, err := relaytest.NewSubscription()
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func testWebPushRelay(t *testing.T, p prosodytest.Version) {
 	rcv := relaytest.New(sub.UA, sub.Keys.AuthSecret)
 	defer rcv.Close()
 	s := startRelayStack(t, p, rcv)
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	romeo := login(t, s, "romeo", "orchard", true)
 	juliet := login(t, s, "juliet", "balcony", true)
 	const path = "/push/juliet-subscription"

@@ -44,7 +44,7 @@ func testPush2Relay(t *testing.T, p prosodytest.Version) {
 		Push2dConfig:        fastRetries,
 		ProsodyGlobalConfig: fmt.Sprintf("Component %q\n\tcomponent_secret = %q\n", componentRelayJID, secret),
 	})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	startPush2Relay(t, s, rcv, secret, domain)
 
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -129,7 +129,7 @@ timeout = "3s"
 
 [log]
 level = "debug"
-`, componentRelayJID, s.Prosody.ComponentAddr(), secret, domain, ca)), 0o600)
+`, componentRelayJID, s.Server.ComponentAddr(), secret, domain, ca)), 0o600)
 	var logBuf stack.SyncBuffer
 	cmd := exec.Command(bin, "-config", cfg)
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf

@@ -7,18 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 )
 
 // TestServerRestart: Prosody goes away and comes back; push2d reconnects by
 // itself (with back-off), registrations survive, and pushes flow again.
 // Then push2d stops cleanly on SIGTERM.
-func TestServerRestart(t *testing.T) { eachProsody(t, testServerRestart) }
+func TestServerRestart(t *testing.T) { eachServer(t, testServerRestart) }
 
-func testServerRestart(t *testing.T, p prosodytest.Version) {
+func testServerRestart(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 	if resp := iq(t, juliet, "set", enableFor("pusher@"+domain, "restart-device")); resp.AttrValue("type") != "result" {
 		t.Fatalf("enable: %s", resp)
@@ -27,7 +26,7 @@ func testServerRestart(t *testing.T, p prosodytest.Version) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.Prosody.Restart(ctx); err != nil {
+	if err := s.Server.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, func() bool {

@@ -81,7 +81,7 @@ func TestHibernatedPush(t *testing.T) { eachProsody(t, testHibernatedPush) }
 func testHibernatedPush(t *testing.T, p prosodytest.Version) {
 	const hibernation = 10 // seconds (longer than a login on a loaded machine); mod_smacks' watchdog fires 1-2 s late
 	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_hibernation_time = " + strconv.Itoa(hibernation) + "\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	juliet := startJS(t, s, "juliet", jsOptions{Resource: "phone"})
@@ -132,7 +132,7 @@ func TestAckDelayedPush(t *testing.T) { eachProsody(t, testAckDelayedPush) }
 
 func testAckDelayedPush(t *testing.T, p prosodytest.Version) {
 	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_max_ack_delay = 1\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	juliet := startJS(t, s, "juliet", jsOptions{Resource: "tablet"})
@@ -170,7 +170,7 @@ func TestSASL2InlineEnable(t *testing.T) { eachProsody(t, testSASL2InlineEnable)
 
 func testSASL2InlineEnable(t *testing.T, p prosodytest.Version) {
 	s := startStack(t, p, stack.Options{ProsodyConfig: `modules_enabled = { "sasl2"; "sasl2_bind2" }` + "\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 
@@ -209,12 +209,12 @@ func testSASL2InlineEnable(t *testing.T, p prosodytest.Version) {
 // TestGrace: the user writes from a laptop; a message that arrives within
 // the phone registration's <grace/> period is not pushed to the phone
 // (the laptop gets it), one after the period is.
-func TestGrace(t *testing.T) { eachProsody(t, testGrace) }
+func TestGrace(t *testing.T) { eachServer(t, testGrace) }
 
-func testGrace(t *testing.T, p prosodytest.Version) {
+func testGrace(t *testing.T, p server) {
 	const grace = 3 * time.Second
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	phone := login(t, s, "juliet", "phone", true)
@@ -251,7 +251,7 @@ func TestMUCMentionWithNick(t *testing.T) { eachProsody(t, testMUCMentionWithNic
 func testMUCMentionWithNick(t *testing.T, p prosodytest.Version) {
 	const room = "balcony@conference.localhost"
 	s := startStack(t, p, stack.Options{ProsodyGlobalConfig: "Component \"conference.localhost\" \"muc\"\n\tmuc_room_locking = false\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	juliet := startJS(t, s, "juliet", jsOptions{Resource: "phone"})
@@ -303,11 +303,11 @@ func testMUCMentionWithNick(t *testing.T, p prosodytest.Version) {
 // archive id (docs/bridge-protocol.md "One event per stanza"), and push2d
 // pushes it once per registration: the registration's archived profile
 // pushes only a stanza with an archive id.
-func TestOneStanzaManyTriggers(t *testing.T) { eachProsody(t, testOneStanzaManyTriggers) }
+func TestOneStanzaManyTriggers(t *testing.T) { eachServer(t, testOneStanzaManyTriggers) }
 
-func testOneStanzaManyTriggers(t *testing.T, p prosodytest.Version) {
+func testOneStanzaManyTriggers(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
 	juliet := login(t, s, "juliet", "balcony", true)
@@ -343,11 +343,11 @@ func testOneStanzaManyTriggers(t *testing.T, p prosodytest.Version) {
 // the events of messages for an offline user; when push2d is back it gets
 // them all and every push arrives, once. The messages themselves were
 // stored as usual.
-func TestPush2dDownEventsReplayed(t *testing.T) { eachProsody(t, testPush2dDownEventsReplayed) }
+func TestPush2dDownEventsReplayed(t *testing.T) { eachServer(t, testPush2dDownEventsReplayed) }
 
-func testPush2dDownEventsReplayed(t *testing.T, p prosodytest.Version) {
+func testPush2dDownEventsReplayed(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "token-replay")
 
 	if err := s.StopPush2d(syscall.SIGTERM); err != nil {
@@ -376,7 +376,7 @@ func testPush2dDownEventsReplayed(t *testing.T, p prosodytest.Version) {
 	if len(got) != messages || len(ids) != messages {
 		t.Fatalf("%d notifications (%d distinct), want %d", len(got), len(ids), messages)
 	}
-	if !strings.Contains(s.Prosody.LogTail(400), "replayed") {
+	if !strings.Contains(s.Server.LogTail(400), "replayed") {
 		t.Errorf("the bridge did not log a replay")
 	}
 
@@ -389,11 +389,11 @@ func testPush2dDownEventsReplayed(t *testing.T, p prosodytest.Version) {
 // TestXEP0357ThroughBridge: the bridge forwards XEP-0357 (urn:xmpp:push:0)
 // enable and disable to push2d, which keys the registration by app server
 // and node.
-func TestXEP0357ThroughBridge(t *testing.T) { eachProsody(t, testXEP0357ThroughBridge) }
+func TestXEP0357ThroughBridge(t *testing.T) { eachServer(t, testXEP0357ThroughBridge) }
 
-func testXEP0357ThroughBridge(t *testing.T, p prosodytest.Version) {
+func testXEP0357ThroughBridge(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	juliet := login(t, s, "juliet", "balcony", true)
 	if resp := iq(t, juliet, "set", `<enable xmlns="urn:xmpp:push:0" jid="pusher@`+domain+`" node="n1"/>`); resp.AttrValue("type") != "result" {
 		t.Fatalf("XEP-0357 enable answered %s", resp)

@@ -62,7 +62,7 @@ allow_http = true
 allow_networks = ["127.0.0.1/32"]
 timeout = "5s"
 `, relayJID)})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 
 	// The distributor (on the phone, the app that holds the XMPP
 	// connection for every UnifiedPush app) registers one application.

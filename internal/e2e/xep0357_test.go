@@ -53,10 +53,10 @@ func waitPublish(t *testing.T, c *stack.Client, within time.Duration) *stanza.El
 	}
 }
 
-func xep0357Setup(t *testing.T, p prosodytest.Version, opts stack.Options) (s *stack.Stack, pusher, romeo *stack.Client) {
+func xep0357Setup[P prosodytest.Version | server](t *testing.T, p P, opts stack.Options) (s *stack.Stack, pusher, romeo *stack.Client) {
 	t.Helper()
 	s = startStack(t, p, opts)
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	pusher = login(t, s, "pusher", "svc", true)
 	romeo = login(t, s, "romeo", "orchard", true)
 	juliet := login(t, s, "juliet", "balcony", true)
@@ -76,11 +76,11 @@ func xep0357Setup(t *testing.T, p prosodytest.Version, opts stack.Options) (s *s
 // pubsub publish at the app server, from the user's bare JID, with the
 // summary form and the publish-options, hiding body and sender by default.
 // A Push 2.0 registration of the same account gets its own notification.
-func TestXEP0357Client(t *testing.T) { eachProsody(t, testXEP0357Client) }
+func TestXEP0357Client(t *testing.T) { eachServer(t, testXEP0357Client) }
 
-func testXEP0357Client(t *testing.T, p prosodytest.Version) {
+func testXEP0357Client(t *testing.T, p server) {
 	s, pusher, romeo := xep0357Setup(t, p, stack.Options{})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l1", "Secret words"))
 	pub := waitPublish(t, pusher, 15*time.Second)
@@ -119,11 +119,11 @@ func testXEP0357Client(t *testing.T, p prosodytest.Version) {
 }
 
 // TestXEP0357WithBodyAndSender: the operator's options reveal them.
-func TestXEP0357WithBodyAndSender(t *testing.T) { eachProsody(t, testXEP0357WithBodyAndSender) }
+func TestXEP0357WithBodyAndSender(t *testing.T) { eachServer(t, testXEP0357WithBodyAndSender) }
 
-func testXEP0357WithBodyAndSender(t *testing.T, p prosodytest.Version) {
+func testXEP0357WithBodyAndSender(t *testing.T, p server) {
 	s, pusher, romeo := xep0357Setup(t, p, stack.Options{Push2dConfig: "\n[legacy]\nwith_body = true\nwith_sender = true\n" /* the old name of [xep0357], still accepted */})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	appServer(pusher, func(*stanza.Element) *stanza.Element { return nil })
 	send(t, romeo, chat("juliet@"+domain, "l2", "Wherefore art thou?"))
 	x := waitPublish(t, pusher, 15*time.Second).String()
@@ -137,11 +137,11 @@ func testXEP0357WithBodyAndSender(t *testing.T, p prosodytest.Version) {
 // TestXEP0357CancelDisables: the app server's cancel errors count towards
 // disabling the XEP-0357 registration; the Push 2.0 one of the same
 // account is unaffected.
-func TestXEP0357CancelDisables(t *testing.T) { eachProsody(t, testXEP0357CancelDisables) }
+func TestXEP0357CancelDisables(t *testing.T) { eachServer(t, testXEP0357CancelDisables) }
 
-func testXEP0357CancelDisables(t *testing.T, p prosodytest.Version) {
+func testXEP0357CancelDisables(t *testing.T, p server) {
 	s, pusher, romeo := xep0357Setup(t, p, stack.Options{Push2dConfig: "\n[delivery]\nmax_errors = 2\n"})
-	domain := s.Prosody.Domain()
+	domain := s.Server.Domain()
 	appServer(pusher, func(iq *stanza.Element) *stanza.Element { return iqError(iq, "cancel", "item-not-found") })
 	for i, body := range []string{"one", "two"} {
 		send(t, romeo, chat("juliet@"+domain, "lc"+body, body))

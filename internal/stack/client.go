@@ -16,14 +16,14 @@ type Client = xmppclient.Client
 // if available is true, sends initial presence (which also makes Prosody
 // deliver stored offline messages).
 func (s *Stack) Login(ctx context.Context, localpart, resource, password string, available bool) (*Client, error) {
-	if err := s.Prosody.CreateUser(localpart, password); err != nil {
+	if err := s.Server.CreateUser(localpart, password); err != nil {
 		return nil, err
 	}
-	addr, err := s.Prosody.JID(localpart).WithResource(resource)
+	addr, err := s.Server.JID(localpart).WithResource(resource)
 	if err != nil {
 		return nil, err
 	}
-	sess, err := s.Prosody.DialClient(ctx, addr, password)
+	sess, err := s.Server.DialClient(ctx, addr, password)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
 // Package stack runs the whole push2 stack on 127.0.0.1 from real parts:
-// Prosody (13 or 0.12, from Debian packages, via internal/prosodytest) with
-// the bridge module from examples/prosody, and the push2d binary built from
-// this tree. The
+// an XMPP server with the push2 bridge, and the push2d binary built from
+// this tree. The server is Prosody (13 or 0.12, from Debian packages, via
+// internal/prosodytest) with the bridge module from examples/prosody, or,
+// with Options.Server = Ejabberd, ejabberd 24.12 (internal/ejabberdtest)
+// with examples/ejabberd's module, compiled by `make ejabberd-bridge`. The
 // end-to-end tests and `make demo` both use it, so the demo shows exactly
 // what the tests check.
 package stack
@@ -25,11 +27,49 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/push2/push2/internal/ejabberdtest"
 	"github.com/push2/push2/internal/prosodytest"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
 )
+
+// ServerKind is the XMPP server a stack runs.
+type ServerKind string
+
+const (
+	// Prosody (the default) runs Options.Prosody's version.
+	Prosody ServerKind = ""
+	// Ejabberd runs Debian's ejabberd (bookworm-backports) with
+	// examples/ejabberd/mod_push2_bridge.erl.
+	Ejabberd ServerKind = "ejabberd"
+)
+
+// Server is what the tests and the demo use of either XMPP server.
+type Server interface {
+	Domain() string
+	ComponentDomain() string
+	ComponentAddr() string
+	C2SAddr() string
+	JID(localpart string) jid.JID
+	CreateUser(localpart, password string) error
+	DialClient(ctx context.Context, addr jid.JID, password string) (*xmpp.Session, error)
+	Restart(ctx context.Context) error
+	Kill() error
+	LogPath() string
+	LogTail(n int) string
+	RunningVersion() string
+	Close() error
+}
 
 // Options configure a stack.
 type Options struct {
+	// Server is the XMPP server: Prosody (default) or Ejabberd. The
+	// Prosody* options apply to Prosody only; EjabberdModules to ejabberd.
+	Server ServerKind
+	// EjabberdModules is YAML added to ejabberd's modules: (after the
+	// bridge's entry).
+	EjabberdModules string
 	// Prosody is the Prosody release line to run (prosodytest.Versions).
 	// Default (zero): prosodytest.Prosody012.
 	Prosody prosodytest.Version
@@ -74,7 +114,11 @@ type Options struct {
 
 // Stack is a running Prosody + bridge + push2d.
 type Stack struct {
+	// Server is the XMPP server, whichever it is; Prosody or Ejabberd is
+	// set too (the other is nil), for what only one of them has.
+	Server    Server
 	Prosody   *prosodytest.Server
+	Ejabberd  *ejabberdtest.Server
 	Dir       string
 	AdminAddr string
 	// AdminTokenFile holds push2d's admin token (admin.token_file); Admin
@@ -135,27 +179,53 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			return nil, err
 		}
 	}
-	bridgeDir := opts.BridgeModuleDir
-	if bridgeDir == "" {
-		bridgeDir = filepath.Join(root, "examples", "prosody")
-	} else if _, err := os.Stat(filepath.Join(bridgeDir, "mod_push2_bridge", "mod_push2_bridge.lua")); err != nil {
-		return nil, fmt.Errorf("stack: BridgeModuleDir %s holds no mod_push2_bridge/mod_push2_bridge.lua: %w", bridgeDir, err)
+	s := &Stack{Dir: dir, opts: opts, binary: bin, logBuf: &SyncBuffer{}}
+	secretLine := ""
+	switch opts.Server {
+	case Prosody:
+		bridgeDir := opts.BridgeModuleDir
+		if bridgeDir == "" {
+			bridgeDir = filepath.Join(root, "examples", "prosody")
+		} else if _, err := os.Stat(filepath.Join(bridgeDir, "mod_push2_bridge", "mod_push2_bridge.lua")); err != nil {
+			return nil, fmt.Errorf("stack: BridgeModuleDir %s holds no mod_push2_bridge/mod_push2_bridge.lua: %w", bridgeDir, err)
+		}
+		p, err := prosodytest.Start(ctx, prosodytest.Options{
+			Version:          opts.Prosody,
+			Dir:              filepath.Join(dir, "prosody"),
+			PluginPaths:      append([]string{bridgeDir}, opts.ProsodyPluginPaths...),
+			ExtraModules:     append([]string{"push2_bridge"}, opts.ProsodyModules...),
+			ExtraVHostConfig: opts.ProsodyConfig,
+			ExtraConfig:      opts.ProsodyGlobalConfig,
+			HTTPPort:         opts.ProsodyHTTPPort,
+			Log:              opts.Log,
+			LogLevel:         opts.ProsodyLogLevel,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.Prosody, s.Server = p, p
+		secretLine = fmt.Sprintf("secret = %q", p.ComponentSecret())
+	case Ejabberd:
+		ebin, err := BuildEjabberdBridge()
+		if err != nil {
+			return nil, err
+		}
+		e, err := ejabberdtest.Start(ctx, ejabberdtest.Options{
+			Dir:      filepath.Join(dir, "ejabberd"),
+			BeamDirs: []string{ebin},
+			LogLevel: os.Getenv("PUSH2_EJABBERD_LOGLEVEL"),
+			Modules:  "mod_push2_bridge:\n    iq_timeout: 10\n" + opts.EjabberdModules,
+			Log:      opts.Log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.Ejabberd, s.Server = e, e
+		secretLine = fmt.Sprintf("secret_file = %q", e.SecretFile())
+	default:
+		return nil, fmt.Errorf("stack: unknown server %q (want Prosody or Ejabberd)", opts.Server)
 	}
-	srv, err := prosodytest.Start(ctx, prosodytest.Options{
-		Version:          opts.Prosody,
-		Dir:              filepath.Join(dir, "prosody"),
-		PluginPaths:      append([]string{bridgeDir}, opts.ProsodyPluginPaths...),
-		ExtraModules:     append([]string{"push2_bridge"}, opts.ProsodyModules...),
-		ExtraVHostConfig: opts.ProsodyConfig,
-		ExtraConfig:      opts.ProsodyGlobalConfig,
-		HTTPPort:         opts.ProsodyHTTPPort,
-		Log:              opts.Log,
-		LogLevel:         opts.ProsodyLogLevel,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s := &Stack{Prosody: srv, Dir: dir, opts: opts, binary: bin, logBuf: &SyncBuffer{}}
+	srv := s.Server
 	admin, err := freeAddr()
 	if err != nil {
 		srv.Close()
@@ -179,7 +249,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 [component]
 jid = %q
 address = %q
-secret = %q
+%s
 domains = [%q]
 reconnect_min = "100ms"
 reconnect_max = "2s"
@@ -193,7 +263,7 @@ token_file = %q
 
 [log]
 level = %q
-`, srv.ComponentDomain(), srv.ComponentAddr(), srv.ComponentSecret(), srv.Domain(), storeDir, opts.StoreConfig, admin, s.AdminTokenFile, push2dLevel)
+`, srv.ComponentDomain(), srv.ComponentAddr(), secretLine, srv.Domain(), storeDir, opts.StoreConfig, admin, s.AdminTokenFile, push2dLevel)
 	cfg += opts.Push2dConfig
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		srv.Close()
@@ -356,10 +426,26 @@ func (s *Stack) Push2dPID() int {
 // Push2dLog returns push2d's log so far.
 func (s *Stack) Push2dLog() string { return s.logBuf.String() }
 
-// Close stops push2d and Prosody.
+// Close stops push2d and the XMPP server.
 func (s *Stack) Close() error {
 	err := s.StopPush2d(syscall.SIGTERM)
-	return errors.Join(err, s.Prosody.Close())
+	return errors.Join(err, s.Server.Close())
+}
+
+// BuildEjabberdBridge runs `make ejabberd-bridge` in the module's root
+// (erlc; nothing is done when the .beam is up to date) and returns the
+// directory of the .beam.
+func BuildEjabberdBridge() (string, error) {
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("make", "--no-print-directory", "ejabberd-bridge")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("make ejabberd-bridge: %v\n%s", err, out)
+	}
+	return filepath.Join(root, "build", "mod_push2_bridge", "ebin"), nil
 }
 
 func freeAddr() (string, error) {
