@@ -39,6 +39,7 @@ func main() {
 	verbose := flag.Bool("v", false, "show Prosody's and push2d's logs")
 	plain := flag.Bool("plain", false, "use the notify-only send profile instead of the encrypted one")
 	old := flag.Bool("prosody012", false, "run Debian 12's Prosody 0.12 instead of Prosody 13")
+	ejabberd := flag.Bool("ejabberd", false, "run ejabberd (24.12 from bookworm-backports, with examples/ejabberd's bridge) instead of Prosody")
 	wp := flag.Bool("webpush", false, "push through push2d's Web Push relay to a local Web Push receiver, which decrypts it (docs/relay.md)")
 	flag.Parse()
 	webPush = *wp
@@ -46,7 +47,11 @@ func main() {
 	if *old {
 		version = prosodytest.Prosody012
 	}
-	if err := run(*keep, *verbose, *plain, version); err != nil {
+	server := stack.Prosody
+	if *ejabberd {
+		server = stack.Ejabberd
+	}
+	if err := run(*keep, *verbose, *plain, version, server); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -62,7 +67,7 @@ func step(format string, args ...any) {
 	fmt.Printf("\n== "+format+"\n", args...)
 }
 
-func run(keep, verbose, plain bool, version prosodytest.Version) error {
+func run(keep, verbose, plain bool, version prosodytest.Version, server stack.ServerKind) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "push2-demo-")
@@ -71,7 +76,11 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 	}
 	defer os.RemoveAll(dir)
 
-	step("starting %s (with mod_push2_bridge) and push2d on 127.0.0.1", version)
+	name := "Prosody " + string(version)
+	if server == stack.Ejabberd {
+		name = "ejabberd"
+	}
+	step("starting %s (with mod_push2_bridge) and push2d on 127.0.0.1", name)
 	var logw io.Writer
 	if verbose {
 		logw = os.Stderr
@@ -80,7 +89,7 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 	if err != nil {
 		return err
 	}
-	opts := stack.Options{Prosody: version, Log: logw}
+	opts := stack.Options{Server: server, Prosody: version, Log: logw}
 	var rcv *relaytest.Receiver
 	if webPush {
 		if rcv, err = startReceiver(id, dir, &opts); err != nil {
@@ -96,8 +105,13 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 		return err
 	}
 	defer s.Close()
-	domain := s.Prosody.Domain()
-	fmt.Printf("Prosody %s c2s %s, component %s; push2d admin http://%s\n", s.Prosody.RunningVersion(), s.Prosody.C2SAddr(), s.Prosody.ComponentAddr(), s.AdminAddr)
+	domain := s.Server.Domain()
+	if server == stack.Ejabberd {
+		name = "ejabberd"
+	} else {
+		name = "Prosody"
+	}
+	fmt.Printf("%s %s c2s %s, component %s; push2d admin http://%s\n", name, s.Server.RunningVersion(), s.Server.C2SAddr(), s.Server.ComponentAddr(), s.AdminAddr)
 
 	lctx, lcancel := context.WithTimeout(ctx, time.Minute)
 	defer lcancel()
@@ -188,7 +202,7 @@ func run(keep, verbose, plain bool, version prosodytest.Version) error {
 
 	if keep {
 		step("the stack keeps running. Connect a client to %s (plain, no TLS) as juliet@%s / juliet-password, romeo@%s / romeo-password; push2d admin: curl -H \"Authorization: Bearer $(cat %s)\" 'http://%s/registrations?account=juliet@%s'. Ctrl-C stops.",
-			s.Prosody.C2SAddr(), domain, domain, s.AdminTokenFile, s.AdminAddr, domain)
+			s.Server.C2SAddr(), domain, domain, s.AdminTokenFile, s.AdminAddr, domain)
 		<-ctx.Done()
 	}
 	step("shutting down")
