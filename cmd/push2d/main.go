@@ -45,6 +45,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg.repair = *repair
+	if tuneGC(os.Getenv) {
+		go gcLimitFloor(ctx)
+	}
 	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "push2d:", err)
 		os.Exit(1)
