@@ -1109,7 +1109,9 @@ local watermark, watermark_written = nil, previous_watermark;
 local watermark_writes = false;
 
 module:add_timer(5, safely("watermark", function()
-	if pending:count() == 0 then
+	-- Nothing unacked, and no archived event held for the end of a turn
+	-- ("One event per stanza"): it is not in pending yet.
+	if pending:count() == 0 and not held_timer then
 		watermark = os.time();
 	end
 	if watermark_writes and watermark_dirty and watermark and watermark ~= watermark_written then
