@@ -508,7 +508,7 @@ func (s *Store) RecordPush(k engine.RegKey, keys []string, at time.Time, entry e
 	if err := validKey(k); err != nil {
 		return false, err
 	}
-	v, err := marshal(entry)
+	v, err := marshalOutbox(entry)
 	if err != nil {
 		return false, err
 	}
@@ -602,7 +602,7 @@ func (s *Store) PutOutbox(e engine.OutboxEntry, sync bool) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	v, err := marshal(e)
+	v, err := marshalOutbox(e)
 	if err != nil {
 		return err
 	}
