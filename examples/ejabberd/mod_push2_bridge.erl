@@ -37,7 +37,8 @@
 -export([process_iq/1, decode_iq_subel/1, offline_message/1, offline_message_pre/1, store_mam_message/7,
          local_message/1, filter_packet/1, disco_sm_features/5, disco_local_features/5,
          remove_user/2, component_connected/1, component_disconnected/2,
-         user_send_packet/1, sm_remove_connection/3]).
+         user_send_packet/1, sm_remove_connection/3,
+         c2s_session_pending/1, c2s_handle_send/3, c2s_handle_cast/2]).
 
 -include_lib("xmpp/include/xmpp.hrl").
 -include("logger.hrl").
@@ -67,7 +68,10 @@ start(Host, Opts) ->
                           {hook, disco_local_features, disco_local_features, 60},
                           {hook, remove_user, remove_user, 60},
                           {hook, user_send_packet, user_send_packet, 60},
-                          {hook, sm_remove_connection_hook, sm_remove_connection, 60}]};
+                          {hook, sm_remove_connection_hook, sm_remove_connection, 60},
+                          {hook, c2s_session_pending, c2s_session_pending, 60},
+                          {hook, c2s_handle_send, c2s_handle_send, 60},
+                          {hook, c2s_handle_cast, c2s_handle_cast, 60}]};
                 Err ->
                     Err
             end;
@@ -94,13 +98,15 @@ mod_options(Host) ->
      {iq_timeout, 10},
      {max_pending_events, 10000},
      {max_routed_notifications, 10000},
-     {activity_interval, 5}].
+     {activity_interval, 5},
+     {max_hibernation_timeout, 259200}].
 
 mod_opt_type(component) -> econf:host();  % "push2.@HOST@" allowed
 mod_opt_type(iq_timeout) -> econf:pos_int();
 mod_opt_type(max_pending_events) -> econf:pos_int();
 mod_opt_type(max_routed_notifications) -> econf:pos_int();
-mod_opt_type(activity_interval) -> econf:non_neg_int().
+mod_opt_type(activity_interval) -> econf:non_neg_int();
+mod_opt_type(max_hibernation_timeout) -> econf:pos_int().
 
 mod_doc() ->
     #{desc => ["The push2 bridge: Push 2.0 and XEP-0357 served by push2d "
@@ -157,6 +163,7 @@ safely(Name, Default, F) ->
                 max_pending :: pos_integer(),
                 max_routed :: pos_integer(),
                 activity_interval :: non_neg_integer(),
+                max_hibernation :: pos_integer(),
                 connected = false :: boolean(),
                 replayed = false :: boolean(),
                 features = [] :: [binary()],
@@ -192,7 +199,8 @@ apply_options(State, Opts) ->
                 iq_timeout = gen_mod:get_opt(iq_timeout, Opts),
                 max_pending = gen_mod:get_opt(max_pending_events, Opts),
                 max_routed = gen_mod:get_opt(max_routed_notifications, Opts),
-                activity_interval = gen_mod:get_opt(activity_interval, Opts)}.
+                activity_interval = gen_mod:get_opt(activity_interval, Opts),
+                max_hibernation = gen_mod:get_opt(max_hibernation_timeout, Opts)}.
 
 %% The ets table the hooks read without asking the gen_server: the
 %% component's JID, push2d's features, whether it is connected, the
@@ -234,7 +242,8 @@ publish(#state{host = Host} = State) ->
     catch ets:insert(table(Host), [{component, State#state.component},
                                    {connected, State#state.connected},
                                    {features, State#state.features},
-                                   {iq_timeout, State#state.iq_timeout}]).
+                                   {iq_timeout, State#state.iq_timeout},
+                                   {max_hibernation, State#state.max_hibernation}]).
 
 do_cast({options, Opts}, State) ->
     apply_options(State, Opts);
@@ -282,7 +291,9 @@ report(Trigger, Account, Stanza, Extra, State) ->
                 ++ [{K, V} || {K, V} <- [{<<"archive-id">>, maps:get(archive_id, Extra, undefined)},
                                          {<<"archive-by">>, maps:get(archive_by, Extra, undefined)}],
                               is_binary(V)],
-            Live = [#xmlel{name = <<"live">>, attrs = [{<<"id">>, R}]}
+            Live = [#xmlel{name = <<"only">>, attrs = [{<<"id">>, R}]}
+                    || R <- maps:get(only, Extra, [])]
+                ++ [#xmlel{name = <<"live">>, attrs = [{<<"id">>, R}]}
                     || R <- maps:get(live, Extra, [])],
             Event = #xmlel{name = <<"event">>, attrs = Attrs, children = Live ++ [Stanza]},
             Seq = State#state.seq + 1,
@@ -429,6 +440,7 @@ handle_push(#xmlel{children = Children} = Push, #state{host = Host} = State) ->
             ejabberd_router:route(xmpp:set_from(Pkt, jid:make(Host))),
             State1 = remember_routed(Id, To, State),
             confirm_routed(Id, State1),
+            wake(fxml:get_tag_attr_s(<<"account">>, Push), fxml:get_tag_attr_s(<<"registration">>, Push), Host),
             State1;
         [#xmlel{name = <<"iq">>} = I | _] ->
             publish_iq(xmpp:decode(I, ?NS_CLIENT, [ignore_els]), State),
@@ -612,7 +624,8 @@ store_mam_message(#message{to = To} = Pkt, LUser, LServer, _Peer, _Nick, chat, r
     safely("archived", ok,
            fun() ->
                    case reportable(Pkt) andalso To#jid.luser == LUser andalso To#jid.lserver == LServer
-                       andalso not being_offlined(Pkt) andalso gen_mod:is_loaded(LServer, ?MODULE) of
+                       andalso not being_offlined(Pkt) andalso get(push2_pending) /= true
+                       andalso gen_mod:is_loaded(LServer, ?MODULE) of
                        true ->
                            Extra = maps:put(live, live_registrations(To), archive_extra(Pkt, To)),
                            gen_server:cast(proc(LServer),
@@ -812,3 +825,118 @@ applied(<<"enable">>, S, U, R, Els) ->
     ets:insert(table(S), {{registration, U, R}, Id});
 applied(_, S, U, R, _Els) ->
     ets:delete(table(S), {registration, U, R}).
+
+%%%===================================================================
+%%% Hibernated sessions (XEP-0198 pending, mod_stream_mgmt)
+%%%===================================================================
+
+%% The registration ids push2d knows this session by.
+session_registrations(#jid{luser = U, lserver = S, lresource = R}) ->
+    case lookup(S, {registration, U, R}, undefined) of
+        undefined -> [R];
+        R -> [R];
+        Given -> [R, Given]
+    end.
+
+%% The session lost its connection and waits for resumption. Its unacked
+%% queue may hold messages the device never saw: each is reported for this
+%% session's registrations (<only/>). Everything queued from now on is
+%% reported as it comes (c2s_handle_send). A session whose registration
+%% push2d accepted waits up to max_hibernation_timeout instead of
+%% mod_stream_mgmt's resume_timeout, until its first push.
+c2s_session_pending(#{jid := JID} = State) ->
+    safely("hibernation-start", State,
+           fun() ->
+                   %% This process is the session's: archived events of
+                   %% what it receives now are left to the hibernated ones.
+                   put(push2_pending, true),
+                   Host = JID#jid.lserver,
+                   Queue = maps:get(mgmt_queue, State, undefined),
+                   Pkts = try [P || {_, _, P} <- p1_queue:to_list(Queue)] catch _:_ -> [] end,
+                   lists:foreach(
+                     fun(Pkt) ->
+                             report_for_session(Host, JID, Pkt,
+                                                #{only => session_registrations(JID)})
+                     end, Pkts),
+                   extend_hibernation(State, JID)
+           end);
+c2s_session_pending(State) ->
+    State.
+
+%% A message queued for the pending session: one hibernated event, with
+%% the archive id and the account's other live sessions (this one not
+%% counted), so that it covers what the archived event would have
+%% (docs/bridge-protocol.md "One event per stanza").
+c2s_handle_send(#{mgmt_state := pending, jid := JID} = State, #message{} = Pkt, _Result) ->
+    safely("hibernation-queued", ok,
+           fun() ->
+                   Mine = session_registrations(JID),
+                   Live = live_registrations(jid:remove_resource(JID)) -- Mine,
+                   report_for_session(JID#jid.lserver, JID, Pkt, #{live => Live})
+           end),
+    State;
+c2s_handle_send(State, _Pkt, _Result) ->
+    State.
+
+report_for_session(Host, JID, #message{to = To} = Pkt, Extra) ->
+    case reportable(Pkt) of
+        true ->
+            Trigger = case Pkt#message.type of
+                          groupchat -> <<"groupchat">>;
+                          _ -> <<"hibernated">>
+                      end,
+            Bare = jid:remove_resource(JID),
+            Extra1 = maps:merge(archive_extra(Pkt, Bare), Extra),
+            _ = To,
+            gen_server:cast(proc(Host), {report, Trigger, account_of(Bare), embed(Pkt), Extra1});
+        false -> ok
+    end;
+report_for_session(_, _, _, _) ->
+    ok.
+
+extend_hibernation(#{jid := #jid{luser = U, lserver = S, lresource = R}} = State, _JID) ->
+    case lookup(S, {registration, U, R}, undefined) of
+        undefined -> State;
+        _ when is_map_key(push2_saved_timeout, State) -> State;
+        _ ->
+            Saved = maps:get(mgmt_timeout, State, undefined),
+            Max = lookup(S, max_hibernation, 259200) * 1000,
+            ?DEBUG("push2: hibernation of ~ts/~ts extended to ~B s", [U, R, Max div 1000]),
+            State1 = mod_stream_mgmt:set_resume_timeout(State, Max),
+            State1#{push2_saved_timeout => Saved}
+    end.
+
+%% The first push for a pending session's registration: the device has
+%% been woken, the normal resume timeout applies again, counted from now.
+c2s_handle_cast(#{push2_saved_timeout := Saved} = State, push2_pushed) ->
+    State1 = maps:remove(push2_saved_timeout, State),
+    State2 = case is_integer(Saved) of
+                 true -> safely("hibernation-restore", State1,
+                                fun() -> mod_stream_mgmt:set_resume_timeout(State1, Saved) end);
+                 false -> State1
+             end,
+    {stop, State2};
+c2s_handle_cast(State, push2_pushed) ->
+    {stop, State};
+c2s_handle_cast(State, _Msg) ->
+    State.
+
+wake(Account, Reg, Host) ->
+    safely("wake", ok,
+           fun() ->
+                   case jid:decode(Account) of
+                       #jid{luser = U, lserver = Host} when Reg /= <<>> ->
+                           lists:foreach(
+                             fun(R) ->
+                                     case lists:member(Reg, session_registrations(jid:make(U, Host, R))) of
+                                         true ->
+                                             case ejabberd_sm:get_session_pid(U, Host, R) of
+                                                 Pid when is_pid(Pid) -> ejabberd_c2s:cast(Pid, push2_pushed);
+                                                 _ -> ok
+                                             end;
+                                         false -> ok
+                                     end
+                             end, ejabberd_sm:get_user_resources(U, Host));
+                       _ -> ok
+                   end
+           end).

@@ -71,6 +71,10 @@ type Options struct {
 	// Modules is YAML added under the host's modules: (indented by four
 	// spaces), e.g. "mod_push2_bridge: {}".
 	Modules string
+	// ResumeTimeout is mod_stream_mgmt's resume_timeout (how long a
+	// session that lost its connection waits for resumption). Default
+	// ejabberd's (300 s).
+	ResumeTimeout time.Duration
 	// ExtraConfig is YAML appended at the top level of ejabberd.yml.
 	ExtraConfig string
 	// LogLevel is ejabberd's loglevel. Default "info" (debug costs much).
@@ -245,7 +249,7 @@ func (s *Server) config() string {
 	for _, m := range []string{
 		"mod_disco: {}", "mod_roster: {}", "mod_offline: {}",
 		"mod_mam:\n      db_type: mnesia\n      default: always",
-		"mod_stream_mgmt: {}", "mod_carboncopy: {}", "mod_ping: {}", "mod_http_api: {}",
+		s.streamMgmt(), "mod_carboncopy: {}", "mod_ping: {}", "mod_http_api: {}",
 	} {
 		w("  %s\n", m)
 	}
@@ -258,6 +262,13 @@ func (s *Server) config() string {
 		w("%s\n", strings.TrimRight(s.opts.ExtraConfig, "\n"))
 	}
 	return b.String()
+}
+
+func (s *Server) streamMgmt() string {
+	if s.opts.ResumeTimeout <= 0 {
+		return "mod_stream_mgmt: {}"
+	}
+	return fmt.Sprintf("mod_stream_mgmt:\n      resume_timeout: %d", int(s.opts.ResumeTimeout/time.Second))
 }
 
 func (s *Server) cleanupFailed(err error) error {

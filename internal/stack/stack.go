@@ -70,6 +70,9 @@ type Options struct {
 	// EjabberdModules is YAML added to ejabberd's modules: (after the
 	// bridge's entry).
 	EjabberdModules string
+	// EjabberdResumeTimeout is mod_stream_mgmt's resume_timeout (the
+	// counterpart of Prosody's smacks_hibernation_time).
+	EjabberdResumeTimeout time.Duration
 	// Prosody is the Prosody release line to run (prosodytest.Versions).
 	// Default (zero): prosodytest.Prosody012.
 	Prosody prosodytest.Version
@@ -211,11 +214,12 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			return nil, err
 		}
 		e, err := ejabberdtest.Start(ctx, ejabberdtest.Options{
-			Dir:      filepath.Join(dir, "ejabberd"),
-			BeamDirs: []string{ebin},
-			LogLevel: os.Getenv("PUSH2_EJABBERD_LOGLEVEL"),
-			Modules:  "mod_push2_bridge:\n    iq_timeout: 10\n" + opts.EjabberdModules,
-			Log:      opts.Log,
+			Dir:           filepath.Join(dir, "ejabberd"),
+			BeamDirs:      []string{ebin},
+			LogLevel:      os.Getenv("PUSH2_EJABBERD_LOGLEVEL"),
+			ResumeTimeout: opts.EjabberdResumeTimeout,
+			Modules:       "mod_push2_bridge:\n    iq_timeout: 10\n" + opts.EjabberdModules,
+			Log:           opts.Log,
 		})
 		if err != nil {
 			return nil, err
