@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,9 +18,11 @@ import (
 // disabled account's registrations stay, suspended (admin /registrations
 // says so): a message stored for it gets no push; enabled again, the next
 // one does. A deleted account's registrations are gone.
-func TestAccountLifecycle(t *testing.T) { eachProsody(t, testAccountLifecycle) }
+// On ejabberd the accounts are deleted through mod_http_api's unregister
+// (its remove_user hook); ejabberd has no disabled accounts of this kind.
+func TestAccountLifecycle(t *testing.T) { eachServer(t, testAccountLifecycle) }
 
-func testAccountLifecycle(t *testing.T, p prosodytest.Version) {
+func testAccountLifecycle(t *testing.T, p server) {
 	// A short socket path: the test's directory may be longer than a Unix
 	// socket address allows.
 	sock, err := os.MkdirTemp("", "p2sock")
@@ -34,6 +37,15 @@ func testAccountLifecycle(t *testing.T, p prosodytest.Version) {
 	domain := s.Server.Domain()
 	shell := func(args ...string) {
 		t.Helper()
+		if p == ejabberd {
+			if len(args) != 3 || args[0] != "user" || args[1] != "delete" {
+				t.Fatalf("no ejabberd counterpart of prosodyctl shell %v", args)
+			}
+			if err := s.Ejabberd.DeleteUser(strings.TrimSuffix(args[2], "@"+s.Server.Domain())); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
 		if err := s.Prosody.Prosodyctl(append([]string{"shell"}, args...)...); err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +82,7 @@ func testAccountLifecycle(t *testing.T, p prosodytest.Version) {
 	juliet := "juliet@" + domain
 	waitRegs(juliet, "one", func(r []reg) bool { return len(r) == 1 && !r[0].Suspended })
 
-	if p == prosodytest.Prosody13 {
+	if p == (server{prosody: prosodytest.Prosody13}) {
 		shell("user", "disable", juliet)
 		waitRegs(juliet, "one, suspended", func(r []reg) bool { return len(r) == 1 && r[0].Suspended })
 		send(t, romeo, chat(juliet, "dis1", "while disabled"))
