@@ -925,13 +925,16 @@ local to_confirm, confirm_timer = {}, nil;
 local function flush_confirmations()
 	confirm_timer = nil;
 	if #to_confirm == 0 then return; end
-	local batch = st.message({ from = module.host, to = component, id = id.medium() })
-		:tag("routed", { xmlns = xmlns_bridge });
+	-- Written as text on the component connection, as the events are
+	-- (no stanza:tag per id; lost with the connection, push2d sends what
+	-- was not confirmed again on the next one).
+	local buf = { event_head, id.medium(), "'><routed xmlns='urn:push2:bridge:1'>" };
 	for _, nid in ipairs(to_confirm) do
-		batch:tag("n", { id = nid }):up();
+		buf[#buf+1] = "<n id='" .. xml_escape(nid) .. "'/>";
 	end
+	buf[#buf+1] = "</routed></message>";
 	to_confirm = {};
-	module:send(batch);
+	send_to_push2d(table.concat(buf));
 end
 
 local function confirm_routed(nid)
