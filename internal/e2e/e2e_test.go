@@ -92,7 +92,6 @@ func eachServer(t *testing.T, test func(t *testing.T, p server)) {
 // Every other test runs on both servers through eachServer.
 var notOnEjabberd = map[string]string{
 	"TestAckDelayedPush":         "not producible: ejabberd's mod_stream_mgmt has no ack-delay event (no smacks-ack-delayed equivalent)",
-	"TestExtendedHibernation":    "not yet in the ejabberd bridge: mod_stream_mgmt:set_resume_timeout until the first push",
 	"TestSASL2InlineEnable":      "not yet in the ejabberd bridge: c2s_inline_features / c2s_handle_bind2_inline",
 	"TestSASL2InlineResume":      "Prosody-specific: mod_sasl2_sm",
 	"TestMUCMentionWithNick":     "not yet in the ejabberd bridge: groupchat trigger and room nicks (mod_muc)",

@@ -25,8 +25,12 @@ import (
 // returns when the test saw it (polled every 100 ms).
 func sessionExpired(t *testing.T, s *stack.Stack, account string, within time.Duration) time.Time {
 	t.Helper()
-	// sessionmanager.destroy_session, with mod_smacks' reason.
+	// sessionmanager.destroy_session, with mod_smacks' reason; ejabberd's
+	// ejabberd_c2s, with mod_stream_mgmt's.
 	re := regexp.MustCompile(`Unbinding resource for ` + regexp.QuoteMeta(account) + `/\S+ .*: Hibernating too long`)
+	if s.Ejabberd != nil {
+		re = regexp.MustCompile(`Closing c2s session for ` + regexp.QuoteMeta(account) + `/\S+: Stream closed by local host: Timed out waiting for stream resumption`)
+	}
 	deadline := time.Now().Add(within)
 	for {
 		if b, err := os.ReadFile(s.Server.LogPath()); err == nil && re.Match(b) {
@@ -63,15 +67,16 @@ func hibernatingDevice(t *testing.T, s *stack.Stack, local, token string) (*jsCl
 // there, and reaches the device when it logs in anew. The nurse's device
 // gets a push well after smacks_hibernation_time: from that push the normal
 // timeout runs again, and the session ends long before the extended one.
-func TestExtendedHibernation(t *testing.T) { eachProsody(t, testExtendedHibernation) }
+func TestExtendedHibernation(t *testing.T) { eachServer(t, testExtendedHibernation) }
 
-func testExtendedHibernation(t *testing.T, p prosodytest.Version) {
+func testExtendedHibernation(t *testing.T, p server) {
 	const (
-		hibernation = 3 * time.Second  // smacks_hibernation_time
-		extended    = 15 * time.Second // push2_max_hibernation_timeout
+		hibernation = 3 * time.Second  // smacks_hibernation_time (ejabberd: resume_timeout)
+		extended    = 15 * time.Second // push2_max_hibernation_timeout (ejabberd: max_hibernation_timeout)
 	)
 	s := startStack(t, p, stack.Options{ProsodyConfig: "smacks_hibernation_time = " + strconv.Itoa(int(hibernation/time.Second)) +
-		"\npush2_max_hibernation_timeout = " + strconv.Itoa(int(extended/time.Second)) + "\n"})
+		"\npush2_max_hibernation_timeout = " + strconv.Itoa(int(extended/time.Second)) + "\n",
+		EjabberdResumeTimeout: hibernation, EjabberdBridgeOptions: "max_hibernation_timeout: " + strconv.Itoa(int(extended/time.Second))})
 	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)

@@ -70,6 +70,10 @@ type Options struct {
 	// EjabberdModules is YAML added to ejabberd's modules: (after the
 	// bridge's entry).
 	EjabberdModules string
+	// EjabberdBridgeOptions are mod_push2_bridge's options in
+	// ejabberd.yml, one "name: value" a line (e.g.
+	// "max_hibernation_timeout: 15").
+	EjabberdBridgeOptions string
 	// EjabberdResumeTimeout is mod_stream_mgmt's resume_timeout (the
 	// counterpart of Prosody's smacks_hibernation_time).
 	EjabberdResumeTimeout time.Duration
@@ -218,7 +222,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			BeamDirs:      []string{ebin},
 			LogLevel:      os.Getenv("PUSH2_EJABBERD_LOGLEVEL"),
 			ResumeTimeout: opts.EjabberdResumeTimeout,
-			Modules:       "mod_push2_bridge:\n    iq_timeout: 10\n" + opts.EjabberdModules,
+			Modules:       bridgeYAML(opts.EjabberdBridgeOptions) + opts.EjabberdModules,
 			Log:           opts.Log,
 		})
 		if err != nil {
@@ -434,6 +438,17 @@ func (s *Stack) Push2dLog() string { return s.logBuf.String() }
 func (s *Stack) Close() error {
 	err := s.StopPush2d(syscall.SIGTERM)
 	return errors.Join(err, s.Server.Close())
+}
+
+// bridgeYAML is the bridge's entry under ejabberd's modules:.
+func bridgeYAML(options string) string {
+	y := "mod_push2_bridge:\n    iq_timeout: 10\n"
+	for _, l := range strings.Split(options, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			y += "    " + l + "\n"
+		}
+	}
+	return y
 }
 
 // BuildEjabberdBridge runs `make ejabberd-bridge` in the module's root
