@@ -38,7 +38,8 @@
          local_message/1, filter_packet/1, disco_sm_features/5, disco_local_features/5,
          remove_user/2, component_connected/1, component_disconnected/2,
          user_send_packet/1, sm_remove_connection/3,
-         c2s_session_pending/1, c2s_handle_send/3, c2s_handle_cast/2]).
+         c2s_session_pending/1, c2s_handle_send/3, c2s_handle_cast/2,
+         c2s_inline_features/2, c2s_inline_features/3, c2s_handle_bind2_inline/1]).
 
 -include_lib("xmpp/include/xmpp.hrl").
 -include("logger.hrl").
@@ -71,7 +72,9 @@ start(Host, Opts) ->
                           {hook, sm_remove_connection_hook, sm_remove_connection, 60},
                           {hook, c2s_session_pending, c2s_session_pending, 60},
                           {hook, c2s_handle_send, c2s_handle_send, 60},
-                          {hook, c2s_handle_cast, c2s_handle_cast, 60}]};
+                          {hook, c2s_handle_cast, c2s_handle_cast, 60},
+                          {hook, c2s_handle_bind2_inline, c2s_handle_bind2_inline, 60},
+                          {hook, c2s_inline_features, c2s_inline_features, 60}]};
                 Err ->
                     Err
             end;
@@ -940,3 +943,89 @@ wake(Account, Reg, Host) ->
                        _ -> ok
                    end
            end).
+
+%%%===================================================================
+%%% SASL2 / Bind2 inline enable (ejabberd >= 24.10)
+%%%===================================================================
+
+%% c2s_inline_features is run with (Acc, Host) in 24.12 and with (Acc,
+%% Host, State) from 25.10 on: both arities are exported, so one hook
+%% registration serves either.
+%% Bind2 lists urn:xmpp:push2:0 once push2d has announced its features.
+c2s_inline_features({Sasl, Bind, Extra} = Acc, Host) ->
+    safely("inline-features", Acc,
+           fun() ->
+                   case lookup(Host, features, []) of
+                       [] -> Acc;
+                       _ -> {Sasl, [#bind2_feature{var = ?NS_PUSH2} | Bind], Extra}
+                   end
+           end);
+c2s_inline_features(Acc, _Host) ->
+    Acc.
+
+c2s_inline_features(Acc, Host, _State) ->
+    c2s_inline_features(Acc, Host).
+
+%% An <enable/> inside the client's Bind2 request: forwarded to push2d
+%% under the SASL2 client id, and push2d's answer goes into <bound/>, in
+%% the same round trip. The session's process waits for the answer (at
+%% most iq_timeout): only this connection, which has nothing else to do
+%% before its <success/>, waits.
+c2s_handle_bind2_inline({#{user := U, server := S0, resource := R} = State, Els, Results} = Acc) ->
+    safely("bind2-enable", Acc,
+           fun() ->
+                   case [E || #xmlel{name = <<"enable">>, attrs = A} = E <- Els,
+                              proplists:get_value(<<"xmlns">>, A) == ?NS_PUSH2] of
+                       [Enable | _] ->
+                           S = jid:nameprep(S0),
+                           Reg = case maps:get(sasl2_ua_id, State, undefined) of
+                                     Id when is_binary(Id), Id /= <<>> -> Id;
+                                     _ -> R
+                                 end,
+                           Answer = inline_enable(jid:make(U, S, R), Reg, Enable),
+                           {State, Els, Results ++ [Answer]};
+                       [] -> Acc
+                   end
+           end);
+c2s_handle_bind2_inline(Acc) ->
+    Acc.
+
+inline_enable(#jid{luser = U, lserver = S, lresource = R} = From, Reg, Enable) ->
+    case lookup(S, connected, false) of
+        false ->
+            inline_error(<<"wait">>, <<"service-unavailable">>, <<"the push service is temporarily unavailable">>);
+        true ->
+            Comp = lookup(S, component, <<>>),
+            T = lookup(S, iq_timeout, 10) * 1000,
+            Ref = make_ref(),
+            Req = #iq{type = set, from = jid:make(S), to = jid:make(Comp), id = new_id(),
+                      sub_els = [#xmlel{name = <<"enable">>,
+                                        attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"account">>, account_of(From)},
+                                                 {<<"registration">>, Reg}],
+                                        children = [Enable]}]},
+            ejabberd_router:route_iq(Req, Ref, self(), T),
+            receive
+                {iq_reply, #iq{type = result, sub_els = Els}, Ref} ->
+                    applied(<<"enable">>, S, U, R, Els),
+                    #xmlel{name = <<"enabled">>, attrs = [{<<"xmlns">>, ?NS_PUSH2}]};
+                {iq_reply, #iq{type = error} = E, Ref} ->
+                    case xmpp:get_error(E) of
+                        #stanza_error{type = Ty, reason = Re, text = Tx} ->
+                            inline_error(atom_to_binary(Ty, utf8), reason_name(Re), xmpp:get_text(Tx));
+                        _ ->
+                            inline_error(<<"wait">>, <<"internal-server-error">>, <<>>)
+                    end;
+                {iq_reply, timeout, Ref} ->
+                    inline_error(<<"wait">>, <<"remote-server-timeout">>, <<>>)
+            after T + 1000 ->
+                    inline_error(<<"wait">>, <<"remote-server-timeout">>, <<>>)
+            end
+    end.
+
+inline_error(Type, Cond, Text) ->
+    Stanzas = <<"urn:ietf:params:xml:ns:xmpp-stanzas">>,
+    TextEl = [#xmlel{name = <<"text">>, attrs = [{<<"xmlns">>, Stanzas}], children = [{xmlcdata, Text}]}
+              || Text /= <<>>],
+    #xmlel{name = <<"failed">>, attrs = [{<<"xmlns">>, ?NS_PUSH2}],
+           children = [#xmlel{name = <<"error">>, attrs = [{<<"xmlns">>, ?NS_CLIENT}, {<<"type">>, Type}],
+                              children = [#xmlel{name = Cond, attrs = [{<<"xmlns">>, Stanzas}]} | TextEl]}]}.

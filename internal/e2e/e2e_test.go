@@ -92,7 +92,6 @@ func eachServer(t *testing.T, test func(t *testing.T, p server)) {
 // Every other test runs on both servers through eachServer.
 var notOnEjabberd = map[string]string{
 	"TestAckDelayedPush":         "not producible: ejabberd's mod_stream_mgmt has no ack-delay event (no smacks-ack-delayed equivalent)",
-	"TestSASL2InlineEnable":      "not yet in the ejabberd bridge: c2s_inline_features / c2s_handle_bind2_inline",
 	"TestSASL2InlineResume":      "Prosody-specific: mod_sasl2_sm",
 	"TestMUCMentionWithNick":     "not yet in the ejabberd bridge: groupchat trigger and room nicks (mod_muc)",
 	"TestPushModuleConflict":     "Prosody-specific modules (mod_cloud_notify, mod_push2); ejabberd's mod_push refusal is checked by TestEjabberdRefusesModPush",

@@ -176,9 +176,9 @@ func testAckDelayedPush(t *testing.T, p prosodytest.Version) {
 // same round trip, and the registration is keyed by the SASL2 client id
 // (<user-agent id=…>), not by the resource. A refused inline enable gets
 // push2d's error there and stores nothing.
-func TestSASL2InlineEnable(t *testing.T) { eachProsody(t, testSASL2InlineEnable) }
+func TestSASL2InlineEnable(t *testing.T) { eachServer(t, testSASL2InlineEnable) }
 
-func testSASL2InlineEnable(t *testing.T, p prosodytest.Version) {
+func testSASL2InlineEnable(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{ProsodyConfig: `modules_enabled = { "sasl2"; "sasl2_bind2" }` + "\n"})
 	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)

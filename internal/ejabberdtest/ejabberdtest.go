@@ -240,7 +240,7 @@ func (s *Server) config() string {
 	w("s2s_access: none\n")
 	w("auth_method: internal\n")
 	w("listen:\n")
-	w("  - port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_c2s\n    starttls: false\n    starttls_required: false\n", s.c2sPort)
+	w("  - port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_c2s\n    starttls: false\n    starttls_required: false\n    allow_unencrypted_sasl2: true\n", s.c2sPort)
 	w("  - port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_service\n    hosts:\n      %q:\n        password: %q\n", s.compPort, s.opts.ComponentDomain, s.secret)
 	w("  - port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_http\n    request_handlers:\n      /api: mod_http_api\n", s.httpPort)
 	w("acl:\n  loopback:\n    ip:\n      - 127.0.0.0/8\n")

@@ -59,6 +59,18 @@ if (cfg.clientId) {
 }
 const xmpp = client(options);
 
+// A client that offers SASL2 says who it is in its stream header (XEP-0388
+// and RFC 6120 4.7.1 let it): ejabberd offers SASL2 only to a stream whose
+// header carries a from.
+if (cfg.clientId) {
+  const headerElement = xmpp.headerElement.bind(xmpp);
+  xmpp.headerElement = () => {
+    const el = headerElement();
+    el.attrs.from = `${cfg.username}@${cfg.domain}`;
+    return el;
+  };
+}
+
 // The tests drive reconnections themselves.
 xmpp.reconnect.stop();
 
