@@ -17,21 +17,23 @@ import (
 // (pushes/s), then the latency of single pushes (send → notification at the
 // push service) one at a time.
 //
-// It runs on each supported Prosody version (sub-benchmarks prosody13,
-// prosody012).
+// It runs on each supported Prosody version and on ejabberd
+// (sub-benchmarks prosody13, prosody012, ejabberd; go runs the -count N
+// rounds of each sub-benchmark one after the other, not interleaved).
 //
 //	go test -run '^$' -bench OfflineBurst -benchtime 1x ./internal/e2e/
 func BenchmarkOfflineBurst(b *testing.B) {
 	for _, p := range prosodytest.Versions {
-		b.Run(p.Name(), func(b *testing.B) { benchmarkOfflineBurst(b, p) })
+		b.Run(p.Name(), func(b *testing.B) { benchmarkOfflineBurst(b, server{prosody: p}) })
 	}
+	b.Run(ejabberd.Name(), func(b *testing.B) { benchmarkOfflineBurst(b, ejabberd) })
 }
 
-func benchmarkOfflineBurst(b *testing.B, p prosodytest.Version) {
+func benchmarkOfflineBurst(b *testing.B, p server) {
 	const burst, samples = 2000, 100
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	s, err := stack.Start(ctx, b.TempDir(), stack.Options{Prosody: p, Push2dBinary: push2dBinary(b), Push2dConfig: "\n"})
+	s, err := stack.Start(ctx, b.TempDir(), stack.Options{Server: p.kind, Prosody: p.prosody, Push2dBinary: push2dBinary(b), Push2dConfig: "\n"})
 	if err != nil {
 		b.Fatal(err)
 	}
