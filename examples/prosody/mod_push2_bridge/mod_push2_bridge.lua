@@ -309,7 +309,10 @@ end
 --   and "</a>"), the innermost 4, so N nested levels need 7N - 3 bytes, and
 --   the stanza's own element is at depth 3: depth <= 2 + (L + 3)/7;
 -- - bytes: names, attribute values and text are each written at least once
---   and escaping only lengthens them, so the walk counts at most u.bytes + L;
+--   and escaping only lengthens them; the one thing counted but not written
+--   is an xmlns equal to the parent's (at most one per element, its value
+--   written on an ancestor, so at most 5 + L bytes each): the walk counts at
+--   most u.bytes + L + E(5 + L);
 -- - names: a tag name follows "<", an attribute name a space, and neither
 --   holds a space, "<", ">", "'" or '"' (util.stanza refuses those, the
 --   XML parser never makes them), so a name over the limit is a run of more
@@ -326,7 +329,7 @@ local function short_enough(xml, u)
 	if 4 * (limits.attrs - u.attrs) < l then return false; end
 	if 5 * limits.element_attrs - 1 < l then return false; end
 	if 7 * (limits.depth - 2) - 3 < l then return false; end
-	if limits.bytes - u.bytes < l then return false; end
+	if limits.bytes - u.bytes < l + math.floor(l / 4) * (5 + l) then return false; end
 	if l > limits.name_bytes and xml:find("[< ][^ <>'\"]" .. ("[^ <>'\"]"):rep(limits.name_bytes)) then return false; end
 	if xml:find(" xmlns:", 1, true) then return false; end
 	return true;
