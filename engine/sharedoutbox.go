@@ -184,13 +184,21 @@ func (o *Outbox) routedShared(ids []string) {
 	o.mu.Lock()
 	for _, id := range ids {
 		if e, ok := o.awaiting[id]; ok {
-			delete(o.awaiting, id)
 			e.SentAt = o.clock()
 			es = append(es, e)
 		}
 	}
 	o.mu.Unlock()
 	o.recordSent(es)
+	// Only now, with the sends committed, do the entries stop counting
+	// against SharedInFlight: removed before the commit, the claim loop
+	// could take new claims while these were still claimed and not
+	// recorded sent in the database (TestFailover saw 74 at the kill).
+	o.mu.Lock()
+	for _, e := range es {
+		delete(o.awaiting, e.ID)
+	}
+	o.mu.Unlock()
 	if len(es) > 0 {
 		o.poke() // claims freed: the next ones may go
 	}
