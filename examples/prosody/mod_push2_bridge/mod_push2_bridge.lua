@@ -295,46 +295,6 @@ local function over_limits(stanza, u)
 	return walk(stanza, 3);
 end
 
--- Whether xml, the stanza's serialization (by util.stanza, as client_xml
--- makes it), is too short for the stanza to be over any of push2d's limits
--- with the envelope usage u: then over_limits need not walk it. Exact, not
--- a guess: each bound is what the serializer must write for the count the
--- walk makes (L = #xml):
--- - elements: each element writes at least 4 bytes ("<a/>"), so E <= L/4;
--- - attributes: each written attribute takes at least 5 bytes (" a=''"; a
---   prefixed one, which counts twice, at least 22), and each element may
---   also hold one unwritten xmlns (equal to its parent's), so A <= E +
---   (L - 4E)/5 <= L/4, and on one element at most 1 + (L - 4)/5;
--- - depth: each element enclosing another writes at least 7 bytes ("<a>"
---   and "</a>"), the innermost 4, so N nested levels need 7N - 3 bytes, and
---   the stanza's own element is at depth 3: depth <= 2 + (L + 3)/7;
--- - bytes: names, attribute values and text are each written at least once
---   and escaping only lengthens them; the one thing counted but not written
---   is an xmlns equal to the parent's (at most one per element, its value
---   written on an ancestor, so at most 5 + L bytes each): the walk counts at
---   most u.bytes + L + E(5 + L);
--- - names: a tag name follows "<", an attribute name a space, and neither
---   holds a space, "<", ">", "'" or '"' (util.stanza refuses those, the
---   XML parser never makes them), so a name over the limit is a run of more
---   than name_bytes such bytes after "<" or " " (a long word of text also
---   matches: then the stanza is walked). A prefixed attribute's counted
---   name joins its namespace and local name, which are written apart: a
---   stanza with one (" xmlns:ns1='...'") is always walked.
--- With the limits push2d has always read with (4096 elements, 16384
--- attributes, 256 per element, depth 64, 256 KiB, names of 256 bytes), the
--- depth bound is the smallest: stanzas up to 431 bytes are not walked.
-local function short_enough(xml, u)
-	local l = #xml;
-	if 4 * (limits.elements - u.elements) < l then return false; end
-	if 4 * (limits.attrs - u.attrs) < l then return false; end
-	if 5 * limits.element_attrs - 1 < l then return false; end
-	if 7 * (limits.depth - 2) - 3 < l then return false; end
-	if limits.bytes - u.bytes < l + math.floor(l / 4) * (5 + l) then return false; end
-	if l > limits.name_bytes and xml:find("[< ][^ <>'\"]" .. ("[^ <>'\"]"):rep(limits.name_bytes)) then return false; end
-	if xml:find(" xmlns:", 1, true) then return false; end
-	return true;
-end
-
 -- s cut to at most n bytes, at a UTF-8 character boundary.
 local function cut_utf8(s, n)
 	if #s <= n then return s; end
@@ -711,12 +671,7 @@ local function report(trigger, account, stanza, opts)
 	end
 	local event_id = id.medium();
 	local only, live = opts.only, opts.live;
-	local usage = envelope_usage(#(only or {}) + #(live or {}));
-	local xml = client_xml(stanza);
-	local truncated = nil;
-	if not short_enough(xml, usage) then
-		truncated = over_limits(stanza, usage);
-	end
+	local truncated = over_limits(stanza, envelope_usage(#(only or {}) + #(live or {})));
 	local buf = { event_head, event_id, "'><event xmlns='urn:push2:bridge:1' id='", event_id,
 		"' account='", xml_escape(account), "' trigger='", trigger, "'" };
 	local function attr(name, value)
@@ -739,7 +694,7 @@ local function report(trigger, account, stanza, opts)
 		module:log("info", "push2: a message for %s is over push2d's parse limits (%s): reported by its outline", account, truncated);
 		buf[#buf+1] = tostring(outline(stanza));
 	else
-		buf[#buf+1] = xml;
+		buf[#buf+1] = client_xml(stanza);
 	end
 	buf[#buf+1] = "</event></message>";
 	local ev = { account = account, xml = table.concat(buf) };
