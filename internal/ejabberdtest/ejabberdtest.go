@@ -44,6 +44,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/push2/push2/internal/proctest"
 	"github.com/push2/push2/internal/xmppclient"
 
 	"mellium.im/xmpp"
@@ -93,24 +94,21 @@ type Options struct {
 
 // Server is a running (or stopped) private ejabberd node.
 type Server struct {
-	opts        Options
-	dir         string
-	removeDir   bool
-	configPath  string
-	spoolDir    string
-	logPath     string
-	secret      string
-	secretFile  string
-	c2sPort     int
-	compPort    int
-	httpPort    int
-	version     string
-	mu          sync.Mutex
-	cmd         *exec.Cmd
-	done        chan struct{}
-	waitErr     error
-	out         *os.File // the node's stdout and stderr
-	startOffset int64
+	opts       Options
+	dir        string
+	removeDir  bool
+	configPath string
+	spoolDir   string
+	logPath    string
+	secret     string
+	secretFile string
+	c2sPort    int
+	compPort   int
+	httpPort   int
+	version    string
+	mu         sync.Mutex // guards version
+	proc       proctest.Process
+	out        *os.File // the node's stdout and stderr
 }
 
 // MustStart is Start for tests: it fails tb if the server cannot be
@@ -191,6 +189,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.configPath = filepath.Join(s.dir, "ejabberd.yml")
 	s.spoolDir = filepath.Join(s.dir, "spool")
 	s.logPath = filepath.Join(s.dir, "logs", "ejabberd.log")
+	s.proc = proctest.Process{Name: "ejabberd", LogPath: s.logPath, StopTimeout: opts.StopTimeout}
 	s.secretFile = filepath.Join(s.dir, "component.secret")
 	for _, d := range []string{s.spoolDir, filepath.Dir(s.logPath)} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
@@ -207,7 +206,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	defer cancel()
 	const attempts = 4
 	for attempt := 1; ; attempt++ {
-		ports, err := freePorts(3)
+		ports, err := proctest.FreePorts(3)
 		if err != nil {
 			return nil, s.cleanupFailed(err)
 		}
@@ -293,16 +292,8 @@ var (
 // ready.
 func (s *Server) start(ctx context.Context) error {
 	s.mu.Lock()
-	if s.cmd != nil {
-		s.mu.Unlock()
-		return errors.New("ejabberd is already running")
-	}
-	f, _ := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if f != nil {
-		s.startOffset, _ = f.Seek(0, io.SeekEnd)
-		f.Close()
-	}
 	s.version = ""
+	s.mu.Unlock()
 	args := []string{"-noinput", "-mnesia", "dir", strconv.Quote(s.spoolDir)}
 	for _, d := range s.opts.BeamDirs {
 		args = append(args, "-pa", d)
@@ -321,22 +312,11 @@ func (s *Server) start(ctx context.Context) error {
 		out = io.MultiWriter(s.out, s.opts.Log)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = 5 * time.Second
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("starting erl (ejabberd): %w", err)
+	done, err := s.proc.Start(cmd)
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	s.cmd, s.done = cmd, done
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(done)
-	}()
-	s.mu.Unlock()
 	if err := s.waitReady(ctx, done); err != nil {
 		_ = s.Stop()
 		if errors.Is(err, errPortInUse) {
@@ -353,15 +333,12 @@ func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
 	for {
 		select {
 		case <-done:
-			s.mu.Lock()
-			werr := s.waitErr
-			s.mu.Unlock()
-			return fmt.Errorf("ejabberd exited during start-up: %v", werr)
+			return fmt.Errorf("ejabberd exited during start-up: %v", s.proc.ExitErr())
 		case <-ctx.Done():
 			return fmt.Errorf("ejabberd not ready on 127.0.0.1:%d within the start timeout: %w", s.c2sPort, ctx.Err())
 		case <-tick.C:
 		}
-		log := s.currentLog()
+		log := s.proc.CurrentLog()
 		if m := rePort.FindString(log); m != "" {
 			return fmt.Errorf("%w: %s", errPortInUse, strings.TrimSpace(m))
 		}
@@ -391,22 +368,6 @@ func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
 	}
 }
 
-func (s *Server) currentLog() string {
-	s.mu.Lock()
-	off := s.startOffset
-	s.mu.Unlock()
-	f, err := os.Open(s.logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
 // Stop sends SIGTERM (ejabberd shuts down cleanly on it) and waits,
 // sending SIGKILL after Options.StopTimeout.
 func (s *Server) Stop() error { return s.stop(syscall.SIGTERM) }
@@ -414,27 +375,7 @@ func (s *Server) Stop() error { return s.stop(syscall.SIGTERM) }
 // Kill stops the node with SIGKILL, as a crash would.
 func (s *Server) Kill() error { return s.stop(syscall.SIGKILL) }
 
-func (s *Server) stop(sig os.Signal) error {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	_ = cmd.Process.Signal(sig)
-	var err error
-	select {
-	case <-done:
-	case <-time.After(s.opts.StopTimeout):
-		_ = cmd.Process.Kill()
-		<-done
-		err = fmt.Errorf("ejabberd did not exit within %v of %v; killed", s.opts.StopTimeout, sig)
-	}
-	s.mu.Lock()
-	s.cmd, s.done = nil, nil
-	s.mu.Unlock()
-	return err
-}
+func (s *Server) stop(sig os.Signal) error { return s.proc.Stop(sig) }
 
 // Restart stops the node if it runs and starts it again with the same
 // config, spool and ports.
@@ -547,46 +488,10 @@ func (s *Server) RunningVersion() string {
 }
 
 // PID is the process id of the running node, or 0.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
+func (s *Server) PID() int { return s.proc.PID() }
 
 // LogTail returns the last n lines of the log.
-func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", s.logPath, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if n >= 0 && len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }
 
 // DialComponent connects to ComponentAddr() as ComponentDomain() with
 // the secret (XEP-0114) and returns the session after the handshake.

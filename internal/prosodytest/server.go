@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/push2/push2/internal/proctest"
 )
 
 // ErrNotInstalled is wrapped by the error Start returns when the prosody or
@@ -80,25 +82,22 @@ type Options struct {
 
 // Server is a running (or stopped) private Prosody instance.
 type Server struct {
-	opts        Options
-	dir         string
-	removeDir   bool
-	configPath  string
-	dataDir     string
-	pidFile     string
-	logPath     string
-	prosody     string
-	prosodyctl  string
-	modulesDir  string
-	version     string // as Prosody logged it at start-up, e.g. "13.0.1"
-	c2sPort     int
-	compPort    int
-	mu          sync.Mutex
-	cmd         *exec.Cmd
-	done        chan struct{} // closed when cmd has exited
-	waitErr     error         // valid after done is closed
-	logFile     *os.File
-	startOffset int64 // size of the log when the current process started
+	opts       Options
+	dir        string
+	removeDir  bool
+	configPath string
+	dataDir    string
+	pidFile    string
+	logPath    string
+	prosody    string
+	prosodyctl string
+	modulesDir string
+	version    string // as Prosody logged it at start-up, e.g. "13.0.1"
+	c2sPort    int
+	compPort   int
+	mu         sync.Mutex // guards version
+	proc       proctest.Process
+	logFile    *os.File
 }
 
 // MustStart is Start for tests: it fails tb if the server cannot be started
@@ -190,6 +189,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.dataDir = filepath.Join(s.dir, "data")
 	s.pidFile = filepath.Join(s.dir, "prosody.pid")
 	s.logPath = filepath.Join(s.dir, "prosody.log")
+	s.proc = proctest.Process{Name: "prosody", LogPath: s.logPath, StopTimeout: opts.StopTimeout}
 	certs := filepath.Join(s.dir, "certs")
 	for _, d := range []string{s.dataDir, certs} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
@@ -208,10 +208,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// on, so detect it and try again with new ports.
 	const attempts = 4
 	for attempt := 1; ; attempt++ {
-		c2s, comp, err := freePorts()
+		ports, err := proctest.FreePorts(2)
 		if err != nil {
 			return nil, s.cleanupFailed(err)
 		}
+		c2s, comp := ports[0], ports[1]
 		s.c2sPort, s.compPort = c2s, comp
 		cfg := renderConfig(configParams{
 			Dir: s.dir, DataDir: s.dataDir, PidFile: s.pidFile, CertsDir: certs,
@@ -260,17 +261,12 @@ var (
 // start launches prosody with the existing config and waits until it is
 // ready. The caller holds no lock.
 func (s *Server) start(ctx context.Context) error {
-	s.mu.Lock()
-	if s.cmd != nil {
-		s.mu.Unlock()
-		return errors.New("prosody is already running")
-	}
 	// Stale pidfile from a SIGKILLed run: Prosody would just overwrite it
 	// (it uses a lock, not existence), but remove it for clarity.
 	os.Remove(s.pidFile)
-	off, _ := s.logFile.Seek(0, io.SeekEnd)
-	s.startOffset = off
+	s.mu.Lock()
 	s.version = ""
+	s.mu.Unlock()
 	fmt.Fprintf(s.logFile, "=== prosodytest: starting %s --config %s -F (c2s 127.0.0.1:%d, component 127.0.0.1:%d) at %s\n",
 		s.prosody, s.configPath, s.c2sPort, s.compPort, time.Now().Format(time.RFC3339Nano))
 
@@ -283,24 +279,12 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.WaitDelay = 5 * time.Second
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("starting %s: %w", s.prosody, err)
+	done, err := s.proc.Start(cmd)
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	s.cmd, s.done = cmd, done
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(done)
-	}()
-	s.mu.Unlock()
-
-	err := s.waitReady(ctx, done)
+	err = s.waitReady(ctx, done)
 	if err != nil {
 		_ = s.Stop()
 		if errors.Is(err, errPortInUse) {
@@ -322,15 +306,12 @@ func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
 	for {
 		select {
 		case <-done:
-			s.mu.Lock()
-			werr := s.waitErr
-			s.mu.Unlock()
-			return fmt.Errorf("prosody exited during start-up: %v", werr)
+			return fmt.Errorf("prosody exited during start-up: %v", s.proc.ExitErr())
 		case <-ctx.Done():
 			return fmt.Errorf("prosody not ready on 127.0.0.1:%d within the start timeout: %w", s.c2sPort, ctx.Err())
 		case <-tick.C:
 		}
-		log := s.currentLog()
+		log := s.proc.CurrentLog()
 		if m := rePort.FindString(log); m != "" {
 			return fmt.Errorf("%w: %s", errPortInUse, strings.TrimSpace(m))
 		}
@@ -359,7 +340,7 @@ func (s *Server) waitReady(ctx context.Context, done <-chan struct{}) error {
 		}
 		conn.Close()
 		// Errors logged while the last hosts were loading.
-		if m := reFatal.FindString(s.currentLog()); m != "" {
+		if m := reFatal.FindString(s.proc.CurrentLog()); m != "" {
 			return fmt.Errorf("prosody logged an error during start-up: %s", strings.TrimSpace(m))
 		}
 		return nil
@@ -395,21 +376,6 @@ func probeC2S(ctx context.Context, addr, domain string) error {
 }
 
 // currentLog returns what the current process has logged so far.
-func (s *Server) currentLog() string {
-	s.mu.Lock()
-	off := s.startOffset
-	s.mu.Unlock()
-	f, err := os.Open(s.logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
 
 // Stop sends SIGTERM and waits for Prosody to exit, sending SIGKILL after
 // Options.StopTimeout. Stopping a stopped server is a no-op.
@@ -423,27 +389,7 @@ func (s *Server) Kill() error {
 	return s.stop(syscall.SIGKILL)
 }
 
-func (s *Server) stop(sig os.Signal) error {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	_ = cmd.Process.Signal(sig)
-	var err error
-	select {
-	case <-done:
-	case <-time.After(s.opts.StopTimeout):
-		_ = cmd.Process.Kill()
-		<-done
-		err = fmt.Errorf("prosody did not exit within %v of %v; killed", s.opts.StopTimeout, sig)
-	}
-	s.mu.Lock()
-	s.cmd, s.done = nil, nil
-	s.mu.Unlock()
-	return err
-}
+func (s *Server) stop(sig os.Signal) error { return s.proc.Stop(sig) }
 
 // Restart stops the server if it runs and starts it again with the same
 // config, data and ports. ctx bounds the start-up like in Start.
@@ -457,19 +403,7 @@ func (s *Server) Restart(ctx context.Context) error {
 }
 
 // Running reports whether the Prosody process is running.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Running() bool { return s.proc.Running() }
 
 // Close stops the server and removes its directory if Start created it.
 func (s *Server) Close() error {
@@ -564,47 +498,10 @@ func (s *Server) Dir() string { return s.dir }
 func (s *Server) LogPath() string { return s.logPath }
 
 // PID is the process id of the running Prosody, or 0.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
+func (s *Server) PID() int { return s.proc.PID() }
 
 // LogTail returns the last n lines of the log.
-func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", s.logPath, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if n >= 0 && len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// freePorts returns two distinct free TCP ports on 127.0.0.1.
-func freePorts() (int, int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for len(ports) < 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, 0, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports[0], ports[1], nil
-}
+func (s *Server) LogTail(n int) string { return s.proc.LogTail(n) }
 
 // moduleExists reports whether Prosody's plugin loader would find module
 // name in one of paths, trying the same file names as util.pluginloader. Modules
