@@ -18,6 +18,8 @@
 %%%   * The account's disco#info lists what push2d announced; the host's
 %%%     lists urn:push2:bridge:1.
 %%%   * A deleted account (remove_user) is reported to push2d.
+%%%   * Nothing over push2d's parse limits reaches it: such an <enable/> is
+%%%     refused here, such a message is reported by its outline.
 %%%
 %%% push2's XML stays raw (#xmlel{}): ejabberd's xmpp library has no push2
 %%% schema, and the IQ handler decodes nothing (decode_iq_subel/1).
@@ -251,7 +253,8 @@ publish(#state{host = Host} = State) ->
 do_cast({options, Opts}, State) ->
     apply_options(State, Opts);
 do_cast({report, Trigger, Account, El, Extra}, State) ->
-    report(Trigger, Account, El, Extra, State);
+    {El1, Extra1} = limit_event(State#state.host, Account, El, Extra),
+    report(Trigger, Account, El1, Extra1, State);
 do_cast({from_push2d, Els}, State) ->
     lists:foldl(fun handle_bridge_el/2, State, Els);
 do_cast(connected, State) ->
@@ -292,7 +295,8 @@ report(Trigger, Account, Stanza, Extra, State) ->
             Attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"id">>, Id}, {<<"account">>, Account},
                      {<<"trigger">>, Trigger}]
                 ++ [{K, V} || {K, V} <- [{<<"archive-id">>, maps:get(archive_id, Extra, undefined)},
-                                         {<<"archive-by">>, maps:get(archive_by, Extra, undefined)}],
+                                         {<<"archive-by">>, maps:get(archive_by, Extra, undefined)},
+                                         {<<"truncated">>, maps:get(truncated, Extra, undefined)}],
                               is_binary(V)],
             Live = [#xmlel{name = <<"only">>, attrs = [{<<"id">>, R}]}
                     || R <- maps:get(only, Extra, [])]
@@ -380,6 +384,7 @@ handle_bridge(<<"features">>, El, State) ->
     send_to_push2d(#xmlel{name = <<"bridge">>,
                           attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"routed">>, <<"true">>} | Version]},
                    State),
+    set_limits(State, El),
     replay_once(State#state{features = Features, connected = true});
 handle_bridge(<<"accounts">>, El, State) ->
     handle_accounts(El, State);
@@ -779,8 +784,16 @@ process_iq(#iq{type = set, from = #jid{luser = U, lserver = S} = From, to = #jid
                            xmpp:make_error(IQ, xmpp:err_service_unavailable(
                                                  <<"the push service is temporarily unavailable">>, <<"en">>));
                        true ->
-                           ask_push2d(Name, From, Payload, IQ),
-                           ignore
+                           case refuse_over_limits(S, Payload) of
+                               ok ->
+                                   ask_push2d(Name, From, Payload, IQ),
+                                   ignore;
+                               {refused, Text} ->
+                                   %% Without the request: xmpp:make_error
+                                   %% would echo it, over the limits too.
+                                   xmpp:make_error(IQ#iq{sub_els = []},
+                                                   xmpp:err_policy_violation(Text, <<"en">>))
+                           end
                    end
            end);
 process_iq(#iq{type = get} = IQ) ->
@@ -990,36 +1003,42 @@ c2s_handle_bind2_inline({#{user := U, server := S0, resource := R} = State, Els,
 c2s_handle_bind2_inline(Acc) ->
     Acc.
 
-inline_enable(#jid{luser = U, lserver = S, lresource = R} = From, Reg, Enable) ->
+inline_enable(#jid{lserver = S} = From, Reg, Enable) ->
     case lookup(S, connected, false) of
         false ->
             inline_error(<<"wait">>, <<"service-unavailable">>, <<"the push service is temporarily unavailable">>);
         true ->
-            Comp = lookup(S, component, <<>>),
-            T = lookup(S, iq_timeout, 10) * 1000,
-            Ref = make_ref(),
-            Req = #iq{type = set, from = jid:make(S), to = jid:make(Comp), id = new_id(),
-                      sub_els = [#xmlel{name = <<"enable">>,
-                                        attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"account">>, account_of(From)},
-                                                 {<<"registration">>, Reg}],
-                                        children = [Enable]}]},
-            ejabberd_router:route_iq(Req, Ref, self(), T),
-            receive
-                {iq_reply, #iq{type = result, sub_els = Els}, Ref} ->
-                    applied(<<"enable">>, S, U, R, Els),
-                    #xmlel{name = <<"enabled">>, attrs = [{<<"xmlns">>, ?NS_PUSH2}]};
-                {iq_reply, #iq{type = error} = E, Ref} ->
-                    case xmpp:get_error(E) of
-                        #stanza_error{type = Ty, reason = Re, text = Tx} ->
-                            inline_error(atom_to_binary(Ty, utf8), reason_name(Re), xmpp:get_text(Tx));
-                        _ ->
-                            inline_error(<<"wait">>, <<"internal-server-error">>, <<>>)
-                    end;
-                {iq_reply, timeout, Ref} ->
-                    inline_error(<<"wait">>, <<"remote-server-timeout">>, <<>>)
-            after T + 1000 ->
-                    inline_error(<<"wait">>, <<"remote-server-timeout">>, <<>>)
+            case refuse_over_limits(S, Enable) of
+                ok -> ask_inline(From, Reg, Enable);
+                {refused, Text} -> inline_error(<<"modify">>, <<"policy-violation">>, Text)
             end
+    end.
+
+ask_inline(#jid{luser = U, lserver = S, lresource = R} = From, Reg, Enable) ->
+    Comp = lookup(S, component, <<>>),
+    T = lookup(S, iq_timeout, 10) * 1000,
+    Ref = make_ref(),
+    Req = #iq{type = set, from = jid:make(S), to = jid:make(Comp), id = new_id(),
+              sub_els = [#xmlel{name = <<"enable">>,
+                                attrs = [{<<"xmlns">>, ?NS_BRIDGE}, {<<"account">>, account_of(From)},
+                                         {<<"registration">>, Reg}],
+                                children = [Enable]}]},
+    ejabberd_router:route_iq(Req, Ref, self(), T),
+    receive
+        {iq_reply, #iq{type = result, sub_els = Els}, Ref} ->
+            applied(<<"enable">>, S, U, R, Els),
+            #xmlel{name = <<"enabled">>, attrs = [{<<"xmlns">>, ?NS_PUSH2}]};
+        {iq_reply, #iq{type = error} = E, Ref} ->
+            case xmpp:get_error(E) of
+                #stanza_error{type = Ty, reason = Re, text = Tx} ->
+                    inline_error(atom_to_binary(Ty, utf8), reason_name(Re), xmpp:get_text(Tx));
+                _ ->
+                    inline_error(<<"wait">>, <<"internal-server-error">>, <<>>)
+            end;
+        {iq_reply, timeout, Ref} ->
+            inline_error(<<"wait">>, <<"remote-server-timeout">>, <<>>)
+    after T + 1000 ->
+            inline_error(<<"wait">>, <<"remote-server-timeout">>, <<>>)
     end.
 
 inline_error(Type, Cond, Text) ->
@@ -1029,3 +1048,158 @@ inline_error(Type, Cond, Text) ->
     #xmlel{name = <<"failed">>, attrs = [{<<"xmlns">>, ?NS_PUSH2}],
            children = [#xmlel{name = <<"error">>, attrs = [{<<"xmlns">>, ?NS_CLIENT}, {<<"type">>, Type}],
                               children = [#xmlel{name = Cond, attrs = [{<<"xmlns">>, Stanzas}]} | TextEl]}]}.
+
+%%%===================================================================
+%%% push2d's parse limits (docs/bridge-protocol.md "Stanzas over the
+%%% limits")
+%%%===================================================================
+
+%% push2d refuses a stanza over its parse limits unread, so the bridge
+%% checks first and never sends (nor buffers) one: an <enable/> over them
+%% is answered here, a message is reported by its outline. The limits are
+%% the ones push2d announced in <features/> (kept in the host's ets table);
+%% until it has, those push2d has always read with.
+-define(DEFAULT_LIMITS, #{bytes => 256 * 1024, elements => 4096, depth => 64, attrs => 16384,
+                          element_attrs => 256, name_bytes => 256}).
+-define(LIMIT_NAMES, [{bytes, <<"max-bytes">>}, {elements, <<"max-elements">>}, {depth, <<"max-depth">>},
+                      {attrs, <<"max-attrs">>}, {element_attrs, <<"max-element-attrs">>},
+                      {name_bytes, <<"max-name-bytes">>}]).
+-define(OUTLINE_MAX_CHILDREN, 32).
+-define(OUTLINE_MAX_BODY, 1024).
+-define(OUTLINE_MAX_VALUE, 3071).
+
+limits(Host) -> lookup(Host, limits, ?DEFAULT_LIMITS).
+
+%% <limits/> from push2d's <features/>: all of them, or none (a partial or
+%% malformed list keeps the previous limits).
+set_limits(#state{host = Host}, #xmlel{children = Children}) ->
+    case [L || #xmlel{name = <<"limits">>} = L <- Children] of
+        [Limits | _] ->
+            try maps:from_list([{Key, positive(Key, Attr, fxml:get_tag_attr_s(Attr, Limits))}
+                                || {Key, Attr} <- ?LIMIT_NAMES]) of
+                New -> ets:insert(table(Host), {limits, New})
+            catch throw:{bad_limit, Attr} ->
+                    ?WARNING_MSG("push2d announced limits without a valid ~ts; keeping the previous ones",
+                                 [Attr])
+            end;
+        [] -> ok
+    end.
+
+positive(_Key, Attr, V) ->
+    try binary_to_integer(V) of
+        N when N >= 1 -> N;
+        _ -> throw({bad_limit, Attr})
+    catch error:badarg -> throw({bad_limit, Attr})
+    end.
+
+%% What the stanza's envelope adds, counted as push2d counts the whole
+%% stanza it reads: the <message/> or <iq/> (depth 1) and the protocol's
+%% element (depth 2) with their attributes; bytes with room for JIDs and
+%% ids. Extra: the <only/> and <live/> elements of an event.
+envelope_usage(Extra) ->
+    #{elements => 2 + Extra, attrs => 12 + Extra, bytes => 4096 + 64 * Extra}.
+
+%% Why El (at depth 3, inside the envelope usage U describes) is over the
+%% limits L, or ok. Counted as push2d's parser counts: every element, the
+%% attributes (namespace declarations included, and one more for a
+%% prefixed attribute, whose prefix is declared), names, attribute values
+%% and text; it stops at the first limit.
+over_limits(El, U, L) ->
+    try walk(El, 3, U, L) of
+        _ -> ok
+    catch throw:{over_limits, Why} -> {over, Why}
+    end.
+
+walk(#xmlel{name = Name, attrs = Attrs, children = Children}, Depth, U0, L) ->
+    #{elements := MaxEls, depth := MaxDepth, name_bytes := MaxName, element_attrs := MaxElAttrs,
+      attrs := MaxAttrs} = L,
+    Els = maps:get(elements, U0) + 1,
+    Els > MaxEls andalso over("more than ~B elements", MaxEls),
+    Depth > MaxDepth andalso over("nested deeper than ~B elements", MaxDepth),
+    byte_size(Name) > MaxName andalso over("a name longer than ~B bytes", MaxName),
+    {N, AttrBytes} =
+        lists:foldl(fun({K, V}, {N0, B0}) ->
+                            byte_size(K) > MaxName andalso over("a name longer than ~B bytes", MaxName),
+                            Prefixed = case binary:split(K, <<":">>) of
+                                           [<<"xmlns">>, _] -> 0;
+                                           [_, _] -> 1;
+                                           _ -> 0
+                                       end,
+                            {N0 + 1 + Prefixed, B0 + byte_size(K) + byte_size(V)}
+                    end, {0, 0}, Attrs),
+    N > MaxElAttrs andalso over("more than ~B attributes on one element", MaxElAttrs),
+    Total = maps:get(attrs, U0) + N,
+    Total > MaxAttrs andalso over("more than ~B attributes", MaxAttrs),
+    U1 = U0#{elements := Els, attrs := Total,
+             bytes := check_bytes(maps:get(bytes, U0) + byte_size(Name) + AttrBytes, L)},
+    lists:foldl(fun(#xmlel{} = C, U) -> walk(C, Depth + 1, U, L);
+                   ({xmlcdata, T}, U) -> U#{bytes := check_bytes(maps:get(bytes, U) + byte_size(T), L)};
+                   (_, U) -> U
+                end, U1, Children).
+
+check_bytes(B, #{bytes := Max}) when B > Max -> over("larger than ~B bytes", Max);
+check_bytes(B, _) -> B.
+
+over(Format, Limit) ->
+    throw({over_limits, iolist_to_binary(io_lib:format(Format, [Limit]))}).
+
+%% The error a client's request over push2d's limits gets, or ok.
+refuse_over_limits(Host, Payload) ->
+    case over_limits(Payload, envelope_usage(0), limits(Host)) of
+        ok -> ok;
+        {over, Why} -> {refused, <<"the request is over push2d's parse limits (", Why/binary, ")">>}
+    end.
+
+%% An event's message as it goes to push2d: the message itself, or, over
+%% the limits, its outline, with Extra's truncated set to why.
+limit_event(Host, Account, Msg, Extra) ->
+    N = length(maps:get(only, Extra, [])) + length(maps:get(live, Extra, [])),
+    case over_limits(Msg, envelope_usage(N), limits(Host)) of
+        ok -> {Msg, Extra};
+        {over, Why} ->
+            ?INFO_MSG("push2: a message for ~ts is over push2d's parse limits (~ts): reported by its outline",
+                      [Account, Why]),
+            {outline(Msg, limits(Host)), Extra#{truncated => Why}}
+    end.
+
+%% The outline of a message over push2d's limits, which push2d evaluates
+%% instead of the message: its from, to, id and type; its first 32
+%% top-level children as empty elements (name and namespace only), except
+%% the first <body/>, which keeps its text cut to 1024 bytes. Enough for
+%% the match profiles' facts, small whatever the message.
+outline(#xmlel{name = Name, attrs = Attrs, children = Children}, #{name_bytes := MaxName}) ->
+    Kept = [{K, V} || K <- [<<"from">>, <<"to">>, <<"id">>, <<"type">>],
+                      V <- [proplists:get_value(K, Attrs)],
+                      is_binary(V), byte_size(V) =< ?OUTLINE_MAX_VALUE],
+    #xmlel{name = Name, attrs = [{<<"xmlns">>, ?NS_CLIENT} | Kept],
+           children = outline_children([C || #xmlel{} = C <- Children], MaxName, false, 0)}.
+
+outline_children([], _MaxName, _Body, _Kept) -> [];
+outline_children(_, _MaxName, _Body, ?OUTLINE_MAX_CHILDREN) -> [];
+outline_children([#xmlel{name = Name, attrs = Attrs} = C | Rest], MaxName, Body, Kept) ->
+    NS = proplists:get_value(<<"xmlns">>, Attrs),
+    IsBody = Name == <<"body">> andalso (NS == undefined orelse NS == ?NS_CLIENT),
+    if
+        byte_size(Name) > MaxName; is_binary(NS), byte_size(NS) > ?OUTLINE_MAX_VALUE ->
+            outline_children(Rest, MaxName, Body, Kept);
+        IsBody, Body ->
+            outline_children(Rest, MaxName, Body, Kept);
+        IsBody ->
+            Text = cut_utf8(fxml:get_tag_cdata(C), ?OUTLINE_MAX_BODY),
+            [#xmlel{name = <<"body">>, children = [{xmlcdata, Text}]}
+             | outline_children(Rest, MaxName, true, Kept + 1)];
+        true ->
+            [#xmlel{name = Name, attrs = [{<<"xmlns">>, NS} || is_binary(NS)]}
+             | outline_children(Rest, MaxName, Body, Kept + 1)]
+    end.
+
+%% S cut to at most N bytes, at a UTF-8 character boundary.
+cut_utf8(S, N) when byte_size(S) =< N -> S;
+cut_utf8(S, N) -> cut_at(S, N).
+
+cut_at(S, 0) -> binary:part(S, 0, 0);
+cut_at(S, N) ->
+    case binary:at(S, N) of
+        B when B < 16#80; B >= 16#C0 -> binary:part(S, 0, N);
+        _ -> cut_at(S, N - 1)
+    end.

@@ -101,7 +101,6 @@ var notOnEjabberd = map[string]string{
 	"TestForgedDeliveryErrors":   "not yet run on ejabberd: the test registers an account on a second host with prosodyctl",
 	"TestFailover":               "not producible as such: ejabberd_service accepts a second connection for the same component (it balances stanzas between them) instead of refusing it, so a standby push2d never stands by",
 	"TestPush2Relay":             "not yet run on ejabberd: the test adds push2relay's component in Prosody's config (ejabberdtest has one ejabberd_service host)",
-	"TestOverLimits":             "not yet in the ejabberd bridge: push2d's parse limits and outlines",
 }
 
 // startStack starts the server p (a Prosody version, or a server of
