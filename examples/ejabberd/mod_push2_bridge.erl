@@ -10,8 +10,10 @@
 %%%     urn:xmpp:push:0, which push2d serves too) go to push2d as IQs; the
 %%%     client gets push2d's real answer (result or the exact error).
 %%%   * Stanza events go to push2d as messages: offline storage
-%%%     (offline_message_hook) and the user's archive (store_mam_message,
-%%%     with the archive id). push2d acks each one; unacked events are kept
+%%%     (offline_message_hook), the user's archive (store_mam_message,
+%%%     with the archive id), the XEP-0198 queue of a pending session
+%%%     (groupchat messages there as trigger groupchat, with the user's
+%%%     nick in the room: see "Room nicks"). push2d acks each one; unacked events are kept
 %%%     (bounded) and replayed when push2d connects again.
 %%%   * push2d sends notifications through the bridge, which sends them
 %%%     from this host to the push service and passes error replies back.
@@ -39,7 +41,7 @@
 -export([process_iq/1, decode_iq_subel/1, offline_message/1, offline_message_pre/1, store_mam_message/7,
          local_message/1, filter_packet/1, disco_sm_features/5, disco_local_features/5,
          remove_user/2, component_connected/1, component_disconnected/2,
-         user_send_packet/1, sm_remove_connection/3,
+         user_send_packet/1, user_receive_packet/1, c2s_copy_session/2, sm_remove_connection/3,
          c2s_session_pending/1, c2s_handle_send/3, c2s_handle_cast/2,
          c2s_inline_features/2, c2s_inline_features/3, c2s_handle_bind2_inline/1]).
 
@@ -71,6 +73,8 @@ start(Host, Opts) ->
                           {hook, disco_local_features, disco_local_features, 60},
                           {hook, remove_user, remove_user, 60},
                           {hook, user_send_packet, user_send_packet, 60},
+                          {hook, user_receive_packet, user_receive_packet, 60},
+                          {hook, c2s_copy_session, c2s_copy_session, 60},
                           {hook, sm_remove_connection_hook, sm_remove_connection, 60},
                           {hook, c2s_session_pending, c2s_session_pending, 60},
                           {hook, c2s_handle_send, c2s_handle_send, 60},
@@ -296,6 +300,7 @@ report(Trigger, Account, Stanza, Extra, State) ->
                      {<<"trigger">>, Trigger}]
                 ++ [{K, V} || {K, V} <- [{<<"archive-id">>, maps:get(archive_id, Extra, undefined)},
                                          {<<"archive-by">>, maps:get(archive_by, Extra, undefined)},
+                                         {<<"nick">>, maps:get(nick, Extra, undefined)},
                                          {<<"truncated">>, maps:get(truncated, Extra, undefined)}],
                               is_binary(V)],
             Live = [#xmlel{name = <<"only">>, attrs = [{<<"id">>, R}]}
@@ -739,8 +744,93 @@ user_send_packet({#message{type = T, from = #jid{lserver = Host} = From} = Pkt, 
            end),
     _ = C2SState,
     Acc;
+user_send_packet({#presence{to = #jid{lresource = Nick} = To, type = T} = Pkt, C2SState} = Acc)
+  when Nick /= <<>>, (T == available orelse T == unavailable) ->
+    safely("nick-out", Acc,
+           fun() ->
+                   Room = jid:remove_resource(jid:tolower(To)),
+                   Nicks = maps:get(push2_nicks, C2SState, #{}),
+                   Nicks1 = case T of
+                                %% A join (it carries the MUC <x/>) or a
+                                %% nick change in a room we know.
+                                available ->
+                                    case xmpp:has_subtag(Pkt, #muc{}) orelse maps:is_key(Room, Nicks) of
+                                        true -> maps:put(Room, Nick, Nicks);
+                                        false -> Nicks
+                                    end;
+                                unavailable ->
+                                    maps:remove(Room, Nicks)
+                            end,
+                   {Pkt, set_nicks(C2SState, Nicks1)}
+           end);
 user_send_packet(Acc) ->
     Acc.
+
+%%%===================================================================
+%%% Room nicks (mod_muc or any XEP-0045 service): the user's nick in each
+%%% room the session joined, kept in the session's state (push2_nicks,
+%%% room bare JID => nick), learnt from the presence the client sends to
+%%% room/nick and from the room's self-presence (status 110), cleared
+%%% when the user leaves, is removed or gets an error from the room.
+%%% Events about stanzas from a room carry it (nick='...'): push2d
+%%% matches mentions on it. Kept per session, the map ends with the
+%%% session and follows it on resumption (c2s_copy_session).
+%%%===================================================================
+
+set_nicks(State, Nicks) when map_size(Nicks) == 0 -> maps:remove(push2_nicks, State);
+set_nicks(State, Nicks) -> State#{push2_nicks => Nicks}.
+
+%% Presence from a room to the user: the room's word on the nick wins (it
+%% may change the nick the client asked for).
+user_receive_packet({#presence{from = #jid{lresource = Nick} = From, type = T} = Pkt, C2SState} = Acc)
+  when Nick /= <<>> ->
+    safely("nick-in", Acc,
+           fun() ->
+                   Room = jid:remove_resource(jid:tolower(From)),
+                   Nicks = maps:get(push2_nicks, C2SState, #{}),
+                   Nicks1 = case T of
+                                error -> maps:remove(Room, Nicks);
+                                _ -> nick_from_room(T, Room, Nick, xmpp:get_subtag(Pkt, #muc_user{}), Nicks)
+                            end,
+                   case Nicks1 of
+                       Nicks -> Acc;
+                       _ -> {Pkt, set_nicks(C2SState, Nicks1)}
+                   end
+           end);
+user_receive_packet(Acc) ->
+    Acc.
+
+nick_from_room(T, Room, Nick, #muc_user{status_codes = Codes, items = Items}, Nicks) ->
+    case lists:member(110, Codes) of
+        false -> Nicks;
+        true when T == available -> maps:put(Room, Nick, Nicks);
+        true when T == unavailable ->
+            case {lists:member(303, Codes), Items} of
+                {true, [#muc_item{nick = New} | _]} when New /= <<>> ->
+                    maps:put(Room, New, Nicks); % nick change
+                _ ->
+                    case maps:get(Room, Nicks, undefined) of
+                        Nick -> maps:remove(Room, Nicks);
+                        _ -> Nicks
+                    end
+            end;
+        true -> Nicks
+    end;
+nick_from_room(_T, _Room, _Nick, _NotMUC, Nicks) ->
+    Nicks.
+
+%% A resumed session continues the old one: its room nicks too.
+c2s_copy_session(State, #{push2_nicks := Nicks}) ->
+    State#{push2_nicks => Nicks};
+c2s_copy_session(State, _Old) ->
+    State.
+
+%% The nick an event about Pkt carries: the session's in the room Pkt
+%% comes from (groupchat, or a private message from an occupant).
+nick_for(#{push2_nicks := Nicks}, #message{from = #jid{} = From}) ->
+    maps:get(jid:remove_resource(jid:tolower(From)), Nicks, undefined);
+nick_for(_State, _Pkt) ->
+    undefined.
 
 has_chatstate(#message{sub_els = Els}) ->
     lists:any(fun(#chatstate{}) -> true;
@@ -872,7 +962,8 @@ c2s_session_pending(#{jid := JID} = State) ->
                    lists:foreach(
                      fun(Pkt) ->
                              report_for_session(Host, JID, Pkt,
-                                                #{only => session_registrations(JID)})
+                                                #{only => session_registrations(JID),
+                                                  nick => nick_for(State, Pkt)})
                      end, Pkts),
                    extend_hibernation(State, JID)
            end);
@@ -888,7 +979,7 @@ c2s_handle_send(#{mgmt_state := pending, jid := JID} = State, #message{} = Pkt, 
            fun() ->
                    Mine = session_registrations(JID),
                    Live = live_registrations(jid:remove_resource(JID)) -- Mine,
-                   report_for_session(JID#jid.lserver, JID, Pkt, #{live => Live})
+                   report_for_session(JID#jid.lserver, JID, Pkt, #{live => Live, nick => nick_for(State, Pkt)})
            end),
     State;
 c2s_handle_send(State, _Pkt, _Result) ->

@@ -93,7 +93,6 @@ func eachServer(t *testing.T, test func(t *testing.T, p server)) {
 var notOnEjabberd = map[string]string{
 	"TestAckDelayedPush":         "not producible: ejabberd's mod_stream_mgmt has no ack-delay event (no smacks-ack-delayed equivalent)",
 	"TestSASL2InlineResume":      "Prosody-specific: mod_sasl2_sm",
-	"TestMUCMentionWithNick":     "not yet in the ejabberd bridge: groupchat trigger and room nicks (mod_muc)",
 	"TestPushModuleConflict":     "Prosody-specific modules (mod_cloud_notify, mod_push2); ejabberd's mod_push refusal is checked by TestEjabberdRefusesModPush",
 	"TestPushModuleLoadedLater":  "Prosody-specific: modules loaded at run time with prosodyctl shell",
 	"TestKillProsodyDuringBurst": "not yet in the ejabberd bridge: re-reporting offline storage after a restart of the server",

@@ -256,11 +256,11 @@ func testGrace(t *testing.T, p server) {
 // and its device drops off (hibernated). A room message that does not
 // mention the nick is not pushed; one that does is, once: the bridge
 // learnt the nick from the user's presence and passes it with the event.
-func TestMUCMentionWithNick(t *testing.T) { eachProsody(t, testMUCMentionWithNick) }
+func TestMUCMentionWithNick(t *testing.T) { eachServer(t, testMUCMentionWithNick) }
 
-func testMUCMentionWithNick(t *testing.T, p prosodytest.Version) {
+func testMUCMentionWithNick(t *testing.T, p server) {
 	const room = "balcony@conference.localhost"
-	s := startStack(t, p, stack.Options{ProsodyGlobalConfig: "Component \"conference.localhost\" \"muc\"\n\tmuc_room_locking = false\n"})
+	s := startStack(t, p, stack.Options{MUC: "conference.localhost"})
 	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)

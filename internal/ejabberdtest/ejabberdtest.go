@@ -76,6 +76,11 @@ type Options struct {
 	// session that lost its connection waits for resumption). Default
 	// ejabberd's (300 s).
 	ResumeTimeout time.Duration
+	// MUC, if set, is the domain of a XEP-0045 service (mod_muc, kept in
+	// memory: rooms are created on the first join, open to every local
+	// user, and gone with the node). mod_muc opens no listener: the
+	// service is a route inside the node.
+	MUC string
 	// ExtraConfig is YAML appended at the top level of ejabberd.yml.
 	ExtraConfig string
 	// LogLevel is ejabberd's loglevel. Default "info" (debug costs much).
@@ -251,6 +256,9 @@ func (s *Server) config() string {
 		s.streamMgmt(), "mod_carboncopy: {}", "mod_ping: {}", "mod_http_api: {}",
 	} {
 		w("  %s\n", m)
+	}
+	if s.opts.MUC != "" {
+		w("  mod_muc:\n      hosts:\n        - %q\n      db_type: mnesia\n      access_create: all\n", s.opts.MUC)
 	}
 	for _, l := range strings.Split(strings.TrimRight(s.opts.Modules, "\n"), "\n") {
 		if strings.TrimSpace(l) != "" {

@@ -77,6 +77,10 @@ type Options struct {
 	// EjabberdResumeTimeout is mod_stream_mgmt's resume_timeout (the
 	// counterpart of Prosody's smacks_hibernation_time).
 	EjabberdResumeTimeout time.Duration
+	// MUC, if set, is the domain of a groupchat (XEP-0045) service on
+	// the server: Prosody's "muc" component (rooms unlocked on creation,
+	// muc_room_locking = false) or ejabberd's mod_muc.
+	MUC string
 	// Prosody is the Prosody release line to run (prosodytest.Versions).
 	// Default (zero): prosodytest.Prosody012.
 	Prosody prosodytest.Version
@@ -202,7 +206,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			PluginPaths:      append([]string{bridgeDir}, opts.ProsodyPluginPaths...),
 			ExtraModules:     append([]string{"push2_bridge"}, opts.ProsodyModules...),
 			ExtraVHostConfig: opts.ProsodyConfig,
-			ExtraConfig:      opts.ProsodyGlobalConfig,
+			ExtraConfig:      prosodyMUC(opts.MUC) + opts.ProsodyGlobalConfig,
 			HTTPPort:         opts.ProsodyHTTPPort,
 			Log:              opts.Log,
 			LogLevel:         opts.ProsodyLogLevel,
@@ -222,6 +226,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			BeamDirs:      []string{ebin},
 			LogLevel:      os.Getenv("PUSH2_EJABBERD_LOGLEVEL"),
 			ResumeTimeout: opts.EjabberdResumeTimeout,
+			MUC:           opts.MUC,
 			Modules:       bridgeYAML(opts.EjabberdBridgeOptions) + opts.EjabberdModules,
 			Log:           opts.Log,
 		})
@@ -501,4 +506,12 @@ func (b *SyncBuffer) Tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// prosodyMUC is the Prosody component of Options.MUC ("" when none).
+func prosodyMUC(domain string) string {
+	if domain == "" {
+		return ""
+	}
+	return fmt.Sprintf("Component %q \"muc\"\n\tmuc_room_locking = false\n", domain)
 }
