@@ -19,15 +19,15 @@ import (
 // limit; ejabberd: ejabberdtest sets no max_stanza_size, infinity by
 // default), used to get no answer at all. Now an <enable/> like that is
 // answered at once with modify/policy-violation naming the limit (not
-// wait/remote-server-timeout after the bridge's timeout), and nothing is
-// stored; a message like that to an offline user is reported by its outline
+// wait/remote-server-timeout after the bridge's timeout), as an IQ and
+// inline in Bind2, and nothing is stored; a message like that to an offline user is reported by its outline
 // (docs/bridge-protocol.md "Stanzas over the limits"), gets its push (the
 // registration's profile, important, pushes a message with a body), is
 // acked, and is not replayed when push2d reconnects.
 func TestOverLimits(t *testing.T) { eachServer(t, testOverLimits) }
 
 func testOverLimits(t *testing.T, p server) {
-	s := startStack(t, p, stack.Options{})
+	s := startStack(t, p, stack.Options{ProsodyConfig: `modules_enabled = { "sasl2"; "sasl2_bind2" }` + "\n"})
 	domain := s.Server.Domain()
 	pusher := login(t, s, "pusher", "svc", true)
 	romeo := login(t, s, "romeo", "orchard", true)
@@ -53,6 +53,24 @@ func testOverLimits(t *testing.T, p server) {
 			t.Fatalf("enable over the limits (%s): %.600s, want modify/policy-violation naming the limit", name, resp)
 		}
 	}
+	// The same inline in Bind2 (SASL2): the <failed/> in <bound/> names the
+	// limit. Nesting, not size: Prosody 0.12 refuses an unauthenticated
+	// stanza over 10 KiB itself ("XML stanza is too big").
+	deep := strings.Repeat("<a>", stanza.MaxDepth) + strings.Repeat("</a>", stanza.MaxDepth)
+	inline := `<enable xmlns="urn:xmpp:push2:0"><service>pusher@` + domain + `</service><client>token-inline</client>` +
+		`<match profile="urn:xmpp:push2:match:important"><send xmlns="urn:xmpp:push2:send:notify-only:0"/></match>` +
+		`<deep xmlns="urn:example:big">` + deep + `</deep></enable>`
+	phone := startJS(t, s, "juliet", jsOptions{Resource: "Phone", ClientID: "juliet-inline", InlinePush: inline})
+	answer, err := stanza.Parse([]byte(phone.wait("push2-inline", 10*time.Second, nil).XML))
+	if err != nil || !answer.Is(stanza.NSPush2, "failed") {
+		t.Fatalf("inline enable over the limits: %.600v (%v), want <failed/>", answer, err)
+	}
+	if e := answer.Child("", "error"); e == nil || e.AttrValue("type") != "modify" || e.Child(stanza.NSStanzaError, "policy-violation") == nil ||
+		!strings.Contains(e.ChildText(stanza.NSStanzaError, "text"), "over push2d's parse limits (nested deeper than 64 elements)") {
+		t.Fatalf("inline enable over the limits: %.600s, want modify/policy-violation naming the limit", answer)
+	}
+	phone.command(map[string]string{"cmd": "stop"})
+	phone.wait("stopped", 10*time.Second, nil)
 	if regs, err := s.Admin("/registrations?account=juliet@" + domain); err != nil || strings.Count(regs, `"id"`) != 1 {
 		t.Fatalf("registrations after the refused enables: %s %v, want the one accepted", regs, err)
 	}
