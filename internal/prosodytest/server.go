@@ -213,6 +213,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, s.cleanupFailed(err)
 		}
 		c2s, comp := ports[0], ports[1]
+		if opts.HTTPPort != 0 && (c2s == opts.HTTPPort || comp == opts.HTTPPort) {
+			continue // the caller's HTTP port was free a moment ago too
+		}
 		s.c2sPort, s.compPort = c2s, comp
 		cfg := renderConfig(configParams{
 			Dir: s.dir, DataDir: s.dataDir, PidFile: s.pidFile, CertsDir: certs,
@@ -255,7 +258,9 @@ var (
 	// Lines in Prosody's log that mean the server is not what the test
 	// asked for. Matched against the log of the current process only.
 	reFatal = regexp.MustCompile(`(?m)^.*\b(?:modulemanager|portmanager)\s+error\s.*$`)
-	rePort  = regexp.MustCompile(`(?m)^.*Failed to open server port.*$`)
+	// A port another process took, or a picked one equal to Options.HTTPPort
+	// (Prosody refuses two services on one port): Start tries new ports.
+	rePort = regexp.MustCompile(`(?m)^.*(?:Failed to open server port|Multiple services configured to listen on the same port).*$`)
 )
 
 // start launches prosody with the existing config and waits until it is
