@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/stanza"
@@ -369,12 +370,19 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.E
 	if err != nil {
 		return nil, fmt.Errorf("encrypted: %w: the envelope needs %d bytes, the notification has room for %d", err, size, maxBody-webpush.Overhead)
 	}
-	plain := env.MarshalSized(size) // the envelope is serialized once, here
-	pad, err := webpush.BucketPad(len(plain), maxBody)
+	pad, err := webpush.BucketPad(size, maxBody)
 	if err != nil {
 		return nil, fmt.Errorf("encrypted: %s", reason(err))
 	}
-	body, err := webpush.Encrypt(keys.Keys, plain, pad)
+	// The envelope is serialized once, straight after the room for the
+	// RFC 8188 header in the buffer the body is sealed in.
+	buf := env.AppendMarshal(make([]byte, webpush.HeaderLen, webpush.EncryptedSize(size, pad)))
+	if n := len(buf) - webpush.HeaderLen; n != size { // a miscount costs a copy, not a wrong body
+		if pad, err = webpush.BucketPad(n, maxBody); err != nil {
+			return nil, fmt.Errorf("encrypted: %s", reason(err))
+		}
+	}
+	body, err := webpush.EncryptInPlace(keys.Keys, buf, pad)
 	if err != nil {
 		return nil, fmt.Errorf("encrypted: %s", reason(err))
 	}
@@ -391,12 +399,8 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.E
 // encodeBase64 is base64.StdEncoding.EncodeToString written straight into
 // the string's memory (one allocation of the payload's size, not two).
 func encodeBase64(b []byte) string {
-	var sb strings.Builder
-	sb.Grow(base64.StdEncoding.EncodedLen(len(b)))
-	w := base64.NewEncoder(base64.StdEncoding, &sb)
-	w.Write(b)
-	w.Close()
-	return sb.String()
+	out := base64.StdEncoding.AppendEncode(make([]byte, 0, base64.StdEncoding.EncodedLen(len(b))), b)
+	return unsafe.String(unsafe.SliceData(out), len(out)) // out is never written again
 }
 
 // MaxEncryptedBody returns the largest RFC 8188 body whose

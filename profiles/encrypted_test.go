@@ -24,6 +24,7 @@ import (
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/memstore"
 	"github.com/push2/push2/engine/stanza"
+	"github.com/push2/push2/internal/cpubench"
 	"github.com/push2/push2/profiles"
 	"github.com/push2/push2/profiles/webpush"
 )
@@ -840,11 +841,13 @@ func BenchmarkEncryptedPush(b *testing.B) {
 			b.SetBytes(int64(recordLen(b, p, in)))
 			b.ReportAllocs()
 			ctx := context.Background()
+			stop := cpubench.Start(b)
 			for b.Loop() {
 				if _, err := p.Send(ctx, in); err != nil {
 					b.Fatal(err)
 				}
 			}
+			stop()
 		})
 	}
 }
@@ -861,9 +864,11 @@ func BenchmarkPrimitiveECDHHKDFAESGCM(b *testing.B) {
 			bound := newBound(b, n)
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
+			stop := cpubench.Start(b)
 			for b.Loop() {
 				bound()
 			}
+			stop()
 		})
 	}
 }

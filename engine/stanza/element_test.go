@@ -253,3 +253,31 @@ func TestSizeCountsEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestClone: the copy serializes as the original, shares no memory with it
+// (editing one leaves the other as it was), and appending a child or an
+// attribute to one copied element leaves its siblings' lists alone (Clone
+// allocates them in shared blocks).
+func TestClone(t *testing.T) {
+	in := `<message xmlns="jabber:client" from="a@b/c" type="chat"><body>hi</body><x xmlns="jabber:x:data" type="form"><field var="a"><value>1</value></field><field var="b"/></x><active xmlns="http://jabber.org/protocol/chatstates"/></message>`
+	orig := MustParse(in)
+	c := orig.Clone()
+	if got := c.String(); got != in {
+		t.Fatalf("clone = %s\nwant %s", got, in)
+	}
+	c.Attr[0].Value = "z@y"
+	c.Children[0].Text = "changed"
+	c.Children[1].Children[0].Attr = append(c.Children[1].Children[0].Attr, xml.Attr{Name: xml.Name{Local: "label"}, Value: "L"})
+	c.Children[1].Children[0].Append(NewElement("jabber:x:data", "desc"))
+	c.Children[0].Append(NewElement("jabber:client", "extra"))
+	if got := orig.String(); got != in {
+		t.Fatalf("editing the clone changed the original: %s", got)
+	}
+	want := `<message xmlns="jabber:client" from="z@y" type="chat"><body>changed<extra/></body><x xmlns="jabber:x:data" type="form"><field var="a" label="L"><value>1</value><desc/></field><field var="b"/></x><active xmlns="http://jabber.org/protocol/chatstates"/></message>`
+	if got := c.String(); got != want {
+		t.Fatalf("edited clone = %s\nwant %s", got, want)
+	}
+	if (*Element)(nil).Clone() != nil {
+		t.Error("Clone of nil is not nil")
+	}
+}

@@ -132,13 +132,32 @@ func BucketPad(plaintextLen, maxBody int) (int, error) {
 // services that accept more; it does reject padLen < 0 and records beyond
 // 1 GiB.
 func Encrypt(k Keys, plaintext []byte, padLen int) ([]byte, error) {
+	if len(plaintext) > maxRecord {
+		return nil, errors.New("webpush: the message is too large for a single record")
+	}
+	buf := make([]byte, HeaderLen+len(plaintext), HeaderLen+len(plaintext)+1+max(padLen, 0)+TagLen)
+	copy(buf[HeaderLen:], plaintext)
+	return EncryptInPlace(k, buf, padLen)
+}
+
+// EncryptInPlace is Encrypt for a plaintext the caller has already written
+// into buf after HeaderLen bytes of room (buf[HeaderLen:] is the
+// plaintext; the first HeaderLen bytes are overwritten with the header). The
+// body is built in buf's memory when its capacity is at least
+// EncryptedSize(len(buf)-HeaderLen, padLen), else in a new slice: a caller
+// that serializes its plaintext straight into such a buffer encrypts with
+// no copy and one allocation in all. The plaintext is overwritten either way.
+func EncryptInPlace(k Keys, buf []byte, padLen int) ([]byte, error) {
+	if len(buf) < HeaderLen {
+		return nil, fmt.Errorf("webpush: the buffer has no room for the %d-byte header", HeaderLen)
+	}
 	eph, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("webpush: generating the ephemeral key failed: %w", err)
 	}
 	var salt [SaltLen]byte
 	rand.Read(salt[:]) // never fails (crypto/rand, Go 1.24+)
-	return encrypt(k, plaintext, padLen, eph, salt[:])
+	return seal(k, buf, padLen, eph, salt[:])
 }
 
 // encrypt is Encrypt with the ephemeral key and salt supplied by the caller.
@@ -146,6 +165,17 @@ func Encrypt(k Keys, plaintext []byte, padLen int) ([]byte, error) {
 // production code must use Encrypt, since reusing eph or salt across
 // messages breaks the security argument of RFC 8188 §4.
 func encrypt(k Keys, plaintext []byte, padLen int, eph *ecdh.PrivateKey, salt []byte) ([]byte, error) {
+	if len(plaintext) > maxRecord {
+		return nil, errors.New("webpush: the message is too large for a single record")
+	}
+	buf := make([]byte, HeaderLen+len(plaintext))
+	copy(buf[HeaderLen:], plaintext)
+	return seal(k, buf, padLen, eph, salt)
+}
+
+// seal encrypts buf[HeaderLen:] in place (see EncryptInPlace) with the
+// given ephemeral key and salt.
+func seal(k Keys, buf []byte, padLen int, eph *ecdh.PrivateKey, salt []byte) ([]byte, error) {
 	if err := k.Validate(); err != nil {
 		return nil, err
 	}
@@ -158,10 +188,11 @@ func encrypt(k Keys, plaintext []byte, padLen int, eph *ecdh.PrivateKey, salt []
 	if eph == nil || eph.Curve() != ecdh.P256() {
 		return nil, errors.New("webpush: the ephemeral key must be a P-256 key")
 	}
-	if len(plaintext) > maxRecord || padLen > maxRecord-len(plaintext)-1-TagLen {
+	plainLen := len(buf) - HeaderLen
+	if plainLen > maxRecord || padLen > maxRecord-plainLen-1-TagLen {
 		return nil, errors.New("webpush: the message is too large for a single record")
 	}
-	recordLen := len(plaintext) + 1 + padLen + TagLen
+	recordLen := plainLen + 1 + padLen + TagLen
 	rs := uint32(DefaultRecordSize)
 	if recordLen >= DefaultRecordSize {
 		// RFC 8291 §4: rs must be greater than the record.
@@ -178,15 +209,21 @@ func encrypt(k Keys, plaintext []byte, padLen int, eph *ecdh.PrivateKey, salt []
 		return nil, err
 	}
 
-	// One allocation holds the whole body; the record is sealed in place.
-	out := make([]byte, HeaderLen+recordLen)
+	// The whole body lives in one slice; the record is sealed in place.
+	out := buf
+	if cap(out) < HeaderLen+recordLen {
+		out = make([]byte, HeaderLen+recordLen)
+		copy(out[HeaderLen:], buf[HeaderLen:])
+	} else {
+		out = out[:HeaderLen+recordLen]
+		clear(out[HeaderLen+plainLen:]) // the delimiter and zero padding
+	}
 	copy(out, salt)
 	binary.BigEndian.PutUint32(out[SaltLen:], rs)
 	out[SaltLen+4] = UAPublicLen
 	copy(out[SaltLen+5:HeaderLen], asPublic)
 	rec := out[HeaderLen : HeaderLen+recordLen-TagLen]
-	n := copy(rec, plaintext)
-	rec[n] = delimLast // the rest is already zero padding
+	rec[plainLen] = delimLast // the rest is zero padding
 	aead.Seal(rec[:0], nonce, rec, nil)
 	return out, nil
 }

@@ -363,3 +363,50 @@ func TestDecryptRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestEncryptInPlace: a plaintext written after HeaderLen bytes of room
+// is sealed in the buffer's own memory when its capacity holds the body
+// (with garbage in the spare capacity, which must become zero padding),
+// in a new slice when it does not; both decrypt to the plaintext.
+func TestEncryptInPlace(t *testing.T) {
+	k, ua := newSubscription(t)
+	for _, tc := range []struct {
+		n, pad, spare int
+		inPlace       bool
+	}{
+		{0, 0, 0, false},
+		{100, 0, 1 + TagLen, true},
+		{100, 155, 1 + 155 + TagLen, true},
+		{100, 155, 1 + 154 + TagLen, false},
+		{MaxPlaintext, 0, 1 + TagLen + 50, true},
+	} {
+		pt := make([]byte, tc.n)
+		rand.Read(pt)
+		buf := make([]byte, HeaderLen+tc.n, HeaderLen+tc.n+tc.spare)
+		full := buf[:cap(buf)]
+		for i := range full {
+			full[i] = 0xA5 // garbage everywhere but the plaintext
+		}
+		copy(buf[HeaderLen:], pt)
+		body, err := EncryptInPlace(k, buf, tc.pad)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc, err)
+		}
+		if len(body) != EncryptedSize(tc.n, tc.pad) {
+			t.Fatalf("%+v: len %d, EncryptedSize %d", tc, len(body), EncryptedSize(tc.n, tc.pad))
+		}
+		if same := &body[0] == &buf[0]; same != tc.inPlace {
+			t.Errorf("%+v: sealed in the caller's buffer = %v, want %v", tc, same, tc.inPlace)
+		}
+		got, err := Decrypt(ua, k.AuthSecret, body)
+		if err != nil {
+			t.Fatalf("%+v: Decrypt: %v", tc, err)
+		}
+		if !bytes.Equal(got, pt) {
+			t.Fatalf("%+v: round trip differs", tc)
+		}
+	}
+	if _, err := EncryptInPlace(k, make([]byte, HeaderLen-1), 0); err == nil {
+		t.Error("a buffer shorter than the header was accepted")
+	}
+}
