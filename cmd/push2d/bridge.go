@@ -38,7 +38,7 @@ func newDaemon(cfg Config, eng *engine.Engine, log *slog.Logger, m *metrics) *da
 		JID:      cfg.Component.JID,
 		Domains:  cfg.Component.Domains,
 		Engine:   eng,
-		Sender:   bridgeproto.SenderFunc(d.send),
+		Sender:   rawSender{d},
 		Workers:  cfg.Engine.Workers,
 		Logger:   log,
 		Observer: bridgeObserver{m},
@@ -88,6 +88,31 @@ func (d *daemon) send(ctx context.Context, el *stanza.Element) error {
 	// write of another goroutine. Writes to the local server are short;
 	// they run without a context deadline.
 	return s.Send(context.WithoutCancel(ctx), el.TokenReader())
+}
+
+// rawSender is the daemon's bridgeproto.RawSender.
+type rawSender struct{ d *daemon }
+
+func (r rawSender) Send(ctx context.Context, el *stanza.Element) error { return r.d.send(ctx, el) }
+func (r rawSender) SendRaw(ctx context.Context, b []byte) error        { return r.d.sendRaw(ctx, b) }
+
+// sendRaw writes one serialized stanza to the server. It holds mellium's
+// output lock (Session.TokenWriter) while it writes, so that the bytes go
+// between two stanzas of the token path, after what that path buffered;
+// mellium's encoder keeps no state that the bytes change (the stream's
+// start tag was written whole).
+func (d *daemon) sendRaw(_ context.Context, b []byte) error {
+	s := d.session()
+	if s == nil {
+		return bridgeproto.ErrNotConnected
+	}
+	w := s.TokenWriter()
+	defer w.Close()
+	if err := w.Flush(); err != nil { // also: the output stream is closed
+		return err
+	}
+	_, err := s.Conn().Write(b)
+	return err
 }
 
 // deliver is the outbox's Sender: notifications to push2d's own relay go

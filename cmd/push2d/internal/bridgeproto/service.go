@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -478,6 +479,14 @@ func (s *Service) Deliver(ctx context.Context, e engine.OutboxEntry) error {
 	}
 	if !s.ready(j.Domainpart()) {
 		return ErrNotConnected // its bridge has not said yet whether it confirms routing
+	}
+	// As the engine stores it (stanza.Element.Marshal), the notification
+	// is written into the stream as it is; anything else (an entry from
+	// elsewhere, or damaged) is parsed, refused if it is not XML, and
+	// encoded anew.
+	rs, raw := s.cfg.Sender.(RawSender)
+	if raw && strings.HasPrefix(e.Stanza, storedNotificationPrefix) && simpleElement(e.Stanza) {
+		return rs.SendRaw(ctx, pushBytes(s.cfg.JID, j.Domainpart(), e.Account, e.Reg, e.Stanza))
 	}
 	n, err := stanza.Parse([]byte(e.Stanza))
 	if err != nil {

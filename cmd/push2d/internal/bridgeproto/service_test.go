@@ -40,6 +40,7 @@ type stream struct {
 	mu   sync.Mutex
 	out  []*stanza.Element
 	down bool
+	raw  int // stanzas written with SendRaw
 	more chan struct{}
 }
 
@@ -59,6 +60,54 @@ func (s *stream) Send(_ context.Context, st *stanza.Element) error {
 	default:
 	}
 	return nil
+}
+
+// SendRaw parses b as the server reads the component stream: in the
+// stream's default namespace, one stanza.
+func (s *stream) SendRaw(_ context.Context, b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return ErrNotConnected
+	}
+	s.raw++
+	back, err := readStreamStanza(b)
+	if err != nil {
+		return err
+	}
+	s.out = append(s.out, back)
+	select {
+	case s.more <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// readStreamStanza reads b, one stanza, as written into a component
+// stream (jabber:component:accept the default namespace), strictly.
+func readStreamStanza(b []byte) (*stanza.Element, error) {
+	d := xml.NewDecoder(strings.NewReader(`<stream:stream xmlns="jabber:component:accept" xmlns:stream="http://etherx.jabber.org/streams">` + string(b) + `</stream:stream>`))
+	if _, err := d.Token(); err != nil {
+		return nil, err
+	}
+	tok, err := d.Token()
+	if err != nil {
+		return nil, err
+	}
+	start, ok := tok.(xml.StartElement)
+	if !ok {
+		return nil, fmt.Errorf("not a stanza: %v", tok)
+	}
+	el, err := stanza.ReadElement(start, d)
+	if err != nil {
+		return nil, err
+	}
+	if tok, err := d.Token(); err != nil {
+		return nil, err
+	} else if end, ok := tok.(xml.EndElement); !ok || end.Name.Local != "stream" {
+		return nil, fmt.Errorf("more than one stanza: %v", tok)
+	}
+	return el, nil
 }
 
 // take returns and forgets what was sent so far.
@@ -712,6 +761,27 @@ func TestDeliver(t *testing.T) {
 	p, err := ParsePush(out[0].Child(NS, KindPush))
 	if err != nil || p.Account != "juliet@example.net" || p.Registration != "phone" || p.Notification.String() != stanza.MustParse(n).String() {
 		t.Errorf("push %v %v", p, err)
+	}
+	if h.wire.raw != 1 {
+		t.Errorf("%d stanzas written raw, want the notification", h.wire.raw)
+	}
+	// A stored notification not as the engine writes them (single quotes,
+	// an entity Marshal does not write) is parsed and encoded anew.
+	other := `<message xmlns='jabber:client' to='pusher@p.example' id='x'><notification xmlns='urn:xmpp:push2:0'><body>&#x263A; &lt;3</body></notification></message>`
+	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: "juliet@example.net", Reg: "a&\"<", Stanza: other}); err != nil {
+		t.Fatal(err)
+	}
+	out = h.wire.take()
+	if len(out) != 1 || h.wire.raw != 1 {
+		t.Fatalf("sent %v (%d raw)", out, h.wire.raw)
+	}
+	if p, err := ParsePush(out[0].Child(NS, KindPush)); err != nil || p.Registration != "a&\"<" || p.Notification.String() != stanza.MustParse(other).String() {
+		t.Errorf("push %v %v", p, err)
+	}
+	for _, bad := range []string{"<message", `<message xmlns="jabber:client"><a></b></message>`, `<message xmlns="jabber:client" a="1" a="2"/>`, `<message xmlns="jabber:client"/><message xmlns="jabber:client"/>`, `<message xmlns="jabber:client">&bogus;</message>`} {
+		if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: account, Stanza: bad}); err == nil {
+			t.Errorf("bad stanza %q delivered", bad)
+		}
 	}
 	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: "@@", Stanza: n}); err == nil {
 		t.Error("bad account delivered")
