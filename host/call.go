@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/push2/push2/engine"
 	"github.com/push2/push2/engine/stanza"
@@ -46,6 +47,11 @@ func (k callKind) String() string {
 // through the context wazero hands them. It lives exactly as long as the
 // call: the guest cannot keep a handle across calls (sdk/ABI.md §6).
 type call struct {
+	// parent is the caller's context; the call itself is the context.Context
+	// that wazero hands to host functions (Value answers callKey), so a call
+	// costs no context allocation.
+	parent context.Context
+
 	kind    callKind
 	m       *Module
 	profile string
@@ -67,9 +73,28 @@ type call struct {
 
 	xmlEl  *stanza.Element // last el_xml serialization, for the retry
 	xmlOut []byte
+
+	steps [8]pathStep // el_find's parsed path, reused (longer paths allocate)
+
+	// prevReason is the reason of the previous call that used this pooled
+	// struct: guests mostly set the same few constant reasons, which then
+	// cost set_reason no allocation and no cleaning.
+	prevReason string
 }
 
 type callKey struct{}
+
+// The context.Context of a running call: the caller's, plus the call
+// under callKey.
+func (c *call) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+func (c *call) Done() <-chan struct{}       { return c.parent.Done() }
+func (c *call) Err() error                  { return c.parent.Err() }
+func (c *call) Value(key any) any {
+	if key == (callKey{}) {
+		return c
+	}
+	return c.parent.Value(key)
+}
 
 var callPool = sync.Pool{New: func() any { return new(call) }}
 
@@ -82,7 +107,12 @@ func newCall(m *Module, kind callKind, profile string) *call {
 func (c *call) release() {
 	out := c.out[:0]
 	handles := c.handles[:0]
-	*c = call{out: out, handles: handles}
+	prev := c.reason
+	if prev == "" {
+		prev = c.prevReason
+	}
+	clear(handles[:cap(handles)]) // the elements belong to the caller's input
+	*c = call{out: out, handles: handles, prevReason: prev}
 	if cap(c.out) > 64<<10 {
 		c.out = nil
 	}
@@ -90,6 +120,9 @@ func (c *call) release() {
 }
 
 func callFrom(ctx context.Context) *call {
+	if c, ok := ctx.(*call); ok {
+		return c
+	}
 	c, _ := ctx.Value(callKey{}).(*call)
 	return c
 }
@@ -171,7 +204,11 @@ var errBadPath = errors.New("malformed element path")
 // parsePath parses an element path. Namespaces go in braces so that the '/'
 // of an http: namespace needs no escaping.
 func parsePath(s string) ([]pathStep, error) {
-	var steps []pathStep
+	return appendPath(nil, s)
+}
+
+// appendPath appends the steps of path s to steps.
+func appendPath(steps []pathStep, s string) ([]pathStep, error) {
 	for len(s) > 0 {
 		st := pathStep{anyNS: true}
 		if s[0] == '{' {
@@ -227,4 +264,49 @@ func FindPath(e *stanza.Element, path string) (*stanza.Element, error) {
 		return nil, err
 	}
 	return findPath(e, steps), nil
+}
+
+// isRegistration reports whether e is the registration's <match/> or
+// <send/>, which outlive the call (the engine keeps them with the
+// registration), unlike the stanza.
+func (c *call) isRegistration(e *stanza.Element) bool {
+	return e != nil && (e == c.match || e == c.send)
+}
+
+// xmlCacheSize bounds Module.marshal's cache: the <match/> and <send/>
+// elements whose serialization the module's guests read last.
+const xmlCacheSize = 16
+
+// xmlCache keeps the serializations of registration elements that guests
+// read with el_xml, so a guest that caches its parsed configuration by the
+// bytes of <match/> (sdk/ABI.md §14) costs the host no serialization per
+// call. Entries hold their elements: a key is never a freed element's
+// address reused by another one. Registration elements are never modified
+// after parsing (a changed registration is a new element).
+type xmlCache struct {
+	mu      sync.Mutex
+	next    int
+	entries [xmlCacheSize]struct {
+		el  *stanza.Element
+		xml []byte
+	}
+}
+
+// marshal returns e serialized; the result must not be modified.
+func (m *Module) marshal(e *stanza.Element, cacheable bool) []byte {
+	if !cacheable {
+		return e.Marshal()
+	}
+	x := &m.xml
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i := range x.entries {
+		if x.entries[i].el == e {
+			return x.entries[i].xml
+		}
+	}
+	b := e.Marshal()
+	x.entries[x.next].el, x.entries[x.next].xml = e, b
+	x.next = (x.next + 1) % xmlCacheSize
+	return b
 }

@@ -3,9 +3,11 @@ package host
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/push2/push2/engine/stanza"
 	"github.com/push2/push2/host/internal/abi"
@@ -86,6 +88,8 @@ func (h *Host) hostFuncs() []hostFunc {
 		{"el_xml", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnElXML},
 		{"fact", []api.ValueType{i32}, []api.ValueType{i32}, h.fnFact},
 		{"field", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnField},
+		{"facts", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnFacts},
+		{"fields", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnFields},
 		{"now_ms", nil, []api.ValueType{i64}, h.fnNow},
 		{"log", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}, h.fnLog},
 		{"webpush_encrypt", []api.ValueType{i32, i32, i32, i32, i32, i32, i32, i32}, []api.ValueType{i32}, h.fnEncrypt},
@@ -132,14 +136,31 @@ func (h *Host) fnSetReason(ctx context.Context, mod api.Module, stack []uint64) 
 		ret(stack, abi.StatusInvalid)
 		return
 	}
-	c.reason, c.hasReply = cleanText(b, abi.MaxReasonBytes), true
+	if len(b) <= abi.MaxReasonBytes && string(b) == c.prevReason {
+		c.reason = c.prevReason // the same constant reason as last time: no copy
+	} else {
+		c.reason = cleanText(b, abi.MaxReasonBytes)
+	}
+	c.hasReply = true
 	ret(stack, abi.StatusOK)
+}
+
+// unsafeString is b as a string without a copy, for a host function that
+// drops it before returning (guest memory is only stable until then).
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // cleanText cuts b to at most limit bytes at a rune boundary and replaces
 // invalid UTF-8 and control characters, so guest text is safe in logs and
 // in stanza error texts.
 func cleanText(b []byte, limit int) string {
+	if len(b) <= limit && printableASCII(b) {
+		return string(b)
+	}
 	if len(b) > limit {
 		b = b[:limit]
 		for len(b) > 0 && !utf8.Valid(b) {
@@ -153,6 +174,17 @@ func cleanText(b []byte, limit int) string {
 		}
 		return r
 	}, s)
+}
+
+// printableASCII reports whether b is tabs and printable ASCII only, the
+// text cleanText leaves as it is.
+func printableASCII(b []byte) bool {
+	for _, ch := range b {
+		if (ch < 0x20 && ch != '\t') || ch >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Host) fnElFind(ctx context.Context, mod api.Module, stack []uint64) {
@@ -171,7 +203,9 @@ func (h *Host) fnElFind(ctx context.Context, mod api.Module, stack []uint64) {
 		ret(stack, abi.StatusInvalid)
 		return
 	}
-	steps, err := parsePath(string(p))
+	// The path is parsed from guest memory in place: the steps are used and
+	// dropped before the guest runs again, and the view is valid until then.
+	steps, err := appendPath(c.steps[:0], unsafeString(p))
 	if err != nil {
 		ret(stack, abi.StatusInvalid)
 		return
@@ -255,7 +289,7 @@ func (h *Host) fnElXML(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	if c.xmlEl != e {
-		c.xmlEl, c.xmlOut = e, e.Marshal()
+		c.xmlEl, c.xmlOut = e, c.m.marshal(e, c.isRegistration(e))
 	}
 	ret(stack, writeOut(mod, arg(stack, 1), arg(stack, 2), c.xmlOut))
 }
@@ -269,16 +303,44 @@ func b2i(b bool) int32 {
 
 func (h *Host) fnFact(ctx context.Context, _ api.Module, stack []uint64) {
 	c := callFrom(ctx)
-	id := api.DecodeI32(stack[0])
 	if c == nil {
 		ret(stack, abi.StatusUnavailable)
 		return
 	}
+	ret(stack, c.fact(api.DecodeI32(stack[0])))
+}
+
+// fnFacts is push2.facts(first, n, buf): the values of facts first …
+// first+n-1, as push2.fact returns them, as n little-endian i32 at buf
+// (sdk/ABI.md §7 "Batched reads").
+func (h *Host) fnFacts(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callFrom(ctx)
+	if c == nil {
+		ret(stack, abi.StatusUnavailable)
+		return
+	}
+	first, n := api.DecodeI32(stack[0]), api.DecodeI32(stack[1])
+	if n < 0 || n > abi.MaxFactBatch {
+		ret(stack, abi.StatusInvalid)
+		return
+	}
+	out, ok := mod.Memory().Read(arg(stack, 2), uint32(n)*4)
+	if !ok {
+		ret(stack, abi.StatusInvalid)
+		return
+	}
+	for i := range n {
+		binary.LittleEndian.PutUint32(out[4*i:], uint32(c.fact(first+i)))
+	}
+	ret(stack, abi.StatusOK)
+}
+
+// fact is the value of fact id in this call, or a status.
+func (c *call) fact(id int32) int32 {
 	switch id {
 	case abi.FactDecisionPriority, abi.FactDecisionVoIP, abi.FactBudget:
 		if c.kind != kindSend {
-			ret(stack, abi.StatusUnavailable)
-			return
+			return abi.StatusUnavailable
 		}
 		switch id {
 		case abi.FactDecisionPriority:
@@ -286,29 +348,24 @@ func (h *Host) fnFact(ctx context.Context, _ api.Module, stack []uint64) {
 			if p == 0 {
 				p = engine.PriorityNormal
 			}
-			ret(stack, int32(p))
+			return int32(p)
 		case abi.FactDecisionVoIP:
-			ret(stack, b2i(c.decision.VoIP))
+			return b2i(c.decision.VoIP)
 		default:
-			ret(stack, int32(min(c.budget, 1<<31-1)))
+			return int32(min(c.budget, 1<<31-1))
 		}
-		return
 	case abi.FactTrigger:
 		if c.ectx == nil {
-			ret(stack, abi.StatusUnavailable)
-			return
+			return abi.StatusUnavailable
 		}
-		ret(stack, triggerNumber(c.ectx.Trigger))
-		return
+		return triggerNumber(c.ectx.Trigger)
 	}
 	f := c.getFacts()
 	if f == nil {
 		if id >= abi.FactKind && id <= abi.FactSuggestedPriority {
-			ret(stack, abi.StatusUnavailable)
-		} else {
-			ret(stack, abi.StatusInvalid)
+			return abi.StatusUnavailable
 		}
-		return
+		return abi.StatusInvalid
 	}
 	var v int32
 	switch id {
@@ -365,7 +422,7 @@ func (h *Host) fnFact(ctx context.Context, _ api.Module, stack []uint64) {
 	default:
 		v = abi.StatusInvalid
 	}
-	ret(stack, v)
+	return v
 }
 
 func triggerNumber(t engine.Trigger) int32 {
@@ -386,19 +443,81 @@ func triggerNumber(t engine.Trigger) int32 {
 
 func (h *Host) fnField(ctx context.Context, mod api.Module, stack []uint64) {
 	c := callFrom(ctx)
-	id := api.DecodeI32(stack[0])
 	if c == nil {
 		ret(stack, abi.StatusUnavailable)
 		return
 	}
+	s, st := c.field(api.DecodeI32(stack[0]))
+	if st != abi.StatusOK {
+		ret(stack, st)
+		return
+	}
+	ret(stack, writeString(mod, arg(stack, 1), arg(stack, 2), s))
+}
+
+// fnFields is push2.fields(mask, buf, cap): for every field id whose bit
+// (1 << id) is set, in ascending order, a little-endian i32 that is the
+// value's length or a status, then the value's bytes (sdk/ABI.md §7
+// "Batched reads"). The size rule of §4 applies to the whole record.
+func (h *Host) fnFields(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callFrom(ctx)
+	if c == nil {
+		ret(stack, abi.StatusUnavailable)
+		return
+	}
+	mask := arg(stack, 0)
+	if mask&1 != 0 {
+		ret(stack, abi.StatusInvalid) // there is no field 0
+		return
+	}
+	var vals [32]string
+	var sts [32]int32
+	size := 0
+	for id := int32(1); id < 32; id++ {
+		if mask&(1<<id) == 0 {
+			continue
+		}
+		vals[id], sts[id] = c.field(id)
+		size += 4 + len(vals[id])
+	}
+	if size > 1<<31-1 {
+		ret(stack, abi.StatusTooLarge)
+		return
+	}
+	if uint64(size) > uint64(arg(stack, 2)) {
+		ret(stack, int32(size))
+		return
+	}
+	out, ok := mod.Memory().Read(arg(stack, 1), uint32(size))
+	if !ok {
+		ret(stack, abi.StatusInvalid)
+		return
+	}
+	at := 0
+	for id := int32(1); id < 32; id++ {
+		if mask&(1<<id) == 0 {
+			continue
+		}
+		if sts[id] != abi.StatusOK {
+			binary.LittleEndian.PutUint32(out[at:], uint32(sts[id]))
+			at += 4
+			continue
+		}
+		binary.LittleEndian.PutUint32(out[at:], uint32(len(vals[id])))
+		at += 4 + copy(out[at+4:], vals[id])
+	}
+	ret(stack, int32(size))
+}
+
+// field is the value of field id in this call, or a status.
+func (c *call) field(id int32) (string, int32) {
 	var s string
 	switch id {
 	case abi.FieldProfile:
 		s = c.profile
 	case abi.FieldAccount, abi.FieldTrigger, abi.FieldNick, abi.FieldArchiveBy:
 		if c.ectx == nil {
-			ret(stack, abi.StatusUnavailable)
-			return
+			return "", abi.StatusUnavailable
 		}
 		switch id {
 		case abi.FieldAccount:
@@ -413,8 +532,7 @@ func (h *Host) fnField(ctx context.Context, mod api.Module, stack []uint64) {
 	case abi.FieldArchiveID, abi.FieldFrom, abi.FieldChat, abi.FieldBody, abi.FieldType:
 		f := c.getFacts()
 		if f == nil {
-			ret(stack, abi.StatusUnavailable)
-			return
+			return "", abi.StatusUnavailable
 		}
 		switch id {
 		case abi.FieldArchiveID:
@@ -429,10 +547,9 @@ func (h *Host) fnField(ctx context.Context, mod api.Module, stack []uint64) {
 			s = f.Type
 		}
 	default:
-		ret(stack, abi.StatusInvalid)
-		return
+		return "", abi.StatusInvalid
 	}
-	ret(stack, writeString(mod, arg(stack, 1), arg(stack, 2), s))
+	return s, abi.StatusOK
 }
 
 func (h *Host) fnNow(ctx context.Context, _ api.Module, stack []uint64) {

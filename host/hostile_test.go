@@ -266,6 +266,23 @@ func TestBadPointers(t *testing.T) {
 	}
 }
 
+// TestBatchedReads: push2.facts and push2.fields return, id for id, what
+// push2.fact and push2.field return (the guest traps on any difference),
+// in match calls with and without a message.
+func TestBatchedReads(t *testing.T) {
+	ctx := context.Background()
+	h := newHost(t, Config{CacheDir: cacheDir, Logger: testLogger(t)})
+	m, err := h.Load(ctx, "hostile.wasm", hostile("hostile-v1.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []*stanza.Element{testStanza, benchStanza, stanza.MustParse(`<presence xmlns="jabber:client"/>`)} {
+		if _, err := m.MatchProfiles()[0].Match(ctx, &engine.MatchInput{Stanza: st, Match: hostileMatch("batch"), Context: testCtx}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // countingHandler counts log records at or above a level.
 type countingHandler struct {
 	n     *atomic.Int64

@@ -35,6 +35,7 @@ import (
 // complete.
 type Module struct {
 	h        *Host
+	xml      xmlCache // el_xml of registration elements (call.go)
 	name     string
 	hash     string
 	compiled wazero.CompiledModule
@@ -328,7 +329,8 @@ func (m *Module) run(ctx context.Context, deadline time.Time, inst *instance, c 
 		inst.guard.arm(ctx, deadline)
 		inst.wd.poke()
 	}
-	cctx := context.WithValue(ctx, callKey{}, c)
+	c.parent = ctx
+	var cctx context.Context = c // host functions find c in it (callFrom)
 	if m.interpreted {
 		var cancel context.CancelFunc
 		cctx, cancel = context.WithDeadline(cctx, deadline)

@@ -89,17 +89,29 @@ export function push2_describe(): i32 {
 }
 
 export function push2_validate(profile: i32): i32 {
+  push2.begin();
   const q = config();
   if (q.error !== null) return push2.reject(q.error!);
   return push2.OK;
 }
 
+// The configuration of the last <match/> seen: an instance serves many
+// registrations, mostly with the same few configurations, so a call parses
+// <match/> only when its bytes changed (push2.Element.sameXML).
+let cached: Quiet | null = null;
+
+function cachedConfig(): Quiet {
+  if (!push2.MATCH.sameXML() || cached === null) cached = config();
+  return cached!;
+}
+
 export function push2_match(profile: i32): i32 {
+  push2.begin();
   const call = push2.callAction();
   if (call == push2.CALL_PROPOSE) return push2.decision(true, push2.PRIORITY_HIGH, true, "call");
   if (call == push2.CALL_RETRACT) return push2.decision(true, push2.PRIORITY_HIGH, false, "call retracted");
   if (!push2.important()) return push2.decision(false, push2.PRIORITY_DEFAULT, false, "not important");
-  const q = config();
+  const q = cachedConfig();
   if (q.error !== null) return push2.decision(true, push2.PRIORITY_NORMAL, false, "no valid quiet hours");
   if (inWindow(q, push2.nowMs())) {
     if (q.drop) return push2.decision(false, push2.PRIORITY_DEFAULT, false, "quiet hours");

@@ -85,6 +85,29 @@ fn config() -> Result<Quiet, String> {
     Ok(Quiet { start, end, offset, drop })
 }
 
+/// The last `<match/>` parsed, by its bytes, and what came of it:
+/// instances serve many registrations, but mostly the same few, so a call
+/// usually re-reads one element (`el_xml`) instead of walking it.
+struct Cached {
+    xml: Vec<u8>,
+    scratch: Vec<u8>,
+    config: Option<Result<Quiet, String>>,
+}
+
+static mut CACHED: Cached = Cached { xml: Vec::new(), scratch: Vec::new(), config: None };
+
+/// config(), parsed again only when `<match/>` changed since the last call.
+fn cached_config() -> &'static Result<Quiet, String> {
+    // SAFETY: an instance runs one call at a time on one thread.
+    let c = unsafe { &mut *std::ptr::addr_of_mut!(CACHED) };
+    MATCH.xml_into(&mut c.scratch);
+    if c.config.is_none() || c.scratch != c.xml {
+        std::mem::swap(&mut c.xml, &mut c.scratch);
+        c.config = Some(config());
+    }
+    c.config.as_ref().unwrap()
+}
+
 fn validate() -> Result<(), String> {
     config().map(|_| ())
 }
@@ -108,11 +131,11 @@ fn decide() -> Decision {
     if !push2::important() {
         return Decision::skip("not important");
     }
-    let q = match config() {
+    let q = match cached_config() {
         Ok(q) => q,
         Err(_) => return Decision::push(Priority::Normal, "no valid quiet hours"),
     };
-    if in_window(&q, push2::now_ms()) {
+    if in_window(q, push2::now_ms()) {
         if q.drop {
             return Decision::skip("quiet hours");
         }

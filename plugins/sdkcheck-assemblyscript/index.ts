@@ -21,6 +21,7 @@ export function push2_describe(): i32 {
 }
 
 export function push2_send(profile: i32): i32 {
+  push2.begin();
   o = "<check xmlns='" + NS + "'";
   attr("lang", "assemblyscript");
   num("kind", push2.fact(push2.FACT_KIND));

@@ -84,15 +84,27 @@ func match() push2.Decision {
 	if !push2.Important() {
 		return push2.Skip("not important")
 	}
-	chat := lower(push2.Chat())
-	for _, v := range push2.MatchElement.Children("{" + ns + "}vip") {
-		if j, _ := v.Attr("jid"); lower(j) == chat {
-			return push2.Push(push2.PriorityHigh, "vip sender")
+	// Compared case-insensitively in place: a match call allocates as little
+	// as it can, so the guest's Go runtime has next to nothing to collect.
+	chat := push2.Chat()
+	for i := 0; ; i++ {
+		v, ok := push2.MatchElement.Child(i)
+		if !ok {
+			break
+		}
+		if v.Is("{" + ns + "}vip") {
+			if j, _ := v.Attr("jid"); equalFold(j, chat) {
+				return push2.Push(push2.PriorityHigh, "vip sender")
+			}
 		}
 	}
-	if body := lower(push2.Body()); body != "" {
-		for _, k := range push2.MatchElement.Children("{" + ns + "}keyword") {
-			if contains(body, lower(k.Text())) {
+	if body := push2.Body(); body != "" {
+		for i := 0; ; i++ {
+			k, ok := push2.MatchElement.Child(i)
+			if !ok {
+				break
+			}
+			if k.Is("{"+ns+"}keyword") && containsFold(body, k.Text()) {
 				return push2.Push(push2.PriorityHigh, "keyword")
 			}
 		}
@@ -104,21 +116,32 @@ func match() push2.Decision {
 	return push2.Skip("not from a vip and no keyword")
 }
 
-// lower folds ASCII letters only, like the C version, so both agree on
-// every input.
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
+// lowerASCII is c with A–Z lowered (the only case folding the profile
+// does: JIDs and keywords are compared as in plugins/vip-c).
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
 	}
-	return string(b)
+	return c
 }
 
-func contains(s, sub string) bool {
+// equalFold reports whether a and b are equal with A–Z lowered.
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether sub occurs in s with A–Z lowered.
+func containsFold(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
+		if equalFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}

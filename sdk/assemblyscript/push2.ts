@@ -26,6 +26,7 @@
 @external("push2", "el_xml") declare function raw_el_xml(h: i32, buf: usize, cap: i32): i32;
 @external("push2", "fact") declare function raw_fact(id: i32): i32;
 @external("push2", "field") declare function raw_field(id: i32, buf: usize, cap: i32): i32;
+@external("push2", "facts") declare function raw_facts(first: i32, n: i32, buf: usize): i32;
 @external("push2", "now_ms") declare function raw_now_ms(): i64;
 @external("push2", "log") declare function raw_log(level: i32, ptr: usize, len: i32): i32;
 @external("push2", "webpush_encrypt") declare function raw_webpush_encrypt(ua: usize, uaLen: i32, auth: usize, authLen: i32, pt: usize, ptLen: i32, out: usize, cap: i32): i32;
@@ -65,6 +66,8 @@ export const FACT_TRIGGER: i32 = 19;
 export const FACT_DECISION_PRIORITY: i32 = 20;
 export const FACT_DECISION_VOIP: i32 = 21;
 export const FACT_BUDGET: i32 = 22;
+/** The highest fact id this SDK knows, read in one push2.facts call. */
+export const FACT_COUNT: i32 = 22;
 
 export const CALL_NONE: i32 = 0;
 export const CALL_PROPOSE: i32 = 1;
@@ -98,10 +101,15 @@ export const ERROR: i32 = 3;
 // read implements the retry of sdk/ABI.md §4: call f with a buffer, and
 // again with the size the host asked for if it did not fit. null for a
 // negative status.
+// One scratch buffer for every read: the value is decoded into a string
+// before the next read, so no call allocates a buffer per value.
+let scratch = new ArrayBuffer(256);
+
 function read(h: i32, a: usize, alen: i32, f: (h: i32, a: usize, alen: i32, buf: usize, cap: i32) => i32): string | null {
-  let cap = 128;
+  let cap = scratch.byteLength;
   while (true) {
-    const buf = new ArrayBuffer(cap);
+    if (scratch.byteLength < cap) scratch = new ArrayBuffer(cap);
+    const buf = scratch;
     const n = f(h, a, alen, changetype<usize>(buf), cap);
     if (n < 0) return null;
     if (n <= cap) return String.UTF8.decodeUnsafe(changetype<usize>(buf), <usize>n);
@@ -165,24 +173,72 @@ export class Element {
   xml(): string {
     return orEmpty(read(this.handle, 0, 0, (h: i32, a: usize, l: i32, b: usize, n: i32): i32 => raw_el_xml(h, b, n)));
   }
+
+  /** Whether the element's serialization is still the one of the last
+   * sameXML call (false on the first): a plugin that keeps its parsed
+   * <match/> between calls asks this instead of walking the element again
+   * (sdk/ABI.md §14). One host call, no allocation once the buffers fit. */
+  sameXML(): bool {
+    let n = raw_el_xml(this.handle, changetype<usize>(xmlNext), xmlNext.byteLength);
+    if (n < 0) return false;
+    if (n > xmlNext.byteLength) {
+      xmlNext = new ArrayBuffer(n);
+      n = raw_el_xml(this.handle, changetype<usize>(xmlNext), xmlNext.byteLength);
+      if (n < 0 || n > xmlNext.byteLength) return false;
+    }
+    const same = n == xmlLen && memory.compare(changetype<usize>(xmlNext), changetype<usize>(xmlLast), <usize>n) == 0;
+    if (!same) {
+      const t = xmlLast;
+      xmlLast = xmlNext;
+      xmlNext = t.byteLength >= xmlLast.byteLength ? t : new ArrayBuffer(xmlLast.byteLength);
+      xmlLen = n;
+    }
+    return same;
+  }
 }
+
+let xmlLast = new ArrayBuffer(512);
+let xmlNext = new ArrayBuffer(512);
+let xmlLen: i32 = -1;
 
 export const STANZA = new Element(1);
 export const MATCH = new Element(2);
 export const SEND = new Element(3);
 export const MESSAGE = new Element(4);
 
+// The facts of the current call, read in one push2.facts call between
+// begin() and the call's result (sdk/ABI.md §7 "Batched reads").
+const facts = new StaticArray<i32>(FACT_COUNT);
+let factsState: i32 = 0; // 0: no call begun (read one by one), 1: begun, 2: loaded
+
+/** Starts a call: the facts it asks for are then read all at once, on
+ * first use, and kept until the call's result (decision, reject, or the
+ * next begin). Call it first in every export; without it every fact is a
+ * host call of its own. */
+export function begin(): void {
+  factsState = 1;
+}
+
+function endCall(): void {
+  factsState = 0;
+}
+
 /** A fact: a flag (0/1) or a small number, or a negative status. */
 export function fact(id: i32): i32 {
-  return raw_fact(id);
+  if (factsState == 0 || id < 1 || id > FACT_COUNT) return raw_fact(id);
+  if (factsState == 1) {
+    if (raw_facts(1, FACT_COUNT, changetype<usize>(facts)) < 0) return raw_fact(id);
+    factsState = 2;
+  }
+  return unchecked(facts[id - 1]);
 }
 
 export function flag(id: i32): bool {
-  return raw_fact(id) == 1;
+  return fact(id) == 1;
 }
 
 export function callAction(): i32 {
-  const c = raw_fact(FACT_CALL);
+  const c = fact(FACT_CALL);
   return c < 0 ? CALL_NONE : c;
 }
 
@@ -200,9 +256,16 @@ export function nowMs(): i64 {
   return raw_now_ms();
 }
 
+// The last reason, encoded: profiles mostly set a few constant strings.
+let reasonString: string = "";
+let reasonBytes = new ArrayBuffer(0);
+
 export function setReason(s: string): void {
-  const b = String.UTF8.encode(s);
-  raw_set_reason(changetype<usize>(b), b.byteLength);
+  if (s !== reasonString) {
+    reasonBytes = String.UTF8.encode(s);
+    reasonString = s;
+  }
+  raw_set_reason(changetype<usize>(reasonBytes), reasonBytes.byteLength);
 }
 
 /** Logs a line, tagged with the module, rate-limited by the host. */
@@ -278,12 +341,14 @@ export function signJwt(alg: string, pkcs8b64: string, claimsJson: string): stri
 
 /** The result word of push2_match for a decision; also sets the reason. */
 export function decision(push: bool, priority: i32, voip: bool, reason: string): i32 {
+  endCall();
   setReason(reason);
   return (push ? 1 : 0) | ((priority & 3) << 1) | (voip ? 8 : 0);
 }
 
 /** Rejects the input of push2_validate or push2_prepare with a reason. */
 export function reject(reason: string): i32 {
+  endCall();
   setReason(reason);
   return FAILED;
 }

@@ -74,6 +74,10 @@ typedef int32_t push2_el;
 #define PUSH2_FACT_DECISION_PRIORITY 20
 #define PUSH2_FACT_DECISION_VOIP 21
 #define PUSH2_FACT_BUDGET 22
+/* The highest fact id this header knows: push2_facts(1, PUSH2_FACT_COUNT, v)
+ * reads every fact in one host call into v[0 .. PUSH2_FACT_COUNT-1]
+ * (v[id-1] is fact id), sdk/ABI.md §7 "Batched reads". */
+#define PUSH2_FACT_COUNT 22
 
 #define PUSH2_CALL_NONE 0
 #define PUSH2_CALL_PROPOSE 1
@@ -111,6 +115,11 @@ PUSH2_IMPORT("el_attr") int32_t push2_el_attr(push2_el e, const char *name, int3
 PUSH2_IMPORT("el_xml") int32_t push2_el_xml(push2_el e, char *buf, int32_t cap);
 PUSH2_IMPORT("fact") int32_t push2_fact(int32_t id);
 PUSH2_IMPORT("field") int32_t push2_field(int32_t id, char *buf, int32_t cap);
+/* Batched reads (ABI v1 revision 1, sdk/ABI.md §7): n facts from id first
+ * into out[0..n-1]; the fields whose bit (1 << id) is set in mask, each a
+ * little-endian i32 length (or status) followed by its bytes. */
+PUSH2_IMPORT("facts") int32_t push2_facts(int32_t first, int32_t n, int32_t *out);
+PUSH2_IMPORT("fields") int32_t push2_fields(int32_t mask, void *buf, int32_t cap);
 PUSH2_IMPORT("now_ms") int64_t push2_now_ms(void);
 PUSH2_IMPORT("log") int32_t push2_log(int32_t level, const char *p, int32_t n);
 PUSH2_IMPORT("webpush_encrypt") int32_t push2_webpush_encrypt(const void *ua, int32_t ua_n, const void *auth, int32_t auth_n, const void *pt, int32_t pt_n, void *out, int32_t cap);

@@ -80,6 +80,7 @@ func push2Describe() int32 {
 
 //go:wasmexport push2_match
 func push2Match(i int32) int32 {
+	begin()
 	p := get(i, "match")
 	if p == nil || p.match.Match == nil {
 		return StatusInvalid
@@ -93,6 +94,7 @@ func push2Match(i int32) int32 {
 
 //go:wasmexport push2_validate
 func push2Validate(i int32) int32 {
+	begin()
 	p := get(i, "match")
 	if p == nil {
 		return StatusInvalid
@@ -107,6 +109,7 @@ func push2Validate(i int32) int32 {
 
 //go:wasmexport push2_send
 func push2Send(i int32) int32 {
+	begin()
 	p := get(i, "send")
 	if p == nil || p.send.Send == nil {
 		return StatusInvalid
@@ -119,6 +122,7 @@ func push2Send(i int32) int32 {
 
 //go:wasmexport push2_prepare
 func push2Prepare(i int32) int32 {
+	begin()
 	p := get(i, "send")
 	if p == nil {
 		return StatusInvalid

@@ -22,6 +22,8 @@ func rawElXML(int32, unsafe.Pointer, int32) int32  { return notWasm() }
 func rawFact(int32) int32                          { return notWasm() }
 func rawField(int32, unsafe.Pointer, int32) int32  { return notWasm() }
 func rawNowMS() int64                              { return int64(notWasm()) }
+func rawFacts(int32, int32, unsafe.Pointer) int32  { return notWasm() }
+func rawFields(int32, unsafe.Pointer, int32) int32 { return notWasm() }
 func rawLog(int32, unsafe.Pointer, int32) int32    { return notWasm() }
 func rawElAttr(int32, unsafe.Pointer, int32, unsafe.Pointer, int32) int32 {
 	return notWasm()

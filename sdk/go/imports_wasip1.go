@@ -43,6 +43,12 @@ func rawFact(id int32) int32
 //go:wasmimport push2 field
 func rawField(id int32, buf unsafe.Pointer, n int32) int32
 
+//go:wasmimport push2 facts
+func rawFacts(first, n int32, buf unsafe.Pointer) int32
+
+//go:wasmimport push2 fields
+func rawFields(mask int32, buf unsafe.Pointer, n int32) int32
+
 //go:wasmimport push2 now_ms
 func rawNowMS() int64
 

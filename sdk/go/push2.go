@@ -179,6 +179,25 @@ func (e Element) Children(name string) []Element {
 }
 
 // is reports whether e matches one path step: "{ns}local" or "local".
+// readEq reports whether the value f reads is want, without allocating
+// when it fits in a small buffer.
+func readEq(want string, f func(buf unsafe.Pointer, n int32) int32) bool {
+	var small [128]byte
+	n := f(unsafe.Pointer(&small[0]), int32(len(small)))
+	if n < 0 || int(n) != len(want) {
+		return false
+	}
+	if int(n) <= len(small) {
+		return string(small[:n]) == want
+	}
+	s, st := readString(f)
+	return st == StatusOK && s == want
+}
+
+// Is reports whether the element matches one path step of sdk/ABI.md §6:
+// "{ns}name", "name" (any namespace), "{ns}*" or "*".
+func (e Element) Is(step string) bool { return e.is(step) }
+
 func (e Element) is(step string) bool {
 	ns, local, anyNS := "", step, true
 	if len(step) > 0 && step[0] == '{' {
@@ -189,7 +208,8 @@ func (e Element) is(step string) bool {
 			}
 		}
 	}
-	return (local == "*" || e.Name() == local) && (anyNS || e.Namespace() == ns)
+	return (local == "*" || readEq(local, func(b unsafe.Pointer, n int32) int32 { return rawElName(int32(e), b, n) })) &&
+		(anyNS || readEq(ns, func(b unsafe.Pointer, n int32) int32 { return rawElNS(int32(e), b, n) }))
 }
 
 // Name returns the local name of e.
@@ -261,9 +281,85 @@ const (
 
 // Fact returns fact id: a flag (0/1) or a small number, or a negative
 // status.
-func Fact(id int32) int32 { return rawFact(id) }
+func Fact(id int32) int32 {
+	if id < 1 || id > factCount {
+		return rawFact(id)
+	}
+	if !cur.factsLoaded {
+		if rawFacts(1, factCount, unsafe.Pointer(&cur.facts[0])) < 0 {
+			return rawFact(id)
+		}
+		cur.factsLoaded = true
+	}
+	return cur.facts[id-1]
+}
 
-func flag(id int32) bool { return rawFact(id) == 1 }
+func flag(id int32) bool { return Fact(id) == 1 }
+
+// factCount is the highest fact id this SDK knows, read in one push2.facts
+// call.
+const factCount = FactBudget
+
+// fieldMask: every field this SDK knows, read in one push2.fields call.
+const fieldMask = 1<<FieldAccount | 1<<FieldTrigger | 1<<FieldArchiveID | 1<<FieldNick | 1<<FieldFrom |
+	1<<FieldChat | 1<<FieldBody | 1<<FieldType | 1<<FieldProfile | 1<<FieldArchiveBy
+
+// callCache is what the current call has read in one go (sdk/ABI.md §7
+// "Batched reads"); the exports reset it when a call starts.
+type callCache struct {
+	facts        [factCount]int32
+	factsLoaded  bool
+	fields       [32]string
+	fieldsLoaded bool
+	fieldsOK     bool
+	record       []byte // push2.fields' buffer, reused across calls
+}
+
+var cur callCache
+
+// begin forgets what the previous call read.
+func begin() {
+	cur.factsLoaded, cur.fieldsLoaded = false, false
+}
+
+func loadFields() {
+	cur.fieldsLoaded, cur.fieldsOK = true, false
+	if cap(cur.record) < 1024 {
+		cur.record = make([]byte, 1024)
+	}
+	rec := cur.record[:cap(cur.record)]
+	n := rawFields(fieldMask, ptr(rec), int32(len(rec)))
+	if n > int32(len(rec)) {
+		cur.record = make([]byte, n)
+		rec = cur.record
+		n = rawFields(fieldMask, ptr(rec), int32(len(rec)))
+	}
+	if n < 0 || n > int32(len(rec)) {
+		return
+	}
+	all := string(rec[:n]) // one allocation; the fields are substrings of it
+	at := 0
+	for id := 1; id < 32; id++ {
+		if fieldMask&(1<<id) == 0 {
+			continue
+		}
+		if at+4 > len(all) {
+			return
+		}
+		l := int32(uint32(all[at]) | uint32(all[at+1])<<8 | uint32(all[at+2])<<16 | uint32(all[at+3])<<24)
+		at += 4
+		if l < 0 {
+			cur.fields[id] = ""
+			continue
+		}
+		if at+int(l) > len(all) {
+			return
+		}
+		cur.fields[id] = all[at : at+int(l)]
+		at += int(l)
+	}
+	cur.fieldsOK = true
+}
 
 // HasBody reports whether the message has a non-empty body.
 func HasBody() bool { return flag(FactHasBody) }
@@ -302,6 +398,14 @@ const (
 
 // Field returns a context or stanza field ("" when absent).
 func Field(id int32) string {
+	if id > 0 && id < 32 && fieldMask&(1<<id) != 0 {
+		if !cur.fieldsLoaded {
+			loadFields()
+		}
+		if cur.fieldsOK {
+			return cur.fields[id]
+		}
+	}
 	s, _ := readString(func(b unsafe.Pointer, n int32) int32 { return rawField(id, b, n) })
 	return s
 }

@@ -35,6 +35,8 @@ pub mod raw {
         pub fn el_xml(h: i32, buf: *mut u8, cap: i32) -> i32;
         pub fn fact(id: i32) -> i32;
         pub fn field(id: i32, buf: *mut u8, cap: i32) -> i32;
+        pub fn facts(first: i32, n: i32, buf: *mut i32) -> i32;
+        pub fn fields(mask: i32, buf: *mut u8, cap: i32) -> i32;
         pub fn now_ms() -> i64;
         pub fn log(level: i32, ptr: *const u8, len: i32) -> i32;
         pub fn webpush_encrypt(
@@ -83,6 +85,8 @@ pub mod facts {
     pub const DECISION_PRIORITY: i32 = 20;
     pub const DECISION_VOIP: i32 = 21;
     pub const BUDGET: i32 = 22;
+    /// The highest fact id this SDK knows (read in one `raw::facts` call).
+    pub const COUNT: i32 = 22;
 }
 
 /// Fields (sdk/ABI.md §7).
@@ -162,7 +166,90 @@ fn read_bytes(first: usize, f: impl Fn(*mut u8, i32) -> i32) -> Result<Vec<u8>, 
 }
 
 fn read(f: impl Fn(*mut u8, i32) -> i32) -> Result<String, i32> {
-    read_bytes(128, f).map(|b| String::from_utf8_lossy(&b).into_owned())
+    // A stack buffer first: most values fit, and then the String is the
+    // only allocation.
+    let mut small = [0u8; 128];
+    let n = f(small.as_mut_ptr(), small.len() as i32);
+    if n < 0 {
+        return Err(n);
+    }
+    if (n as usize) <= small.len() {
+        return Ok(String::from_utf8_lossy(&small[..n as usize]).into_owned());
+    }
+    read_bytes(n as usize, f).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Whether the value `f` reads is exactly `want`, without allocating.
+fn read_eq(want: &str, f: impl Fn(*mut u8, i32) -> i32) -> bool {
+    let mut small = [0u8; 128];
+    let n = f(small.as_mut_ptr(), small.len() as i32);
+    if n < 0 || n as usize != want.len() {
+        return false;
+    }
+    if want.len() <= small.len() {
+        return &small[..want.len()] == want.as_bytes();
+    }
+    read_bytes(want.len(), f).map_or(false, |b| b == want.as_bytes())
+}
+
+/// What this call has read in one go (sdk/ABI.md §7 "Batched reads"):
+/// every fact with one `raw::facts`, the fields with one `raw::fields`.
+/// Reset at the start of every export the macros define.
+struct CallCache {
+    facts: [i32; facts::COUNT as usize],
+    facts_loaded: bool,
+    fields: Vec<Option<String>>, // index = field id; None: not read yet
+    fields_loaded: bool,
+}
+
+static mut CACHE: CallCache = CallCache {
+    facts: [0; facts::COUNT as usize],
+    facts_loaded: false,
+    fields: Vec::new(),
+    fields_loaded: false,
+};
+
+fn cache() -> &'static mut CallCache {
+    // SAFETY: a module instance runs one call at a time on one thread.
+    unsafe { &mut *std::ptr::addr_of_mut!(CACHE) }
+}
+
+/// Forgets what the previous call read; the macros call it at the start
+/// of every export. Call it yourself if you write the exports by hand.
+pub fn begin() {
+    let c = cache();
+    c.facts_loaded = false;
+    c.fields_loaded = false;
+}
+
+/// The fields a plugin usually needs, read together on first use.
+const FIELD_MASK: i32 = (1 << fields::ACCOUNT) | (1 << fields::TRIGGER) | (1 << fields::ARCHIVE_ID)
+    | (1 << fields::NICK) | (1 << fields::FROM) | (1 << fields::CHAT) | (1 << fields::BODY)
+    | (1 << fields::TYPE) | (1 << fields::PROFILE) | (1 << fields::ARCHIVE_BY);
+
+fn load_fields(c: &mut CallCache) {
+    c.fields.clear();
+    c.fields.resize(32, None);
+    c.fields_loaded = true;
+    let rec = match read_bytes(1024, |b, n| unsafe { raw::fields(FIELD_MASK, b, n) }) {
+        Ok(rec) => rec,
+        Err(_) => return, // an older host: field() reads one at a time
+    };
+    let mut at = 0usize;
+    for id in 1..32 {
+        if FIELD_MASK & (1 << id) == 0 || at + 4 > rec.len() {
+            continue;
+        }
+        let n = i32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
+        at += 4;
+        if n < 0 {
+            c.fields[id] = Some(String::new());
+            continue;
+        }
+        let end = (at + n as usize).min(rec.len());
+        c.fields[id] = Some(String::from_utf8_lossy(&rec[at..end]).into_owned());
+        at = end;
+    }
 }
 
 /// A handle to an element of the input (sdk/ABI.md §6).
@@ -205,7 +292,8 @@ impl Element {
         read(|b, n| unsafe { raw::el_text(self.0, b, n) }).unwrap_or_default()
     }
     pub fn is(self, ns: &str, name: &str) -> bool {
-        self.name() == name && self.namespace() == ns
+        read_eq(name, |b, n| unsafe { raw::el_name(self.0, b, n) })
+            && read_eq(ns, |b, n| unsafe { raw::el_ns(self.0, b, n) })
     }
     /// Attribute `name` ("{ns}name" for a namespaced one).
     pub fn attr(self, name: &str) -> Option<String> {
@@ -215,11 +303,41 @@ impl Element {
     pub fn xml(self) -> String {
         read(|b, n| unsafe { raw::el_xml(self.0, b, n) }).unwrap_or_default()
     }
+    /// The element serialized into `buf` (replacing its contents, reusing
+    /// its capacity): a plugin that keeps its parsed `<match/>` between
+    /// calls compares these bytes with the ones it parsed (sdk/ABI.md §14).
+    pub fn xml_into(self, buf: &mut Vec<u8>) {
+        loop {
+            let cap = buf.capacity().max(256);
+            buf.clear();
+            buf.reserve(cap);
+            let n = unsafe { raw::el_xml(self.0, buf.as_mut_ptr(), buf.capacity() as i32) };
+            if n < 0 {
+                return;
+            }
+            if n as usize <= buf.capacity() {
+                unsafe { buf.set_len(n as usize) };
+                return;
+            }
+            buf.reserve(n as usize);
+        }
+    }
 }
 
-/// A fact: a flag (0/1) or a small number, or a negative status.
+/// A fact: a flag (0/1) or a small number, or a negative status. The
+/// first fact a call asks for reads all of them with one host call.
 pub fn fact(id: i32) -> i32 {
-    unsafe { raw::fact(id) }
+    if id < 1 || id > facts::COUNT {
+        return unsafe { raw::fact(id) };
+    }
+    let c = cache();
+    if !c.facts_loaded {
+        if unsafe { raw::facts(1, facts::COUNT, c.facts.as_mut_ptr()) } < 0 {
+            return unsafe { raw::fact(id) };
+        }
+        c.facts_loaded = true;
+    }
+    c.facts[(id - 1) as usize]
 }
 
 pub fn flag(id: i32) -> bool {
@@ -247,9 +365,20 @@ pub fn suggested_priority() -> Priority {
     }
 }
 
-/// A context or stanza field ("" when absent).
+/// A context or stanza field ("" when absent). The first field a call asks
+/// for reads all of them with one host call.
 pub fn field(id: i32) -> String {
-    read(|b, n| unsafe { raw::field(id, b, n) }).unwrap_or_default()
+    if id < 1 || id >= 32 || FIELD_MASK & (1 << id) == 0 {
+        return read(|b, n| unsafe { raw::field(id, b, n) }).unwrap_or_default();
+    }
+    let c = cache();
+    if !c.fields_loaded {
+        load_fields(c);
+    }
+    match &c.fields[id as usize] {
+        Some(s) => s.clone(),
+        None => read(|b, n| unsafe { raw::field(id, b, n) }).unwrap_or_default(),
+    }
 }
 
 /// The evaluation time, Unix milliseconds.
@@ -351,6 +480,7 @@ macro_rules! push2_send_profile {
         }
         #[no_mangle]
         pub extern "C" fn push2_send(_profile: i32) -> i32 {
+            push2::begin();
             match $sender() {
                 Ok(()) => push2::OK,
                 Err(reason) => push2::reject(&reason),
@@ -358,6 +488,7 @@ macro_rules! push2_send_profile {
         }
         #[no_mangle]
         pub extern "C" fn push2_prepare(_profile: i32) -> i32 {
+            push2::begin();
             match $preparer() {
                 Ok(()) => push2::OK,
                 Err(reason) => push2::reject(&reason),
@@ -377,10 +508,12 @@ macro_rules! push2_match_profile {
         }
         #[no_mangle]
         pub extern "C" fn push2_match(_profile: i32) -> i32 {
+            push2::begin();
             $matcher().word()
         }
         #[no_mangle]
         pub extern "C" fn push2_validate(_profile: i32) -> i32 {
+            push2::begin();
             match $validator() {
                 Ok(()) => push2::OK,
                 Err(reason) => push2::reject(&reason),

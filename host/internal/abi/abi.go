@@ -13,8 +13,9 @@ package abi
 const Version = 1
 
 // Revision counts the additive revisions of ABI v1 this host implements;
-// push2.abi_v1 returns it (sdk/ABI.md §10).
-const Revision = 0
+// push2.abi_v1 returns it (sdk/ABI.md §10). Revision 1 added push2.facts
+// and push2.fields, the batched reads of §7.
+const Revision = 1
 
 // ImportModule is the import namespace of every host function (sdk/ABI.md §1
 // "Import namespace").
@@ -112,6 +113,7 @@ const (
 	MaxHandles       = 1024 // element handles per call
 	MaxProfiles      = 16   // profiles one module may describe
 	MaxDescribeBytes = 16 << 10
+	MaxFactBatch     = 64 // ids one push2.facts call may ask for
 )
 
 // Export names (sdk/ABI.md §3 "Exports"), and the WASI reactor and command entry points.

@@ -129,6 +129,37 @@ PUSH2_EXPORT("push2_match") int32_t push2_match(int32_t profile) {
 		 * (BenchmarkGuestCalls). */
 		sink = fib(15);
 	}
+	if (is("batch")) {
+		/* push2.facts and push2.fields (sdk/ABI.md §7 "Batched reads")
+		 * agree with push2.fact and push2.field, id for id, unknown ids
+		 * and statuses included; a size query writes nothing. */
+		int32_t v[PUSH2_FACT_COUNT + 3];
+		if (push2_facts(0, PUSH2_FACT_COUNT + 3, v) != PUSH2_OK) __builtin_trap();
+		for (int32_t id = 0; id < PUSH2_FACT_COUNT + 3; id++)
+			if (v[id] != push2_fact(id)) __builtin_trap();
+		if (push2_facts(1, 65, v) != PUSH2_INVALID) __builtin_trap();
+		if (push2_facts(1, 2, (int32_t *)0x7ffffff0) != PUSH2_INVALID) __builtin_trap();
+		static char rec[8192], one[4096];
+		int32_t mask = 0x7fe | (1 << 20); /* fields 1..10 and an unknown one */
+		int32_t n = push2_fields(mask, rec, 0);
+		if (n <= 0 || n > (int32_t)sizeof rec) __builtin_trap();
+		if (push2_fields(mask, rec, sizeof rec) != n) __builtin_trap();
+		int32_t at = 0;
+		for (int32_t id = 1; id < 32; id++) {
+			if (!(mask & (1 << id))) continue;
+			int32_t l;
+			memcpy(&l, rec + at, 4);
+			at += 4;
+			int32_t m = push2_field(id, one, sizeof one);
+			if (l != m) __builtin_trap();
+			if (l > 0) {
+				if (memcmp(rec + at, one, (size_t)l) != 0) __builtin_trap();
+				at += l;
+			}
+		}
+		if (at != n) __builtin_trap();
+		if (push2_fields(1, rec, sizeof rec) != PUSH2_INVALID) __builtin_trap();
+	}
 	if (is("bits")) return 0x100; /* undefined bits in the result word */
 	if (is("guest-error")) return push2_fail("the guest refuses");
 	return PUSH2_PUSH | PUSH2_PRIORITY_NORMAL;
