@@ -64,3 +64,35 @@ func TestOutboxRouteTimeout(t *testing.T) {
 		t.Errorf("resent %+v", s.sent[1])
 	}
 }
+
+// TestOutboxRoutedAll: a batch of confirmations files every confirmed
+// notification as sent, in memory and in the store (one write with a
+// store that batches), and ignores ids that wait for none.
+func TestOutboxRoutedAll(t *testing.T) {
+	e, store, _ := newEngine(t, engine.Config{})
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	var ids []string
+	for _, id := range []string{"r1", "r2", "r3"} {
+		ids = append(ids, pushOne(t, e, id).ID)
+	}
+	o := e.Outbox()
+	o.AwaitRouted = func(engine.OutboxEntry) bool { return true }
+	var events []engine.OutboxEvent
+	o.Observe = func(ev engine.OutboxEvent, _ engine.OutboxEntry, _ string) { events = append(events, ev) }
+	s := &sink{}
+	runUntil(t, o, s, 3)
+	o.RoutedAll(append([]string{"unknown-id"}, ids[:2]...))
+	if fmtEvents(events) != "sent sent " && fmtEvents(events) != "sent sent" {
+		t.Errorf("events %q", fmtEvents(events))
+	}
+	sent := map[string]bool{}
+	if err := store.ForEachOutbox(func(en engine.OutboxEntry) error {
+		sent[en.ID] = !en.SentAt.IsZero()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !sent[ids[0]] || !sent[ids[1]] || sent[ids[2]] || len(sent) != 3 {
+		t.Errorf("recorded as sent in the store: %v (ids %v)", sent, ids)
+	}
+}

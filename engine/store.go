@@ -132,3 +132,11 @@ type Store interface {
 	PruneMarks(before time.Time) (int, error)
 	Close() error
 }
+
+// OutboxBatcher is a Store that can replace several outbox entries in one
+// write (PutOutbox with sync false for each, the writes applied together
+// or not at all). The outbox uses it, when the store has it, to record a
+// batch of routing confirmations.
+type OutboxBatcher interface {
+	PutOutboxes(es []OutboxEntry) error
+}

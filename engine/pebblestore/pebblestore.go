@@ -613,6 +613,27 @@ func (s *Store) PutOutbox(e engine.OutboxEntry, sync bool) error {
 	return s.db.Set([]byte(prefixOutbox+e.ID), v, opt)
 }
 
+// PutOutboxes implements engine.OutboxBatcher: one batch, not synced.
+func (s *Store) PutOutboxes(es []engine.OutboxEntry) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, e := range es {
+		v, err := marshalOutbox(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Set([]byte(prefixOutbox+e.ID), v, nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+var _ engine.OutboxBatcher = (*Store)(nil)
+
 // DeleteOutbox implements engine.Store.
 func (s *Store) DeleteOutbox(id string) error {
 	if err := s.check(); err != nil {

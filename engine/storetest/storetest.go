@@ -536,6 +536,13 @@ func testOutbox(t *testing.T, h *handle) {
 	must(t, h.DeleteOutbox("n1"))
 	must(t, h.DeleteOutbox("n1")) // missing: not an error
 	same(t, "outbox after delete", outbox(t, h), map[string]engine.OutboxEntry{"n2": e2})
+	if b, ok := h.Store.(engine.OutboxBatcher); ok {
+		e2.SentAt = t0.Add(2 * time.Minute)
+		e3 := entry("n3", key("phone"), t0.Add(time.Minute))
+		e3.SentAt = t0.Add(3 * time.Minute)
+		must(t, b.PutOutboxes([]engine.OutboxEntry{e2, e3}))
+		same(t, "outbox after PutOutboxes", outbox(t, h), map[string]engine.OutboxEntry{"n2": e2, "n3": e3})
+	}
 }
 
 // testOutboxOrder: the engine's outbox, loading from this store, sends due
