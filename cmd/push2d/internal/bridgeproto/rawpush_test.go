@@ -88,3 +88,14 @@ func checkSimple(t *testing.T, s string) {
 		t.Fatalf("simpleElement took %q: %d elements at the top", s, roots)
 	}
 }
+
+// TestFromDomain: an address equal to a configured domain is taken
+// without a parse, one that normalizes to it after one, and nothing else.
+func TestFromDomain(t *testing.T) {
+	h := newHarness(t)
+	for from, want := range map[string]bool{domain: true, "EXAMPLE.org": true, "example.net": true, "evil.example": false, account: false, domain + "/r": false, "": false} {
+		if got := h.svc.fromDomain(stanza.NewElement(stanza.NSClient, "message", "from", from)); got != want {
+			t.Errorf("fromDomain(%q) = %v, want %v", from, got, want)
+		}
+	}
+}
