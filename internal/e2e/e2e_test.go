@@ -97,9 +97,7 @@ var notOnEjabberd = map[string]string{
 	"TestPushModuleLoadedLater":  "Prosody-specific: modules loaded at run time with prosodyctl shell",
 	"TestKillProsodyDuringBurst": "not yet in the ejabberd bridge: re-reporting offline storage after a restart of the server",
 	"TestKillProsodyHibernated":  "not yet in the ejabberd bridge: the archive watermark",
-	"TestForgedDeliveryErrors":   "not yet run on ejabberd: the test registers an account on a second host with prosodyctl",
 	"TestFailover":               "not producible as such: ejabberd_service accepts a second connection for the same component (it balances stanzas between them) instead of refusing it, so a standby push2d never stands by",
-	"TestPush2Relay":             "not yet run on ejabberd: the test adds push2relay's component in Prosody's config (ejabberdtest has one ejabberd_service host)",
 }
 
 // startStack starts the server p (a Prosody version, or a server of

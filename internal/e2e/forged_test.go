@@ -9,31 +9,25 @@ import (
 	"time"
 
 	"github.com/push2/push2/engine/stanza"
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/stack"
 
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 )
 
-// otherDomain is a second VirtualHost of the test Prosody, without the
-// bridge: its users are strangers to the victim's server, as users of
-// another server would be (stanzas between two hosts of one Prosody take
-// the same route as from a remote server: to the domain, stamped with the
-// sender's full JID).
+// otherDomain is a second virtual host of the test server, without the
+// bridge (stack.Options.ExtraHosts): its users are strangers to the
+// victim's server, as users of another server would be (stanzas between
+// two hosts of one Prosody or one ejabberd take the same route as from a
+// remote server: to the domain, stamped with the sender's full JID).
 const otherDomain = "elsewhere.localhost"
-
-var otherDomainConfig = fmt.Sprintf(`
-VirtualHost %q
-	modules_disabled = { "s2s"; "s2s_auth_certs"; "push2_bridge" }
-`, otherDomain)
 
 // loginElsewhere logs in localpart@otherDomain and returns its session (not
 // served: it only sends).
 func loginElsewhere(t *testing.T, s *stack.Stack, localpart string) *xmpp.Session {
 	t.Helper()
 	pw := localpart + "-password"
-	if err := s.Prosody.Prosodyctl("register", localpart, otherDomain, pw); err != nil {
+	if err := s.Server.RegisterUser(localpart, otherDomain, pw); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -56,10 +50,10 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 // went to can report an error for it. The registration stays enabled and
 // keeps getting pushes, the push service's own error still counts, and every
 // notification id is a fresh version 4 UUID.
-func TestForgedDeliveryErrors(t *testing.T) { eachProsody(t, testForgedDeliveryErrors) }
+func TestForgedDeliveryErrors(t *testing.T) { eachServer(t, testForgedDeliveryErrors) }
 
-func testForgedDeliveryErrors(t *testing.T, p prosodytest.Version) {
-	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries, ProsodyGlobalConfig: otherDomainConfig})
+func testForgedDeliveryErrors(t *testing.T, p server) {
+	s := startStack(t, p, stack.Options{Push2dConfig: fastRetries, ExtraHosts: []string{otherDomain}})
 	domain := s.Server.Domain()
 	pusher, romeo := offlineWithRegistration(t, s, "forged-client")
 	mallory := loginElsewhere(t, s, "mallory")

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/push2/push2/internal/prosodytest"
 	"github.com/push2/push2/internal/relay/relaytest"
 	"github.com/push2/push2/internal/stack"
 )
@@ -23,16 +22,17 @@ import (
 // componentRelayJID is push2relay's component JID in TestPush2Relay.
 const componentRelayJID = "relay.localhost"
 
-// TestPush2Relay: cmd/push2relay as a component of Prosody serves another
-// server's notifications: push2d sends through the bridge, Prosody routes
-// the <message/> to the relay component, the relay posts to the Web Push
-// receiver; the body is decrypted independently with npm's http_ece and
-// the VAPID token verified with node's crypto; a 410 comes back as an
-// XMPP error through Prosody and the bridge, and push2d disables the
-// registration at once.
-func TestPush2Relay(t *testing.T) { eachProsody(t, testPush2Relay) }
+// TestPush2Relay: cmd/push2relay as a component of the XMPP server
+// (Prosody, or ejabberd with an ejabberd_service listener of its own)
+// serves another server's notifications: push2d sends through the bridge,
+// the server routes the <message/> to the relay component, the relay posts
+// to the Web Push receiver; the body is decrypted independently with npm's
+// http_ece and the VAPID token verified with node's crypto; a 410 comes
+// back as an XMPP error through the server and the bridge, and push2d
+// disables the registration at once.
+func TestPush2Relay(t *testing.T) { eachServer(t, testPush2Relay) }
 
-func testPush2Relay(t *testing.T, p prosodytest.Version) {
+func testPush2Relay(t *testing.T, p server) {
 	sub, err := relaytest.NewSubscription()
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +41,8 @@ func testPush2Relay(t *testing.T, p prosodytest.Version) {
 	defer rcv.Close()
 	const secret = "relay-component-secret"
 	s := startStack(t, p, stack.Options{
-		Push2dConfig:        fastRetries,
-		ProsodyGlobalConfig: fmt.Sprintf("Component %q\n\tcomponent_secret = %q\n", componentRelayJID, secret),
+		Push2dConfig:    fastRetries,
+		ExtraComponents: []stack.Component{{Domain: componentRelayJID, Secret: secret}},
 	})
 	domain := s.Server.Domain()
 	startPush2Relay(t, s, rcv, secret, domain)
@@ -129,7 +129,7 @@ timeout = "3s"
 
 [log]
 level = "debug"
-`, componentRelayJID, s.Server.ComponentAddr(), secret, domain, ca)), 0o600)
+`, componentRelayJID, s.Server.ComponentAddrOf(componentRelayJID), secret, domain, ca)), 0o600)
 	var logBuf stack.SyncBuffer
 	cmd := exec.Command(bin, "-config", cfg)
 	cmd.Stdout, cmd.Stderr = &logBuf, &logBuf

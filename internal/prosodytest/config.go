@@ -32,6 +32,8 @@ type configParams struct {
 	Domain, ComponentDomain, Secret string
 	Modules, PluginPaths            []string
 	ExtraConfig, ExtraVHostConfig   string
+	ExtraHosts, ExtraModules        []string
+	ExtraComponents                 []Component
 	LogLevel                        string // "" or "debug": debug
 }
 
@@ -113,8 +115,17 @@ func renderConfig(p configParams) string {
 		w("-- Options.ExtraVHostConfig\n%s\n", strings.TrimRight(p.ExtraVHostConfig, " \t\r\n"))
 	}
 
+	for _, h := range p.ExtraHosts {
+		w("\n-- Options.ExtraHosts: DefaultModules only\nVirtualHost %s\n", luaString(h))
+		w("\tmodules_disabled = { %s }\n", luaList(append([]string{"s2s", "s2s_auth_certs"}, p.ExtraModules...)))
+	}
+
 	w("\nComponent %s\n", luaString(p.ComponentDomain))
 	w("\tcomponent_secret = %s\n", luaString(p.Secret))
+	for _, c := range p.ExtraComponents {
+		w("\nComponent %s\n", luaString(c.Domain))
+		w("\tcomponent_secret = %s\n", luaString(c.Secret))
+	}
 	return b.String()
 }
 

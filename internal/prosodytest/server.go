@@ -54,6 +54,16 @@ type Options struct {
 	ExtraConfig string
 	// ExtraVHostConfig is Lua appended inside the VirtualHost section.
 	ExtraVHostConfig string
+	// ExtraHosts are more VirtualHosts on the same server, with
+	// DefaultModules only: ExtraModules (the bridge) are disabled on them.
+	// Their users are strangers to Domain, as users of another server
+	// would be (stanzas between two hosts of one Prosody take the same
+	// route as from a remote server). Register accounts there with
+	// [Server.RegisterUser].
+	ExtraHosts []string
+	// ExtraComponents are more XEP-0114 components, each with its own
+	// secret, on the component port ([Server.ComponentAddrOf]).
+	ExtraComponents []Component
 	// HTTPPort, if set, is the port of Prosody's plain HTTP listener on
 	// 127.0.0.1 (for modules that serve HTTP, e.g. mod_unified_push).
 	// Default: no HTTP listener. Prosody 13 refuses a config that sets
@@ -78,6 +88,11 @@ type Options struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL.
 	// Default 10s.
 	StopTimeout time.Duration
+}
+
+// Component is an external component (XEP-0114) of the server.
+type Component struct {
+	Domain, Secret string
 }
 
 // Server is a running (or stopped) private Prosody instance.
@@ -223,6 +238,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			Domain: opts.Domain, ComponentDomain: opts.ComponentDomain, Secret: opts.ComponentSecret,
 			Modules: modules, PluginPaths: paths,
 			ExtraConfig: opts.ExtraConfig, ExtraVHostConfig: opts.ExtraVHostConfig,
+			ExtraHosts: opts.ExtraHosts, ExtraComponents: opts.ExtraComponents, ExtraModules: opts.ExtraModules,
 			LogLevel: opts.LogLevel,
 		})
 		if err := os.WriteFile(s.configPath, []byte(cfg), 0o640); err != nil {
@@ -429,7 +445,13 @@ func (s *Server) Close() error {
 // whether or not the server is running: Prosody's internal storage reads the
 // account file on every login.
 func (s *Server) CreateUser(localpart, password string) error {
-	return s.Prosodyctl("register", localpart, s.opts.Domain, password)
+	return s.RegisterUser(localpart, s.opts.Domain, password)
+}
+
+// RegisterUser creates (or resets the password of) localpart@host, host
+// being Domain() or one of Options.ExtraHosts, with prosodyctl register.
+func (s *Server) RegisterUser(localpart, host, password string) error {
+	return s.Prosodyctl("register", localpart, host, password)
 }
 
 // Prosodyctl runs prosodyctl --config ConfigPath() with args and returns an
@@ -464,6 +486,11 @@ func (s *Server) Addr() string { return s.C2SAddr() }
 func (s *Server) ComponentAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.compPort))
 }
+
+// ComponentAddrOf is the host:port a component of the server (its
+// ComponentDomain or one of Options.ExtraComponents) connects to: Prosody
+// has one component port for all.
+func (s *Server) ComponentAddrOf(domain string) string { return s.ComponentAddr() }
 
 // Domain is the VirtualHost users live on.
 func (s *Server) Domain() string { return s.opts.Domain }

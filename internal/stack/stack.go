@@ -50,9 +50,15 @@ type Server interface {
 	Domain() string
 	ComponentDomain() string
 	ComponentAddr() string
+	// ComponentAddrOf is where a component of Options.ExtraComponents
+	// (or ComponentDomain) connects.
+	ComponentAddrOf(domain string) string
 	C2SAddr() string
 	JID(localpart string) jid.JID
 	CreateUser(localpart, password string) error
+	// RegisterUser creates localpart@host on Domain or one of
+	// Options.ExtraHosts.
+	RegisterUser(localpart, host, password string) error
 	DialClient(ctx context.Context, addr jid.JID, password string) (*xmpp.Session, error)
 	Restart(ctx context.Context) error
 	Kill() error
@@ -81,6 +87,17 @@ type Options struct {
 	// the server: Prosody's "muc" component (rooms unlocked on creation,
 	// muc_room_locking = false) or ejabberd's mod_muc.
 	MUC string
+	// ExtraHosts are more virtual hosts of the server, without the
+	// bridge (Prosody's VirtualHost with the bridge in modules_disabled,
+	// ejabberd's host_config without it): their users are strangers to
+	// the bridge's domain, as users of another server would be.
+	// Server.RegisterUser creates accounts there.
+	ExtraHosts []string
+	// ExtraComponents are more XEP-0114 components of the server, each
+	// with its own secret (e.g. push2relay): on Prosody's component port,
+	// on ejabberd an ejabberd_service listener each
+	// (Server.ComponentAddrOf).
+	ExtraComponents []Component
 	// Prosody is the Prosody release line to run (prosodytest.Versions).
 	// Default (zero): prosodytest.Prosody012.
 	Prosody prosodytest.Version
@@ -121,6 +138,12 @@ type Options struct {
 	// run instead of examples/prosody's (e.g. an older bridge, for a
 	// before/after benchmark). Default: examples/prosody.
 	BridgeModuleDir string
+}
+
+// Component is an external component (XEP-0114) of the server besides
+// push2d.
+type Component struct {
+	Domain, Secret string
 }
 
 // Stack is a running Prosody + bridge + push2d.
@@ -207,6 +230,8 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			ExtraModules:     append([]string{"push2_bridge"}, opts.ProsodyModules...),
 			ExtraVHostConfig: opts.ProsodyConfig,
 			ExtraConfig:      prosodyMUC(opts.MUC) + opts.ProsodyGlobalConfig,
+			ExtraHosts:       opts.ExtraHosts,
+			ExtraComponents:  convertComponents[prosodytest.Component](opts.ExtraComponents),
 			HTTPPort:         opts.ProsodyHTTPPort,
 			Log:              opts.Log,
 			LogLevel:         opts.ProsodyLogLevel,
@@ -222,13 +247,15 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 			return nil, err
 		}
 		e, err := ejabberdtest.Start(ctx, ejabberdtest.Options{
-			Dir:           filepath.Join(dir, "ejabberd"),
-			BeamDirs:      []string{ebin},
-			LogLevel:      os.Getenv("PUSH2_EJABBERD_LOGLEVEL"),
-			ResumeTimeout: opts.EjabberdResumeTimeout,
-			MUC:           opts.MUC,
-			Modules:       bridgeYAML(opts.EjabberdBridgeOptions) + opts.EjabberdModules,
-			Log:           opts.Log,
+			Dir:             filepath.Join(dir, "ejabberd"),
+			BeamDirs:        []string{ebin},
+			LogLevel:        os.Getenv("PUSH2_EJABBERD_LOGLEVEL"),
+			ResumeTimeout:   opts.EjabberdResumeTimeout,
+			MUC:             opts.MUC,
+			ExtraHosts:      opts.ExtraHosts,
+			ExtraComponents: convertComponents[ejabberdtest.Component](opts.ExtraComponents),
+			Modules:         bridgeYAML(opts.EjabberdBridgeOptions) + opts.EjabberdModules,
+			Log:             opts.Log,
 		})
 		if err != nil {
 			return nil, err
@@ -443,6 +470,15 @@ func (s *Stack) Push2dLog() string { return s.logBuf.String() }
 func (s *Stack) Close() error {
 	err := s.StopPush2d(syscall.SIGTERM)
 	return errors.Join(err, s.Server.Close())
+}
+
+// convertComponents is cs as prosodytest's or ejabberdtest's Component.
+func convertComponents[C prosodytest.Component | ejabberdtest.Component](cs []Component) []C {
+	out := make([]C, len(cs))
+	for i, c := range cs {
+		out[i] = C(c)
+	}
+	return out
 }
 
 // bridgeYAML is the bridge's entry under ejabberd's modules:.
