@@ -29,7 +29,7 @@ func TestProfileTest(t *testing.T) {
 	wasm := buildPlugin(t, "vip-c")
 	var out, errb bytes.Buffer
 	code := run([]string{"profile", "test", wasm, "../../plugins/vip-c/cases"}, nil, &out, &errb)
-	if code != 0 || !strings.Contains(out.String(), "16 passed, 0 failed") {
+	if code != 0 || !strings.Contains(out.String(), "21 passed, 0 failed") {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
 	// A case that expects the wrong thing fails the command.
@@ -59,7 +59,7 @@ func TestProfileTestJSON(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
 	var rep casetest.Report
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Module != "vip-c.wasm" || rep.Passed != 16 || rep.Failed != 0 || len(rep.Results) != 16 {
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Module != "vip-c.wasm" || rep.Passed != 21 || rep.Failed != 0 || len(rep.Results) != 21 {
 		t.Fatalf("report %+v, %v\n%s", rep, err, out.String())
 	}
 	bad := t.TempDir()

@@ -92,6 +92,81 @@ static int32_t field_at(char *rec, int32_t *at, char **f) {
  * been read). */
 static char rec[8 + CHAT_MAX + BODY_MAX + 1];
 
+/* The configuration of the last <match/>, kept while its bytes stay the
+ * same (sdk/ABI.md §14, push2_xml_same): a call then costs four host calls
+ * (facts, el_xml, fields, set_reason) instead of a few per child. XML_MAX is
+ * engine.DefaultLimits.MaxEnableBytes, the largest <enable/>: a larger
+ * <match/> (a server with a higher limit) is walked on every call. */
+#define XML_MAX (32 * 1024)
+static char xml_a[XML_MAX], xml_b[XML_MAX];
+static push2_xml_cache match_xml = PUSH2_XML_CACHE(xml_a, xml_b);
+
+/* ITEMS_MAX VIPs and keywords are kept; a <match/> with more is walked on
+ * every call (the case "more VIPs than vip-c keeps" covers that path). */
+#define ITEMS_MAX 64
+static struct {
+	bool valid;                           /* it describes the bytes in match_xml */
+	int32_t nvip, nkw;
+	int32_t vip[ITEMS_MAX], kw[ITEMS_MAX]; /* offsets in pool: lowered, NUL-terminated */
+	bool others;                          /* an <others/> was seen */
+	int32_t others_prio;                  /* of the first <others/>, 0 when absent */
+	int32_t used;
+	char pool[ITEMS_MAX * 64];
+} cfg;
+
+/* keep appends the value in value[] (n bytes) to the pool; false when it
+ * does not fit, and the configuration is then not kept. */
+static bool keep(int32_t *list, int32_t *count, int32_t n) {
+	if (*count >= ITEMS_MAX || cfg.used + n + 1 > (int32_t)sizeof cfg.pool) return false;
+	list[(*count)++] = cfg.used;
+	memcpy(cfg.pool + cfg.used, value, (size_t)n + 1);
+	cfg.used += n + 1;
+	return true;
+}
+
+/* The verdict of one configuration item, the same whether it comes from the
+ * walk or from cfg. */
+static bool vip_matches(const char *jid, const char *chat) { return streq(jid, chat); }
+static bool keyword_matches(const char *kw, const char *body) { return body[0] && contains(body, kw); }
+
+/* walk reads <match/>'s children with host calls, in one pass: whether a VIP
+ * is chat and whether a keyword is in body, and the configuration into cfg
+ * (cfg.valid when all of it fits). */
+static void walk(const char *c, const char *b, bool *vip, bool *keyword) {
+	cfg.valid = true;
+	cfg.nvip = cfg.nkw = cfg.used = 0;
+	cfg.others = false;
+	cfg.others_prio = 0;
+	*vip = *keyword = false;
+	char name[16];
+	for (int32_t i = 0;; i++) {
+		push2_el e = push2_el_child(PUSH2_MATCH, i);
+		if (e < 0) break;
+		int32_t n = push2_el_name(e, name, sizeof name - 1);
+		if (n < 0 || n >= (int32_t)sizeof name - 1) continue;
+		name[n] = 0;
+		bool isvip = streq(name, "vip"), iskw = streq(name, "keyword"), oth = streq(name, "others");
+		if (!isvip && !iskw && !oth) continue;
+		if (!push2_is(e, NS, name)) continue;
+		if (isvip) {
+			if ((n = push2_attr(e, "jid", value, sizeof value)) > 0) {
+				lower(value);
+				*vip = *vip || vip_matches(value, c);
+				cfg.valid = cfg.valid && keep(cfg.vip, &cfg.nvip, n);
+			}
+		} else if (iskw) {
+			if ((n = push2_text(e, value, sizeof value)) > 0) {
+				lower(value);
+				*keyword = *keyword || keyword_matches(value, b);
+				cfg.valid = cfg.valid && keep(cfg.kw, &cfg.nkw, n);
+			}
+		} else if (!cfg.others) {
+			cfg.others = true;
+			cfg.others_prio = others_priority_of(e);
+		}
+	}
+}
+
 PUSH2_EXPORT("push2_match") int32_t push2_match(int32_t profile) {
 	(void)profile;
 	int32_t facts[PUSH2_FACT_COUNT]; /* every fact in one host call */
@@ -119,46 +194,29 @@ PUSH2_EXPORT("push2_match") int32_t push2_match(int32_t profile) {
 		if (cn >= CHAT_MAX) c = ""; /* as push2_get_field: too long, absent */
 	}
 	lower(c);
-	lower(b);
-	/* One pass over <match/>'s children: a VIP wins at once; a keyword and
-	 * <others/> only when no VIP follows. */
-	bool keyword = false;
-	push2_el others = -1;
-	char name[16];
-	for (int32_t i = 0;; i++) {
-		push2_el e = push2_el_child(PUSH2_MATCH, i);
-		if (e < 0) break;
-		int32_t n = push2_el_name(e, name, sizeof name - 1);
-		if (n < 0 || n >= (int32_t)sizeof name - 1) continue;
-		name[n] = 0;
-		bool vip = streq(name, "vip"), kw = streq(name, "keyword"), oth = streq(name, "others");
-		if (!vip && !kw && !oth) continue;
-		if (!push2_is(e, NS, name)) continue;
-		if (vip) {
-			if (push2_attr(e, "jid", value, sizeof value) > 0) {
-				lower(value);
-				if (streq(value, c)) {
-					push2_reason("vip sender");
-					return PUSH2_PUSH | PUSH2_PRIORITY_HIGH;
-				}
-			}
-		} else if (kw) {
-			if (!keyword && b[0] && push2_text(e, value, sizeof value) > 0) {
-				lower(value);
-				keyword = contains(b, value);
-			}
-		} else if (others < 0) {
-			others = e;
+	bool vip = false, keyword = false;
+	if (push2_xml_same(&match_xml, PUSH2_MATCH) && cfg.valid) {
+		for (int32_t i = 0; i < cfg.nvip && !vip; i++) vip = vip_matches(cfg.pool + cfg.vip[i], c);
+		if (!vip && cfg.nkw > 0 && b[0]) {
+			lower(b);
+			for (int32_t i = 0; i < cfg.nkw && !keyword; i++) keyword = keyword_matches(cfg.pool + cfg.kw[i], b);
 		}
+	} else {
+		lower(b);
+		walk(c, b, &vip, &keyword);
+	}
+	/* A VIP wins over a keyword, a keyword over <others/>. */
+	if (vip) {
+		push2_reason("vip sender");
+		return PUSH2_PUSH | PUSH2_PRIORITY_HIGH;
 	}
 	if (keyword) {
 		push2_reason("keyword");
 		return PUSH2_PUSH | PUSH2_PRIORITY_HIGH;
 	}
-	int32_t prio = others < 0 ? 0 : others_priority_of(others);
-	if (prio > 0) {
+	if (cfg.others_prio > 0) {
 		push2_reason("other important message");
-		return PUSH2_PUSH | prio;
+		return PUSH2_PUSH | cfg.others_prio;
 	}
 	push2_reason("not from a vip and no keyword");
 	return 0;

@@ -128,12 +128,29 @@ PUSH2_IMPORT("base64_encode") int32_t push2_base64_encode(int32_t variant, const
 PUSH2_IMPORT("base64_decode") int32_t push2_base64_decode(const char *in, int32_t n, void *out, int32_t cap);
 
 /* The few libc functions clang may call on its own (struct copies, zeroing),
- * so no libc is needed. */
+ * so no libc is needed. With -mbulk-memory (the flags above) the copies and
+ * the fill are one memory.copy / memory.fill instruction each, which the
+ * host runs as one native copy instead of a guest loop (a guest loop pays
+ * the deadline's check at every iteration, sdk/ABI.md §14); memcmp compares
+ * eight bytes at a time. */
 void *memcpy(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 void *memmove(void *dst, const void *src, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 
+#ifdef __wasm_bulk_memory__
+/* __builtin_memmove / __builtin_memset with bulk memory are the instructions
+ * themselves, never a call back into these functions. */
+__attribute__((weak)) void *memcpy(void *dst, const void *src, size_t n) {
+	return __builtin_memmove(dst, src, n);
+}
+__attribute__((weak)) void *memmove(void *dst, const void *src, size_t n) {
+	return __builtin_memmove(dst, src, n);
+}
+__attribute__((weak)) void *memset(void *dst, int c, size_t n) {
+	return __builtin_memset(dst, c, n);
+}
+#else
 __attribute__((weak)) void *memcpy(void *dst, const void *src, size_t n) {
 	unsigned char *d = dst;
 	const unsigned char *s = src;
@@ -155,8 +172,17 @@ __attribute__((weak)) void *memset(void *dst, int c, size_t n) {
 	while (n--) *d++ = (unsigned char)c;
 	return dst;
 }
+#endif
 __attribute__((weak)) int memcmp(const void *a, const void *b, size_t n) {
 	const unsigned char *x = a, *y = b;
+	/* Eight bytes at a time while they are equal (unaligned loads are fine
+	 * in WebAssembly), then byte by byte for the difference or the tail. */
+	for (; n >= 8; n -= 8, x += 8, y += 8) {
+		uint64_t u, v;
+		__builtin_memcpy(&u, x, 8);
+		__builtin_memcpy(&v, y, 8);
+		if (u != v) break;
+	}
 	for (; n; n--, x++, y++)
 		if (*x != *y) return *x - *y;
 	return 0;
@@ -220,6 +246,46 @@ static inline int32_t push2_get_field(int32_t id, char *buf, int32_t cap) {
 	if (n > cap - 1) return PUSH2_TOO_LARGE;
 	buf[n] = 0;
 	return n;
+}
+
+/* Keeping what a profile parsed from a registration element between calls
+ * (sdk/ABI.md §14): an instance serves many registrations, but mostly the
+ * same few, and the same bytes are the same configuration. A
+ * push2_xml_cache holds the bytes of the element seen last, in one of two
+ * buffers of the same size that the plugin gives it:
+ *
+ *   static char xml_a[32768], xml_b[32768];
+ *   static push2_xml_cache cache = PUSH2_XML_CACHE(xml_a, xml_b);
+ *   ...
+ *   if (!push2_xml_same(&cache, PUSH2_MATCH)) parse_config_again();
+ *
+ * push2_xml_same reads e (push2.el_xml, which the host keeps serialized for
+ * registration elements) into the spare buffer and reports whether the
+ * bytes are exactly those of the previous call; if not they become the
+ * cache's. An element larger than the buffers, or one that cannot be read,
+ * is never "the same": the plugin parses it on every call, which is
+ * correct, only slower. One call, one memcmp: much cheaper than walking the
+ * element with a host call per child and attribute. */
+typedef struct {
+	char *buf[2];
+	int32_t cap; /* of each buffer */
+	int32_t len; /* of the last bytes, in buf[cur]; -1: none */
+	int32_t cur;
+} push2_xml_cache;
+
+#define PUSH2_XML_CACHE(a, b) {{(a), (b)}, (int32_t)sizeof(a) < (int32_t)sizeof(b) ? (int32_t)sizeof(a) : (int32_t)sizeof(b), -1, 0}
+
+static inline bool push2_xml_same(push2_xml_cache *c, push2_el e) {
+	char *spare = c->buf[c->cur ^ 1];
+	int32_t n = push2_el_xml(e, spare, c->cap);
+	if (n < 0 || n > c->cap) {
+		c->len = -1;
+		return false;
+	}
+	if (n == c->len && memcmp(spare, c->buf[c->cur], (size_t)n) == 0) return true;
+	c->cur ^= 1;
+	c->len = n;
+	return false;
 }
 
 static inline bool push2_flag(int32_t fact) { return push2_fact(fact) == 1; }
