@@ -74,6 +74,42 @@ func parsePriority(o push2.Element) (push2.Priority, bool) {
 	return 0, false
 }
 
+// vipConfig is what match needs of <match/>: the VIP JIDs and keywords,
+// lowered, and <others/>. It is kept between calls while <match/>'s bytes
+// stay the same (push2.Cache): a call then reads one element instead of
+// walking every child with host calls.
+type vipConfig struct {
+	vips, keywords []string
+	others         bool
+	priority       push2.Priority // of <others/>
+}
+
+var config push2.Cache[vipConfig]
+
+func parseConfig() (vipConfig, error) {
+	var c vipConfig
+	for i := 0; ; i++ {
+		e, ok := push2.MatchElement.Child(i)
+		if !ok {
+			break
+		}
+		switch {
+		case e.Is("{" + ns + "}vip"):
+			if j, _ := e.Attr("jid"); j != "" {
+				c.vips = append(c.vips, lower(j))
+			}
+		case e.Is("{" + ns + "}keyword"):
+			if k := e.Text(); k != "" {
+				c.keywords = append(c.keywords, lower(k))
+			}
+		case !c.others && e.Is("{"+ns+"}others"):
+			c.others = true
+			c.priority, _ = parsePriority(e)
+		}
+	}
+	return c, nil
+}
+
 func match() push2.Decision {
 	switch push2.CallAction() {
 	case push2.CallPropose:
@@ -84,36 +120,35 @@ func match() push2.Decision {
 	if !push2.Important() {
 		return push2.Skip("not important")
 	}
+	cfg, _ := config.Get(push2.MatchElement, parseConfig)
 	// Compared case-insensitively in place: a match call allocates as little
 	// as it can, so the guest's Go runtime has next to nothing to collect.
 	chat := push2.Chat()
-	for i := 0; ; i++ {
-		v, ok := push2.MatchElement.Child(i)
-		if !ok {
-			break
-		}
-		if v.Is("{" + ns + "}vip") {
-			if j, _ := v.Attr("jid"); equalFold(j, chat) {
-				return push2.Push(push2.PriorityHigh, "vip sender")
-			}
+	for _, v := range cfg.vips {
+		if equalFold(v, chat) {
+			return push2.Push(push2.PriorityHigh, "vip sender")
 		}
 	}
 	if body := push2.Body(); body != "" {
-		for i := 0; ; i++ {
-			k, ok := push2.MatchElement.Child(i)
-			if !ok {
-				break
-			}
-			if k.Is("{"+ns+"}keyword") && containsFold(body, k.Text()) {
+		for _, k := range cfg.keywords {
+			if containsFold(body, k) {
 				return push2.Push(push2.PriorityHigh, "keyword")
 			}
 		}
 	}
-	if o, ok := push2.MatchElement.Find("{" + ns + "}others"); ok {
-		p, _ := parsePriority(o)
-		return push2.Push(p, "other important message")
+	if cfg.others {
+		return push2.Push(cfg.priority, "other important message")
 	}
 	return push2.Skip("not from a vip and no keyword")
+}
+
+// lower is s with A–Z lowered.
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = lowerASCII(c)
+	}
+	return string(b)
 }
 
 // lowerASCII is c with A–Z lowered (the only case folding the profile

@@ -368,7 +368,7 @@ func HasBody() bool { return flag(FactHasBody) }
 func Encrypted() bool { return flag(FactEncrypted) }
 
 // CallAction returns CallNone, CallPropose, CallRetract or CallOther.
-func CallAction() int32 { return max(rawFact(FactCall), 0) }
+func CallAction() int32 { return max(Fact(FactCall), 0) }
 
 // Groupchat reports a MUC message.
 func Groupchat() bool { return flag(FactGroupchat) }
@@ -380,7 +380,7 @@ func Mention() bool { return flag(FactMention) }
 func Important() bool { return flag(FactImportant) }
 
 // SuggestedPriority is the priority the built-in profiles would use.
-func SuggestedPriority() Priority { return Priority(max(rawFact(FactSuggestedPriority), 0)) }
+func SuggestedPriority() Priority { return Priority(max(Fact(FactSuggestedPriority), 0)) }
 
 // Field ids of sdk/ABI.md §7.
 const (
