@@ -355,7 +355,7 @@ func (p *encrypted) Send(ctx context.Context, in *engine.SendInput) ([]*stanza.E
 			return nil, fmt.Errorf("encrypted: %s", reason(err))
 		}
 		jwt = stanza.NewElement(stanza.NSPush2, "jwt", "key", keys.JWTKey).WithText(token)
-		budget -= len(jwt.MarshalIn(stanza.NSPush2))
+		budget -= jwt.SizeIn(stanza.NSPush2)
 	}
 	maxBody := MaxEncryptedBody(budget)
 	if maxBody < webpush.Overhead {

@@ -15,7 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 )
@@ -504,113 +504,131 @@ func (e *Element) String() string {
 // declaring its own. The output is deterministic, so its length is what the
 // 4096-byte notification limit is measured against.
 func (e *Element) Marshal() []byte {
-	var b bytes.Buffer
-	e.write(&b, "\x00")
-	return b.Bytes()
+	return e.appendTo(make([]byte, 0, 256), "\x00")
 }
 
 // MarshalIn serializes e as a child of an element in namespace parentNS,
 // omitting the xmlns declaration when it is inherited (as in a stanza inside
 // a jabber:client or jabber:component:accept stream).
 func (e *Element) MarshalIn(parentNS string) []byte {
-	var b bytes.Buffer
-	e.write(&b, parentNS)
-	return b.Bytes()
+	return e.appendTo(make([]byte, 0, 256), parentNS)
 }
 
 // Size returns len(e.Marshal()) without keeping the bytes.
-func (e *Element) Size() int {
-	var c countWriter
-	e.write(&c, "\x00")
-	return int(c)
-}
+func (e *Element) Size() int { return e.size("\x00") }
 
 // SizeIn returns len(e.MarshalIn(parentNS)) without keeping the bytes:
 // e's size as a child of an element in namespace parentNS.
-func (e *Element) SizeIn(parentNS string) int {
-	var c countWriter
-	e.write(&c, parentNS)
-	return int(c)
-}
+func (e *Element) SizeIn(parentNS string) int { return e.size(parentNS) }
 
-type countWriter int
-
-func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
-func (c *countWriter) WriteString(s string) (int, error) {
-	*c += countWriter(len(s))
-	return len(s), nil
-}
-func (c *countWriter) WriteByte(byte) error { *c++; return nil }
-
-type writer interface {
-	io.Writer
-	io.StringWriter
-	io.ByteWriter
-}
-
-func (e *Element) write(w writer, parentNS string) {
-	w.WriteByte('<')
-	w.WriteString(e.Name.Local)
+// appendTo appends e's serialization as a child of an element in parentNS
+// ("\x00": the root, which declares its namespace) to b. Serialization
+// appends to a byte slice and size counts the same bytes, each walking the
+// tree itself: no writer interface between them and the bytes (a call per
+// byte written), no strings.Replacer (escapes are found by table lookup and
+// the runs between them copied whole).
+func (e *Element) appendTo(b []byte, parentNS string) []byte {
+	b = append(b, '<')
+	b = append(b, e.Name.Local...)
 	if e.Name.Space != parentNS {
-		w.WriteString(` xmlns="`)
-		escapeAttr(w, e.Name.Space)
-		w.WriteByte('"')
+		b = append(b, ` xmlns="`...)
+		b = appendEscaped(b, e.Name.Space, &attrEscapeExtra, &attrEscapes)
+		b = append(b, '"')
 	}
 	for i, a := range e.Attr {
-		w.WriteByte(' ')
+		b = append(b, ' ')
 		switch a.Name.Space {
 		case "":
-			w.WriteString(a.Name.Local)
+			b = append(b, a.Name.Local...)
 		case NSXML:
-			w.WriteString("xml:")
-			w.WriteString(a.Name.Local)
+			b = append(b, "xml:"...)
+			b = append(b, a.Name.Local...)
 		default:
 			// Foreign-namespaced attributes are rare in stanzas; give each a
 			// local prefix declared on the element itself.
-			fmt.Fprintf(w, `xmlns:a%d="`, i)
-			escapeAttr(w, a.Name.Space)
-			fmt.Fprintf(w, `" a%d:%s`, i, a.Name.Local)
+			b = append(b, "xmlns:a"...)
+			b = strconv.AppendInt(b, int64(i), 10)
+			b = append(b, `="`...)
+			b = appendEscaped(b, a.Name.Space, &attrEscapeExtra, &attrEscapes)
+			b = append(b, `" a`...)
+			b = strconv.AppendInt(b, int64(i), 10)
+			b = append(b, ':')
+			b = append(b, a.Name.Local...)
 		}
-		w.WriteString(`="`)
-		escapeAttr(w, a.Value)
-		w.WriteByte('"')
+		b = append(b, `="`...)
+		b = appendEscaped(b, a.Value, &attrEscapeExtra, &attrEscapes)
+		b = append(b, '"')
 	}
 	if len(e.Children) == 0 && e.Text == "" {
-		w.WriteString("/>")
-		return
+		return append(b, "/>"...)
 	}
-	w.WriteByte('>')
-	escapeText(w, e.Text)
+	b = append(b, '>')
+	b = appendEscaped(b, e.Text, &textEscapeExtra, &textEscapes)
 	for _, c := range e.Children {
-		c.write(w, e.Name.Space)
+		b = c.appendTo(b, e.Name.Space)
 	}
-	w.WriteString("</")
-	w.WriteString(e.Name.Local)
-	w.WriteByte('>')
+	b = append(b, "</"...)
+	b = append(b, e.Name.Local...)
+	return append(b, '>')
 }
 
+// size is len(e.appendTo(nil, parentNS)), counted.
+func (e *Element) size(parentNS string) int {
+	n := 1 + len(e.Name.Local) // <name
+	if e.Name.Space != parentNS {
+		n += len(` xmlns=""`) + escapedLen(e.Name.Space, true)
+	}
+	for i, a := range e.Attr {
+		n += 1 + len(a.Name.Local) + len(`=""`) + escapedLen(a.Value, true) // ' name=""'
+		switch a.Name.Space {
+		case "":
+		case NSXML:
+			n += len("xml:")
+		default:
+			d := decimalLen(i)
+			n += len(`xmlns:a=""`) + d + escapedLen(a.Name.Space, true) + len(" a:") + d
+		}
+	}
+	if len(e.Children) == 0 && e.Text == "" {
+		return n + len("/>")
+	}
+	n += len(">") + escapedLen(e.Text, false)
+	for _, c := range e.Children {
+		n += c.size(e.Name.Space)
+	}
+	return n + len("</>") + len(e.Name.Local)
+}
+
+func decimalLen(i int) int {
+	n := 1
+	for ; i >= 10; i /= 10 {
+		n++
+	}
+	return n
+}
+
+// appendEscaped appends s to b with the bytes that extra marks replaced by
+// their escapes.
+func appendEscaped(b []byte, s string, extra *[256]uint8, escapes *[256]string) []byte {
+	last := 0
+	for i := 0; i < len(s); i++ {
+		if extra[s[i]] != 0 {
+			b = append(b, s[last:i]...)
+			b = append(b, escapes[s[i]]...)
+			last = i + 1
+		}
+	}
+	return append(b, s[last:]...)
+}
+
+// The escapes of character data and of attribute values. An attribute
+// value also escapes the whitespace that attribute-value normalization
+// would turn into spaces (XML 1.0 §3.3.3); '\r' is escaped everywhere, as
+// end-of-line handling would drop it.
 var (
-	textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", "&#xD;")
-	attrEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "\r", "&#xD;", "\n", "&#xA;", "\t", "&#x9;")
+	textEscapes = [256]string{'&': "&amp;", '<': "&lt;", '>': "&gt;", '\r': "&#xD;"}
+	attrEscapes = [256]string{'&': "&amp;", '<': "&lt;", '>': "&gt;", '"': "&quot;", '\r': "&#xD;", '\n': "&#xA;", '\t': "&#x9;"}
 )
-
-// escapeText and escapeAttr write s escaped; a countWriter (Size) gets
-// the escaped length counted in one pass, without the Replacer's writes.
-func escapeText(w writer, s string) {
-	if c, ok := w.(*countWriter); ok {
-		*c += countWriter(escapedLen(s, false))
-		return
-	}
-	textEscaper.WriteString(w, s)
-}
-
-func escapeAttr(w writer, s string) {
-	if c, ok := w.(*countWriter); ok {
-		*c += countWriter(escapedLen(s, true))
-		return
-	}
-	attrEscaper.WriteString(w, s)
-}
 
 // TextSize is the length of s written as character data (escaped), as
 // Marshal writes an element's text.
@@ -643,7 +661,7 @@ func TextEscapes(s string) (at, extra []int) {
 	return at, extra
 }
 
-// textEscapeExtra is how many bytes textEscaper adds for each byte.
+// textEscapeExtra is how many bytes the escape of each byte in character data adds (textEscapes).
 var textEscapeExtra = [256]uint8{'&': 4, '\r': 4, '<': 3, '>': 3}
 
 // MarshalSized is Marshal into a buffer made for size bytes, the size of
@@ -658,13 +676,11 @@ func (e *Element) MarshalSized(size int) []byte {
 // slice, in dst's memory when its capacity suffices: for a caller that
 // wants the serialized element after a header of its own, with no copy.
 func (e *Element) AppendMarshal(dst []byte) []byte {
-	b := bytes.NewBuffer(dst)
-	e.write(b, "\x00")
-	return b.Bytes()
+	return e.appendTo(dst, "\x00")
 }
 
-// escapedLen is the length of s after textEscaper (attr false) or
-// attrEscaper (attr true).
+// escapedLen is the length of s escaped as character data (attr false) or
+// as an attribute value (attr true).
 func escapedLen(s string, attr bool) int {
 	table := &textEscapeExtra
 	if attr {
@@ -677,5 +693,5 @@ func escapedLen(s string, attr bool) int {
 	return n
 }
 
-// attrEscapeExtra is how many bytes attrEscaper adds for each byte.
+// attrEscapeExtra is how many bytes the escape of each byte in an attribute value adds (attrEscapes).
 var attrEscapeExtra = [256]uint8{'&': 4, '\r': 4, '<': 3, '>': 3, '"': 5, '\n': 4, '\t': 4}

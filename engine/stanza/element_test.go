@@ -281,3 +281,28 @@ func TestClone(t *testing.T) {
 		t.Error("Clone of nil is not nil")
 	}
 }
+
+// TestEscapeTables: each escape table and the table of what it adds agree
+// byte for byte (Size counts with one, Marshal writes with the other), and
+// every escaped byte reads back as itself through encoding/xml.
+func TestEscapeTables(t *testing.T) {
+	for _, tab := range []struct {
+		name    string
+		escapes *[256]string
+		extra   *[256]uint8
+	}{{"text", &textEscapes, &textEscapeExtra}, {"attr", &attrEscapes, &attrEscapeExtra}} {
+		for c := range 256 {
+			esc, extra := tab.escapes[c], int(tab.extra[c])
+			if (esc == "") != (extra == 0) || (esc != "" && len(esc)-1 != extra) {
+				t.Errorf("%s: byte %#x escaped as %q, counted as %d more bytes", tab.name, c, esc, extra)
+			}
+			if esc == "" {
+				continue
+			}
+			var got string
+			if err := xml.Unmarshal([]byte("<a>"+esc+"</a>"), &got); err != nil || got != string(rune(c)) {
+				t.Errorf("%s: %q reads back as %q (%v), want %q", tab.name, esc, got, err, string(rune(c)))
+			}
+		}
+	}
+}
