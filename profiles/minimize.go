@@ -2,7 +2,6 @@ package profiles
 
 import (
 	"errors"
-	"slices"
 	"unicode"
 	"unicode/utf8"
 
@@ -228,20 +227,14 @@ type minimizer struct {
 func (m *minimizer) fits() bool { return m.fitsN(m.size) }
 
 type bodyText struct {
-	el        *stanza.Element
-	full      string
-	at, extra []int // stanza.TextEscapes(full)
-	cur       int   // TextSize of el.Text now
+	el     *stanza.Element
+	full   string
+	prefix stanza.TextPrefix // of full
+	cur    int               // TextSize of el.Text now
 }
 
 // prefixSize is the TextSize of b.full[:k].
-func (b *bodyText) prefixSize(k int) int {
-	i, _ := slices.BinarySearch(b.at, k) // the escapes before k
-	if i == 0 {
-		return k
-	}
-	return k + b.extra[i-1]
-}
+func (b *bodyText) prefixSize(k int) int { return b.prefix.Size(k) }
 
 // textSize is the TextSize of truncateText(b.full, n), without building it.
 func (b *bodyText) textSize(n int) int {
@@ -457,7 +450,7 @@ func (m *minimizer) collectBodies(e *stanza.Element, inStanza bool) {
 		case classBody:
 			if !seen {
 				b := &bodyText{el: ch, full: ch.Text}
-				b.at, b.extra = stanza.TextEscapes(ch.Text)
+				b.prefix = stanza.NewTextPrefix(ch.Text)
 				b.cur = b.prefixSize(len(ch.Text))
 				m.bodies = append(m.bodies, b)
 				seen = true

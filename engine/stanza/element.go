@@ -634,31 +634,53 @@ var (
 // Marshal writes an element's text.
 func TextSize(s string) int { return escapedLen(s, false) }
 
-// TextEscapes returns the bytes of s that character data escapes and what
-// they add: at[i] is the index of the i-th escaped byte, extra[i] how many
-// bytes the escapes up to and including it add, so that the TextSize of a
-// prefix s[:k] is k plus the extra of the last escape before k. Escapes are
-// per byte, so a prefix's size does not depend on what follows it.
-func TextEscapes(s string) (at, extra []int) {
-	count := 0
-	for i := 0; i < len(s); i++ {
-		if textEscapeExtra[s[i]] != 0 {
-			count++
+// TextPrefix answers TextSize for prefixes of one string: Size(k) is
+// TextSize(s[:k]), in time bounded by textBlock however long s is. It keeps
+// the bytes the escapes add before each block of textBlock bytes (nothing
+// at all when s has nothing to escape). Escapes are per byte, so a
+// prefix's size does not depend on what follows it.
+type TextPrefix struct {
+	s      string
+	before []int32 // before[i]: what the escapes of s[:i*textBlock] add
+}
+
+const textBlock = 64
+
+// NewTextPrefix reads s once.
+func NewTextPrefix(s string) TextPrefix {
+	var before []int32
+	total := int32(0)
+	for start := 0; start < len(s); start += textBlock {
+		end := min(start+textBlock, len(s))
+		add := int32(0)
+		for i := start; i < end; i++ {
+			add += int32(textEscapeExtra[s[i]])
+		}
+		if add != 0 && before == nil {
+			before = make([]int32, (len(s)+textBlock-1)/textBlock+1)
+			for i := range start/textBlock + 1 {
+				before[i] = total // all 0 so far
+			}
+		}
+		total += add
+		if before != nil {
+			before[start/textBlock+1] = total
 		}
 	}
-	if count == 0 {
-		return nil, nil
+	return TextPrefix{s: s, before: before}
+}
+
+// Size is TextSize(s[:k]) for 0 <= k <= len(s).
+func (p *TextPrefix) Size(k int) int {
+	if p.before == nil {
+		return k
 	}
-	both := make([]int, 2*count)
-	at, extra = both[:0:count], both[count:count]
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if w := textEscapeExtra[s[i]]; w != 0 {
-			n += int(w)
-			at, extra = append(at, i), append(extra, n)
-		}
+	b := k / textBlock
+	n := k + int(p.before[b])
+	for i := b * textBlock; i < k; i++ {
+		n += int(textEscapeExtra[p.s[i]])
 	}
-	return at, extra
+	return n
 }
 
 // textEscapeExtra is how many bytes the escape of each byte in character data adds (textEscapes).

@@ -226,20 +226,19 @@ func TestSizeCountsEscapes(t *testing.T) {
 	if got, want := el.Size(), len(el.Marshal()); got != want {
 		t.Errorf("Size = %d, len(Marshal) = %d", got, want)
 	}
-	at, extra := TextEscapes(tricky)
-	for i := range len(tricky) + 1 {
-		want := 0 // an empty text: <b/>
-		if i > 0 {
-			want = len(NewElement("", "b").WithText(tricky[:i]).MarshalIn("")) - len("<b></b>")
-		}
-		got := i
-		for j := range at {
-			if at[j] < i {
-				got = i + extra[j]
+	// Prefixes of strings shorter and longer than a block, with escapes
+	// in the first block, in a later one only, and none.
+	long := strings.Repeat("abcdefghij", 13) + "<&>" + strings.Repeat("é", 50) + "\r"
+	for _, s := range []string{tricky, long, strings.Repeat("x", 200), strings.Repeat("&", 130), ""} {
+		p := NewTextPrefix(s)
+		for i := range len(s) + 1 {
+			want := 0 // an empty text: <b/>
+			if i > 0 {
+				want = len(NewElement("", "b").WithText(s[:i]).MarshalIn("")) - len("<b></b>")
 			}
-		}
-		if got != want || TextSize(tricky[:i]) != want {
-			t.Errorf("prefix %d: TextEscapes give %d, TextSize %d, written %d", i, got, TextSize(tricky[:i]), want)
+			if got := p.Size(i); got != want || TextSize(s[:i]) != want {
+				t.Errorf("%.20q prefix %d: TextPrefix gives %d, TextSize %d, written %d", s, i, got, TextSize(s[:i]), want)
+			}
 		}
 	}
 	if got := el.MarshalSized(el.Size()); string(got) != string(el.Marshal()) || cap(got) != len(got) {
