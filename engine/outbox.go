@@ -73,9 +73,28 @@ func retryable(errType stanza.ErrorType, condition stanza.Condition) bool {
 }
 
 // Sender hands a notification to the XMPP server. An error means it could
-// not be handed over at all (not connected); the entry is tried again later
-// without counting an attempt.
+// not be handed over, no attempt counted:
+//   - one wrapping ErrUndeliverable: it never can be (its stored form is
+//     not XML, its account not a JID); the entry is dropped (OutboxDropped);
+//   - one wrapping ErrNotReady: its destination is not ready while others
+//     may be; the entry is tried again after a delay that doubles from
+//     NotReadyDelay to NotReadyMaxDelay, and the round goes on with the next;
+//   - any other (not connected): the round ends, and the entry is tried
+//     again first in NotReadyDelay.
 type Sender func(ctx context.Context, e OutboxEntry) error
+
+// ErrUndeliverable and ErrNotReady classify a Sender's errors (see Sender).
+var (
+	ErrUndeliverable = errors.New("the notification cannot be handed to the server")
+	ErrNotReady      = errors.New("the notification's destination is not ready")
+)
+
+// NotReadyDelay and NotReadyMaxDelay bound how soon an entry that could not
+// be handed over is tried again.
+const (
+	NotReadyDelay    = 200 * time.Millisecond
+	NotReadyMaxDelay = 5 * time.Second
+)
 
 // OutboxEvent is reported to the outbox's observer (metrics, logs).
 type OutboxEvent string
@@ -347,6 +366,25 @@ func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
 			o.refresh(ctx, &e)
 		}
 		if err := send(ctx, e); err != nil {
+			switch {
+			case errors.Is(err, ErrUndeliverable):
+				// Tried again it would fail again, and stay first in line
+				// before every other notification.
+				o.log.Warn("outbox: dropped a notification that cannot be handed over", "id", e.ID, "account", e.Account, "err", err)
+				o.remove(e.ID)
+				o.observe(OutboxDropped, e, "undeliverable")
+				continue
+			case errors.Is(err, ErrNotReady):
+				// Only this destination waits: the others go on.
+				o.mu.Lock()
+				if o.entries[e.ID] == it && it.q == nil {
+					it.e.Due = now.Add(min(NotReadyDelay<<min(it.deferred, 8), NotReadyMaxDelay))
+					it.deferred++
+					o.waiting.push(it)
+				}
+				o.mu.Unlock()
+				continue
+			}
 			// Not handed over (no connection): try again soon, no attempt
 			// counted.
 			o.mu.Lock()
@@ -354,11 +392,12 @@ func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
 				o.ready.push(it)
 			}
 			o.mu.Unlock()
-			return now.Add(200 * time.Millisecond)
+			return now.Add(NotReadyDelay)
 		}
 		e.SentAt = o.clock()
 		await := o.AwaitRouted != nil && o.AwaitRouted(e)
 		o.mu.Lock()
+		it.deferred = 0
 		// Unless an error reply or a removal dealt with it meanwhile.
 		current := o.entries[e.ID] == it && it.q == nil
 		if current && await && !it.routed {

@@ -502,3 +502,87 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestOutboxSendErrors: a notification the Sender cannot hand over does not
+// hold up the ones behind it. An undeliverable one (ErrUndeliverable: its
+// stored form is damaged) is dropped, where it used to be tried again first
+// in line every 200 ms, forever; one whose destination is not ready
+// (ErrNotReady) waits, with a delay that grows, while the next are sent,
+// and is sent once its destination is ready.
+func TestOutboxSendErrors(t *testing.T) {
+	e, store, now := newEngine(t, engine.Config{})
+	e.Enable(context.Background(), account, "phone", stanza.MustParse(enableXML(matchXML("all"))))
+	bad := pushOne(t, e, "u1")
+	*now = now.Add(time.Millisecond) // sent in this order: created first, sent first
+	waiting := pushOne(t, e, "w1")
+	*now = now.Add(time.Millisecond)
+	good := pushOne(t, e, "g1")
+	o := e.Outbox()
+	var mu sync.Mutex
+	var dropped []string
+	notReady, ready := 0, false
+	o.Observe = func(ev engine.OutboxEvent, en engine.OutboxEntry, detail string) {
+		if ev == engine.OutboxDropped {
+			mu.Lock()
+			dropped = append(dropped, en.ID+" "+detail)
+			mu.Unlock()
+		}
+	}
+	s := &sink{}
+	send := func(ctx context.Context, en engine.OutboxEntry) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case en.ID == bad.ID:
+			return fmt.Errorf("%w: not XML", engine.ErrUndeliverable)
+		case en.ID == waiting.ID && !ready:
+			notReady++
+			return fmt.Errorf("%w: its bridge has not announced itself", engine.ErrNotReady)
+		}
+		return s.send(ctx, en)
+	}
+	run := func(want int) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { o.Run(ctx, send); close(done) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for s.count() < want && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		if got := s.count(); got != want {
+			t.Fatalf("sent %d, want %d", got, want)
+		}
+	}
+	run(1)
+	if s.sent[0].ID != good.ID {
+		t.Fatalf("sent %s first, want %s", s.sent[0].ID, good.ID)
+	}
+	mu.Lock()
+	if len(dropped) != 1 || dropped[0] != bad.ID+" undeliverable" {
+		t.Errorf("dropped %v, want [%s undeliverable]", dropped, bad.ID)
+	}
+	if notReady != 1 { // the clock stands still: not due again yet
+		t.Errorf("the waiting notification was tried %d times, want 1", notReady)
+	}
+	ready = true
+	mu.Unlock()
+	if err := store.ForEachOutbox(func(en engine.OutboxEntry) error {
+		if en.ID == bad.ID {
+			return errors.New("still stored")
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("the undeliverable notification: %v", err)
+	}
+	if o.Len() != 2 {
+		t.Errorf("outbox holds %d, want 2 (the waiting one, and the sent one in its error window)", o.Len())
+	}
+	*now = now.Add(engine.NotReadyDelay)
+	run(2)
+	if s.sent[1].ID != waiting.ID || s.sent[1].Attempts != 1 {
+		t.Errorf("then sent %s (attempt %d), want %s (attempt 1)", s.sent[1].ID, s.sent[1].Attempts, waiting.ID)
+	}
+}

@@ -26,6 +26,8 @@ type item struct {
 	// routed: the server confirmed it routed the notification
 	// (Outbox.Routed) while it was still being handed over.
 	routed bool
+	// deferred: how many times in a row the Sender answered ErrNotReady.
+	deferred int
 }
 
 // queue is a binary heap of items ordered by before.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"strconv"
 	"time"
@@ -127,6 +128,7 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 		// The sends of the batch not awaiting a routing confirmation,
 		// recorded together right after the batch (one commit).
 		var done []OutboxEntry
+		var notReady []string
 		for i, e := range batch {
 			e.Attempts++
 			if o.refresh != nil {
@@ -150,9 +152,25 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 					delete(o.awaiting, e.ID)
 					o.mu.Unlock()
 				}
+				switch {
+				case errors.Is(err, ErrUndeliverable):
+					o.log.Warn("outbox: dropped a notification that cannot be handed over", "id", e.ID, "account", e.Account, "err", err)
+					if err := o.store.DeleteOutbox(e.ID); err != nil {
+						o.log.Error("outbox: delete", "id", e.ID, "err", err)
+					}
+					o.observe(OutboxDropped, e, "undeliverable")
+					continue
+				case errors.Is(err, ErrNotReady):
+					// Released after the batch, whose others go on now;
+					// the round ends there (claimed again at once, the
+					// entry would come first again).
+					notReady = append(notReady, e.ID)
+					continue
+				}
 				// Not handed over (no connection here): let another
 				// instance, which may hold one, take these now.
-				ids := make([]string, 0, len(batch)-i)
+				ids := make([]string, 0, len(batch)-i+len(notReady))
+				ids = append(ids, notReady...)
 				for _, r := range batch[i:] {
 					ids = append(ids, r.ID)
 				}
@@ -160,7 +178,7 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 					o.log.Error("outbox: release claims", "err", err)
 				}
 				o.recordSent(done)
-				return 200 * time.Millisecond
+				return NotReadyDelay
 			}
 			if await {
 				continue // sent once routed (routedShared); the claim stays ours till then
@@ -169,6 +187,12 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 			done = append(done, e)
 		}
 		o.recordSent(done)
+		if len(notReady) > 0 {
+			if err := o.shared.ReleaseOutbox(o.owner, notReady); err != nil {
+				o.log.Error("outbox: release claims", "err", err)
+			}
+			return NotReadyDelay
+		}
 		if len(batch) < n {
 			break
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -82,7 +83,7 @@ func (r *directRelay) serves(to string) bool {
 func (r *directRelay) deliver(ctx context.Context, e engine.OutboxEntry) error {
 	n, err := stanza.Parse([]byte(e.Stanza))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: the stored notification is not XML: %v", engine.ErrUndeliverable, err)
 	}
 	select {
 	case r.slots <- struct{}{}:

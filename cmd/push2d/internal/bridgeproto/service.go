@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -491,12 +492,14 @@ func (s *Service) Deliver(ctx context.Context, e engine.OutboxEntry) error {
 	if !slices.Contains(s.normalDomains, domain) || strings.Count(e.Account, "@") != 1 || strings.HasPrefix(e.Account, "@") || strings.Contains(e.Account, "/") {
 		j, err := jid.Parse(e.Account)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: the account %.64q is not a JID: %v", engine.ErrUndeliverable, e.Account, err)
 		}
 		domain = j.Domainpart()
 	}
 	if !s.ready(domain) {
-		return ErrNotConnected // its bridge has not said yet whether it confirms routing
+		// Its bridge has not said yet whether it confirms routing: the
+		// notifications of the other domains go on meanwhile.
+		return fmt.Errorf("%w: the bridge of %s has not announced itself", engine.ErrNotReady, domain)
 	}
 	// As the engine stores it (stanza.Element.Marshal), the notification
 	// is written into the stream as it is; anything else (an entry from
@@ -508,7 +511,7 @@ func (s *Service) Deliver(ctx context.Context, e engine.OutboxEntry) error {
 	}
 	n, err := stanza.Parse([]byte(e.Stanza))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: the stored notification is not XML: %v", engine.ErrUndeliverable, err)
 	}
 	p := &Push{Account: e.Account, Registration: e.Reg, Notification: n}
 	return s.send(ctx, Message(s.cfg.JID, domain, p.Element()))

@@ -779,18 +779,25 @@ func TestDeliver(t *testing.T) {
 		t.Errorf("push %v %v", p, err)
 	}
 	for _, bad := range []string{"<message", `<message xmlns="jabber:client"><a></b></message>`, `<message xmlns="jabber:client" a="1" a="2"/>`, `<message xmlns="jabber:client"/><message xmlns="jabber:client"/>`, `<message xmlns="jabber:client">&bogus;</message>`} {
-		if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: account, Stanza: bad}); err == nil {
-			t.Errorf("bad stanza %q delivered", bad)
+		if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: account, Stanza: bad}); !errors.Is(err, engine.ErrUndeliverable) {
+			t.Errorf("bad stanza %q: %v, want engine.ErrUndeliverable", bad, err)
 		}
 	}
-	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: "@@", Stanza: n}); err == nil {
-		t.Error("bad account delivered")
+	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: "@@", Stanza: n}); !errors.Is(err, engine.ErrUndeliverable) {
+		t.Errorf("bad account: %v, want engine.ErrUndeliverable", err)
 	}
-	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: account, Stanza: "<message"}); err == nil {
-		t.Error("bad stanza delivered")
+	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: account, Stanza: "<message"}); !errors.Is(err, engine.ErrUndeliverable) {
+		t.Errorf("bad stanza: %v, want engine.ErrUndeliverable", err)
 	}
 	h.wire.down = true
 	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: account, Stanza: n}); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("while down: %v", err)
+	}
+	// Connected again, before the domain's bridge said whether it
+	// confirms routing: this domain's notifications wait (and only they).
+	h.wire.down = false
+	h.svc.Connected()
+	if err := h.svc.Deliver(context.Background(), engine.OutboxEntry{Account: account, Stanza: n}); !errors.Is(err, engine.ErrNotReady) {
+		t.Errorf("before the bridge declared itself: %v, want engine.ErrNotReady", err)
 	}
 }
