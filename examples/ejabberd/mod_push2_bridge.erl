@@ -19,7 +19,10 @@
 %%%     from this host to the push service and passes error replies back.
 %%%   * The account's disco#info lists what push2d announced; the host's
 %%%     lists urn:push2:bridge:1.
-%%%   * A deleted account (remove_user) is reported to push2d.
+%%%   * A deleted account (remove_user) is reported to push2d, and so is
+%%%     one the operator bans or unbans (mod_admin_extra's ban_account and
+%%%     unban_account commands, seen through the api_call hook): see
+%%%     "Banned accounts".
 %%%   * Nothing over push2d's parse limits reaches it: such an <enable/> is
 %%%     refused here, such a message is reported by its outline.
 %%%
@@ -40,7 +43,7 @@
 %% hooks
 -export([process_iq/1, decode_iq_subel/1, offline_message/1, offline_message_pre/1, store_mam_message/7,
          local_message/1, filter_packet/1, disco_sm_features/5, disco_local_features/5,
-         remove_user/2, component_connected/1, component_disconnected/2,
+         remove_user/2, api_call/3, component_connected/1, component_disconnected/2,
          user_send_packet/1, user_receive_packet/1, c2s_copy_session/2, sm_remove_connection/3,
          c2s_session_pending/1, c2s_handle_send/3, c2s_handle_cast/2,
          c2s_inline_features/2, c2s_inline_features/3, c2s_handle_bind2_inline/1]).
@@ -142,12 +145,14 @@ conflict_text(Host, Mods) ->
 ensure_global_hooks() ->
     ejabberd_hooks:add(filter_packet, ?MODULE, filter_packet, 50),
     ejabberd_hooks:add(component_connected, ?MODULE, component_connected, 50),
-    ejabberd_hooks:add(component_disconnected, ?MODULE, component_disconnected, 50).
+    ejabberd_hooks:add(component_disconnected, ?MODULE, component_disconnected, 50),
+    ejabberd_hooks:add(api_call, ?MODULE, api_call, 50).
 
 remove_global_hooks() ->
     ejabberd_hooks:delete(filter_packet, ?MODULE, filter_packet, 50),
     ejabberd_hooks:delete(component_connected, ?MODULE, component_connected, 50),
-    ejabberd_hooks:delete(component_disconnected, ?MODULE, component_disconnected, 50).
+    ejabberd_hooks:delete(component_disconnected, ?MODULE, component_disconnected, 50),
+    ejabberd_hooks:delete(api_call, ?MODULE, api_call, 50).
 
 proc(Host) -> gen_mod:get_module_proc(Host, ?MODULE).
 
@@ -270,6 +275,13 @@ do_cast({account, Account, AState}, State) ->
     Accounts = maps:put(Account, AState, State#state.accounts),
     send_account_change(Account, AState, State),
     State#state{accounts = Accounts};
+do_cast({account_ban, Account, LUser, LHost}, State) ->
+    {AState, What} = case banned(LUser, LHost) of
+                         true -> {<<"disabled">>, "banned"};
+                         false -> {<<"enabled">>, "not banned"}
+                     end,
+    ?INFO_MSG("account ~ts ~ts (ban_account/unban_account): telling push2d", [Account, What]),
+    do_cast({account, Account, AState}, State);
 do_cast({account_done, Account, AState}, State) ->
     case maps:get(Account, State#state.accounts, undefined) of
         AState -> State#state{accounts = maps:remove(Account, State#state.accounts)};
@@ -565,6 +577,121 @@ remove_user(User, Server) ->
                    ?INFO_MSG("account ~ts deleted: telling push2d", [Account]),
                    gen_server:cast(proc(Server), {account, Account, <<"deleted">>})
            end).
+
+%%%===================================================================
+%%% Banned accounts
+%%%===================================================================
+%%
+%% ejabberd's disabled accounts are mod_admin_extra's banned ones, and it
+%% has no hook for a ban. Every ejabberd command (ejabberdctl,
+%% mod_http_api, the web admin, mod_adhoc_api) goes through
+%% ejabberd_commands, which runs the global api_call hook with the
+%% command's module, function and arguments right BEFORE running it, in
+%% the caller's process. So the hook only notes what the command would
+%% change and starts a watcher that waits, at most ?BAN_WATCH_MS, for the
+%% change to be there; only then is push2d told (the same kept-until-result
+%% path as a deletion). A command that does nothing (the account is
+%% already banned, mod_private is not loaded, no such account) or fails
+%% therefore tells push2d nothing. For a ban or unban the per-host
+%% gen_server reads the ban once more when it sends, so that a ban and an
+%% unban in quick succession leave push2d with the account's state at the
+%% end, whichever watcher is first.
+%%
+%%   ban_account (API version 2, ban_account_v2/3; what ejabberdctl and
+%%   /api/ban_account run): the ban is kept in the account's private
+%%   storage (mod_private), with the old password  -> disabled once
+%%   mod_admin_extra:get_ban_details/2 has a bandate;
+%%   unban_account/2: the old password back       -> enabled once the ban
+%%   details are gone;
+%%   ban_account (API version 1, ban_account/3): kicks the sessions and sets
+%%   a random password, nothing kept and no undo   -> disabled once the
+%%   stored password changed.
+%%
+%% Only accounts of a host running the bridge count.
+
+-define(BAN_WATCH_MS, 10000).
+-define(BAN_POLL_MS, 50).
+
+api_call(Module, Function, Args) ->
+    safely("api_call", ok, fun() -> account_command(Module, Function, Args) end).
+
+account_command(mod_admin_extra, ban_account_v2, [User, Host, _Reason]) ->
+    watch_ban(User, Host, true);
+account_command(mod_admin_extra, unban_account, [User, Host]) ->
+    watch_ban(User, Host, false);
+account_command(mod_admin_extra, ban_account, [User, Host, _Reason]) ->
+    watch_password(User, Host);
+account_command(_, _, _) ->
+    ok.
+
+%% {LUser, LHost} of an existing account on a host running the bridge, or
+%% false.
+bridged_account(User, Host) when is_binary(User), is_binary(Host) ->
+    case {jid:nodeprep(User), jid:nameprep(Host)} of
+        {LUser, LHost} when is_binary(LUser), LUser /= <<>>, is_binary(LHost) ->
+            case gen_mod:is_loaded(LHost, ?MODULE)
+                andalso ejabberd_auth:user_exists(LUser, LHost) of
+                true -> {LUser, LHost};
+                false -> false
+            end;
+        _ -> false
+    end;
+bridged_account(_, _) ->
+    false.
+
+%% Whether mod_admin_extra has a ban for the account (its is_banned/2,
+%% which it does not export).
+banned(LUser, LHost) ->
+    case lists:keyfind("bandate", 1, mod_admin_extra:get_ban_details(LUser, LHost)) of
+        {_, BanDate} when BanDate /= <<>> -> true;
+        _ -> false
+    end.
+
+watch_ban(User, Host, Banned) ->
+    case bridged_account(User, Host) of
+        {LUser, LHost} ->
+            case gen_mod:is_loaded(LHost, mod_private) andalso banned(LUser, LHost) /= Banned of
+                true ->
+                    watch(LUser, LHost, ban, fun() -> banned(LUser, LHost) == Banned end);
+                false -> ok % the command changes nothing
+            end;
+        false -> ok
+    end.
+
+watch_password(User, Host) ->
+    case bridged_account(User, Host) of
+        {LUser, LHost} ->
+            Before = ejabberd_auth:get_password_s(LUser, LHost),
+            watch(LUser, LHost, <<"disabled">>,
+                  fun() -> ejabberd_auth:get_password_s(LUser, LHost) /= Before end);
+        false -> ok
+    end.
+
+%% watch waits, in a process of its own, until Done() says the command
+%% took effect, then tells the host's gen_server: State is the account's
+%% new state, or ban (the gen_server reads the ban: disabled or enabled).
+watch(LUser, LHost, State, Done) ->
+    Deadline = erlang:monotonic_time(millisecond) + ?BAN_WATCH_MS,
+    spawn(fun() -> safely("ban watcher", ok, fun() -> await(LUser, LHost, State, Done, Deadline) end) end),
+    ok.
+
+await(LUser, LHost, State, Done, Deadline) ->
+    Account = <<LUser/binary, "@", LHost/binary>>,
+    case Done() of
+        true when State == ban ->
+            gen_server:cast(proc(LHost), {account_ban, Account, LUser, LHost});
+        true ->
+            ?INFO_MSG("account ~ts banned (ban_account, API version 1): telling push2d", [Account]),
+            gen_server:cast(proc(LHost), {account, Account, State});
+        false ->
+            case erlang:monotonic_time(millisecond) >= Deadline of
+                true ->
+                    ?DEBUG("account ~ts: the ban command changed nothing within ~B ms", [Account, ?BAN_WATCH_MS]);
+                false ->
+                    timer:sleep(?BAN_POLL_MS),
+                    await(LUser, LHost, State, Done, Deadline)
+            end
+    end.
 
 %%%===================================================================
 %%% Hooks

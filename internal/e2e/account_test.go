@@ -12,14 +12,18 @@ import (
 	"github.com/push2/push2/internal/stack"
 )
 
-// TestAccountLifecycle (issue 13, Build 2): the operator deletes an
-// account with prosodyctl shell (both versions fire user-deleted) and, on
-// Prosody 13, disables and enables one (user-disabled, user-enabled). A
+// TestAccountLifecycle (issue 13, Build 2; issue 15 for ejabberd): the
+// operator deletes an account (Prosody 0.12 and 13: prosodyctl shell user
+// delete, user-deleted; ejabberd: mod_http_api's unregister, its
+// remove_user hook) and, on Prosody 13 and ejabberd, disables and enables
+// one (Prosody 13: prosodyctl shell user disable/enable, user-disabled and
+// user-enabled; ejabberd: mod_http_api's ban_account, API version 2, and
+// unban_account, seen by the bridge through the api_call hook). A
 // disabled account's registrations stay, suspended (admin /registrations
 // says so): a message stored for it gets no push; enabled again, the next
-// one does. A deleted account's registrations are gone.
-// On ejabberd the accounts are deleted through mod_http_api's unregister
-// (its remove_user hook); ejabberd has no disabled accounts of this kind.
+// one does. On ejabberd, ban_account of API version 1 (a random password,
+// nothing kept, no unban) disables the account too, for good. A deleted
+// account's registrations are gone. Prosody 0.12 has no disabled accounts.
 func TestAccountLifecycle(t *testing.T) { eachServer(t, testAccountLifecycle) }
 
 func testAccountLifecycle(t *testing.T, p server) {
@@ -33,15 +37,26 @@ func testAccountLifecycle(t *testing.T, p server) {
 	s := startStack(t, p, stack.Options{
 		ProsodyModules:      []string{"admin_shell", "admin_socket"},
 		ProsodyGlobalConfig: `admin_socket = "` + filepath.Join(sock, "s") + `"`,
+		// ban_account and unban_account (mod_admin_extra) keep the ban in
+		// private storage and record the last activity.
+		EjabberdModules: "mod_private: {}\nmod_last: {}\nmod_admin_extra: {}\n",
 	})
 	domain := s.Server.Domain()
 	shell := func(args ...string) {
 		t.Helper()
 		if p == ejabberd {
-			if len(args) != 3 || args[0] != "user" || args[1] != "delete" {
+			var err error
+			switch {
+			case len(args) == 3 && args[0] == "user" && args[1] == "delete":
+				err = s.Ejabberd.DeleteUser(strings.TrimSuffix(args[2], "@"+domain))
+			case len(args) == 3 && args[0] == "user" && args[1] == "disable":
+				err = s.Ejabberd.BanUser(strings.TrimSuffix(args[2], "@"+domain), "TestAccountLifecycle")
+			case len(args) == 3 && args[0] == "user" && args[1] == "enable":
+				err = s.Ejabberd.UnbanUser(strings.TrimSuffix(args[2], "@"+domain))
+			default:
 				t.Fatalf("no ejabberd counterpart of prosodyctl shell %v", args)
 			}
-			if err := s.Ejabberd.DeleteUser(strings.TrimSuffix(args[2], "@"+s.Server.Domain())); err != nil {
+			if err != nil {
 				t.Fatal(err)
 			}
 			return
@@ -82,7 +97,7 @@ func testAccountLifecycle(t *testing.T, p server) {
 	juliet := "juliet@" + domain
 	waitRegs(juliet, "one", func(r []reg) bool { return len(r) == 1 && !r[0].Suspended })
 
-	if p == (server{prosody: prosodytest.Prosody13}) {
+	if p == ejabberd || p.prosody == prosodytest.Prosody13 {
 		shell("user", "disable", juliet)
 		waitRegs(juliet, "one, suspended", func(r []reg) bool { return len(r) == 1 && r[0].Suspended })
 		send(t, romeo, chat(juliet, "dis1", "while disabled"))
@@ -94,6 +109,16 @@ func testAccountLifecycle(t *testing.T, p server) {
 		if n := waitNotification(t, pusher, 15*time.Second); clientOf(n) != "token-juliet" {
 			t.Fatalf("notification for %q", clientOf(n))
 		}
+	}
+	if p == ejabberd {
+		// ban_account of API version 1 (a random password, no unban):
+		// disabled for good, until the account is deleted below.
+		if err := s.Ejabberd.BanUserV1("juliet", "TestAccountLifecycle v1"); err != nil {
+			t.Fatal(err)
+		}
+		waitRegs(juliet, "one, suspended", func(r []reg) bool { return len(r) == 1 && r[0].Suspended })
+		send(t, romeo, chat(juliet, "v1", "banned (API version 1)"))
+		noNotification(t, pusher, 3*time.Second)
 	}
 
 	shell("user", "delete", juliet)

@@ -12,8 +12,9 @@
 // 127.0.0.1 port: c2s (no TLS; PLAIN and SCRAM over the loopback), the
 // ejabberd_service listener push2d connects to as the component
 // [Options.ComponentDomain], and an ejabberd_http listener whose
-// mod_http_api (only "register" and "unregister", only from 127.0.0.1)
-// creates accounts ([Server.CreateUser]). The component secret is random,
+// mod_http_api (only "register", "unregister", "ban_account" and
+// "unban_account", only from 127.0.0.1) creates, deletes and bans
+// accounts ([Server.CreateUser], [Server.DeleteUser], [Server.BanUser]). The component secret is random,
 // kept in a 0600 file ([Server.SecretFile], for push2d's
 // component.secret_file) and in the 0600 ejabberd.yml; the log never shows it.
 //
@@ -274,7 +275,7 @@ func (s *Server) config() string {
 	}
 	w("  - port: %d\n    ip: \"127.0.0.1\"\n    module: ejabberd_http\n    request_handlers:\n      /api: mod_http_api\n", s.httpPort)
 	w("acl:\n  loopback:\n    ip:\n      - 127.0.0.0/8\n")
-	w("api_permissions:\n  \"ejabberdtest\":\n    from:\n      - mod_http_api\n    who:\n      - acl: loopback\n    what:\n      - \"register\"\n      - \"unregister\"\n")
+	w("api_permissions:\n  \"ejabberdtest\":\n    from:\n      - mod_http_api\n    who:\n      - acl: loopback\n    what:\n      - \"register\"\n      - \"unregister\"\n      - \"ban_account\"\n      - \"unban_account\"\n")
 	base := []string{
 		"mod_disco: {}", "mod_roster: {}", "mod_offline: {}",
 		"mod_mam:\n      db_type: mnesia\n      default: always",
@@ -477,16 +478,50 @@ func (s *Server) RegisterUser(localpart, host, password string) error {
 // DeleteUser removes localpart@Domain() through mod_http_api (ejabberd
 // runs its remove_user hook).
 func (s *Server) DeleteUser(localpart string) error {
-	body, _ := json.Marshal(map[string]string{"user": localpart, "host": s.opts.Domain})
+	return s.api("unregister", map[string]string{"user": localpart, "host": s.opts.Domain}, false)
+}
+
+// BanUser bans localpart@Domain() through mod_http_api's ban_account (API
+// version 2, what `ejabberdctl ban_account user host reason` runs: the
+// sessions kicked, a random password, the old one kept in the account's
+// private storage). It needs mod_admin_extra and mod_private in
+// Options.Modules; a command that changed nothing (already banned, no
+// mod_private) is an error.
+func (s *Server) BanUser(localpart, reason string) error {
+	return s.api("ban_account", map[string]string{"user": localpart, "host": s.opts.Domain, "reason": reason}, true)
+}
+
+// BanUserV1 bans localpart@Domain() with ban_account of API version 1
+// (mod_http_api's /api/ban_account/v1): the sessions kicked and a random
+// password, nothing kept, no unban. It needs mod_admin_extra.
+func (s *Server) BanUserV1(localpart, reason string) error {
+	return s.api("ban_account/v1", map[string]string{"user": localpart, "host": s.opts.Domain, "reason": reason}, true)
+}
+
+// UnbanUser lifts BanUser's ban (mod_http_api's unban_account: the old
+// password back).
+func (s *Server) UnbanUser(localpart string) error {
+	return s.api("unban_account", map[string]string{"user": localpart, "host": s.opts.Domain}, true)
+}
+
+// api runs an ejabberd command through mod_http_api and fails unless it
+// answered 200 and, for a command whose result is a rescode (rescode
+// true), the result 0: mod_http_api answers 200 "1" when such a command
+// refused (ban_account's account_was_already_banned, ...).
+func (s *Server) api(command string, args map[string]string, rescode bool) error {
+	body, _ := json.Marshal(args)
 	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post("http://"+s.HTTPAddr()+"/api/unregister", "application/json", bytes.NewReader(body))
+	resp, err := c.Post("http://"+s.HTTPAddr()+"/api/"+command, "application/json", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s %s@%s: %w", command, args["user"], args["host"], err)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("unregister %s@%s: %s: %s", localpart, s.opts.Domain, resp.Status, bytes.TrimSpace(out))
+		return fmt.Errorf("%s %s@%s: %s: %s", command, args["user"], args["host"], resp.Status, bytes.TrimSpace(out))
+	}
+	if rescode && string(bytes.TrimSpace(out)) != "0" {
+		return fmt.Errorf("%s %s@%s: refused (result %s)", command, args["user"], args["host"], bytes.TrimSpace(out))
 	}
 	return nil
 }

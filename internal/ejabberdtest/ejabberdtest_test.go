@@ -63,3 +63,37 @@ func TestStartRegisterLogin(t *testing.T) {
 	}
 	sess.Close()
 }
+
+// TestBanUnban: BanUser locks the account out (mod_admin_extra's
+// ban_account, version 2), a second ban is refused (the account is banned
+// already), UnbanUser lets the old password in again, and unbanning an
+// account that is not banned is refused.
+func TestBanUnban(t *testing.T) {
+	s := MustStart(t, Options{Modules: "mod_private: {}\nmod_last: {}\nmod_admin_extra: {}"})
+	if err := s.CreateUser("juliet", "juliet-pw"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.BanUser("juliet", "testing"); err != nil {
+		t.Fatal(err)
+	}
+	if sess, err := s.DialClient(ctx, s.JID("juliet"), "juliet-pw"); err == nil {
+		sess.Close()
+		t.Fatal("a banned account logged in")
+	}
+	if err := s.BanUser("juliet", "again"); err == nil {
+		t.Error("banning a banned account succeeded")
+	}
+	if err := s.UnbanUser("juliet"); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.DialClient(ctx, s.JID("juliet"), "juliet-pw")
+	if err != nil {
+		t.Fatalf("login after the unban: %v", err)
+	}
+	sess.Close()
+	if err := s.UnbanUser("juliet"); err == nil {
+		t.Error("unbanning an account that is not banned succeeded")
+	}
+}
