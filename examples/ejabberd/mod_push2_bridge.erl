@@ -296,8 +296,14 @@ do_cast(_, State) ->
 %%% Events (docs/bridge-protocol.md "Stanza events")
 %%%===================================================================
 
+%% While an "enabled" change is sent and not yet answered, the account
+%% counts as having registrations (push2d drops the event if it has none):
+%% push2d sends <accounts><add/> for it just before its result, and a
+%% message stored in between would otherwise not be reported (as the
+%% Prosody bridge does).
 has_registrations(Account, #state{registered = undefined}) -> is_binary(Account);
-has_registrations(Account, #state{registered = R}) -> maps:is_key(Account, R).
+has_registrations(Account, #state{registered = R, accounts = A}) ->
+    maps:is_key(Account, R) orelse maps:get(Account, A, undefined) =:= <<"enabled">>.
 
 new_id() ->
     %% 18 random bytes (OTP 25 has no url-safe base64/2): unguessable.
