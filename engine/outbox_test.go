@@ -45,9 +45,16 @@ func (s *sink) count() int {
 // stepOutbox runs the outbox until the sink has want entries (or fails).
 func runUntil(t *testing.T, o *engine.Outbox, s *sink, want int) {
 	t.Helper()
+	runUntilWith(t, o, s.send, s, want)
+}
+
+// runUntilWith is runUntil with the outbox handing entries to send (which
+// passes those it takes on to s).
+func runUntilWith(t *testing.T, o *engine.Outbox, send engine.Sender, s *sink, want int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { o.Run(ctx, s.send); close(done) }()
+	go func() { o.Run(ctx, send); close(done) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for s.count() < want && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -541,21 +548,7 @@ func TestOutboxSendErrors(t *testing.T) {
 		}
 		return s.send(ctx, en)
 	}
-	run := func(want int) {
-		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { o.Run(ctx, send); close(done) }()
-		deadline := time.Now().Add(5 * time.Second)
-		for s.count() < want && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		cancel()
-		<-done
-		if got := s.count(); got != want {
-			t.Fatalf("sent %d, want %d", got, want)
-		}
-	}
+	run := func(want int) { t.Helper(); runUntilWith(t, o, send, s, want) }
 	run(1)
 	if s.sent[0].ID != good.ID {
 		t.Fatalf("sent %s first, want %s", s.sent[0].ID, good.ID)
