@@ -368,11 +368,7 @@ func (o *Outbox) step(ctx context.Context, send Sender) time.Time {
 		if err := send(ctx, e); err != nil {
 			switch {
 			case errors.Is(err, ErrUndeliverable):
-				// Tried again it would fail again, and stay first in line
-				// before every other notification.
-				o.log.Warn("outbox: dropped a notification that cannot be handed over", "id", e.ID, "account", e.Account, "err", err)
-				o.remove(e.ID)
-				o.observe(OutboxDropped, e, "undeliverable")
+				o.dropUndeliverable(e, err)
 				continue
 			case errors.Is(err, ErrNotReady):
 				// Only this destination waits: the others go on.
@@ -542,6 +538,15 @@ func (o *Outbox) remove(id string) {
 	if err := o.store.DeleteOutbox(id); err != nil {
 		o.log.Error("outbox: delete", "id", id, "err", err)
 	}
+}
+
+// dropUndeliverable drops an entry the Sender can never hand over
+// (ErrUndeliverable): tried again it would fail again, first in line
+// before every other notification.
+func (o *Outbox) dropUndeliverable(e OutboxEntry, err error) {
+	o.log.Warn("outbox: dropped a notification that cannot be handed over", "id", e.ID, "account", e.Account, "err", err)
+	o.remove(e.ID)
+	o.observe(OutboxDropped, e, "undeliverable")
 }
 
 // delivered: no error came back within the window. The registration's

@@ -154,11 +154,7 @@ func (o *Outbox) stepShared(ctx context.Context, send Sender) time.Duration {
 				}
 				switch {
 				case errors.Is(err, ErrUndeliverable):
-					o.log.Warn("outbox: dropped a notification that cannot be handed over", "id", e.ID, "account", e.Account, "err", err)
-					if err := o.store.DeleteOutbox(e.ID); err != nil {
-						o.log.Error("outbox: delete", "id", e.ID, "err", err)
-					}
-					o.observe(OutboxDropped, e, "undeliverable")
+					o.dropUndeliverable(e, err)
 					continue
 				case errors.Is(err, ErrNotReady):
 					// Released after the batch, whose others go on now;
